@@ -1,0 +1,48 @@
+# billing-desk: `make run` installs and starts the application; `make test` runs the whole suite.
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+VENV := .venv
+BIN := $(VENV)/bin
+# PySide6 on CPython 3.11 can abort the interpreter at exit, so prefer 3.12 or newer when present.
+# Each candidate is probed by running it: a pyenv shim may exist and still fail.
+BASE_PYTHON ?= $(shell tools/find-python)
+DEPS_HASH := $(shell cat pyproject.toml | sha1sum | cut -c1-12)
+APP_STAMP := $(VENV)/.app-$(DEPS_HASH)
+TEST_STAMP := $(VENV)/.test-$(DEPS_HASH)
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	@tools/make-venv "$(BASE_PYTHON)" "$(VENV)"
+
+$(APP_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(TEST_STAMP): $(APP_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+run: $(APP_STAMP)
+	$(BIN)/billing-desk $(ARGS)
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: $(TEST_STAMP)
+	@tools/ensure-postgres
+	$(MAKE) --no-print-directory lint
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+bench: $(TEST_STAMP)
+	@tools/ensure-postgres
+	@for script in $(wildcard bench/*.py); do echo "== $$script"; $(BIN)/python "$$script" || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

@@ -1,0 +1,106 @@
+"""The `billing-desk` command: root options, command groups, and the one place errors become
+exit codes.
+
+Exit codes: 0 done; 1 findings; 2 bad usage or bad input; 3 refused by a business rule;
+4 environment (database unreachable or locked); 70 internal error (a bug, logged with its
+traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import typer
+
+from billing_desk.cli import db, facility, invoice, trip, user
+from billing_desk.cli.demo import demo
+from billing_desk.cli.state import CliState, state
+from billing_desk.domain.errors import BillingError
+from billing_desk.services.overview import overview
+
+EXIT_INTERNAL_ERROR = 70
+
+app = typer.Typer(
+    name="billing-desk",
+    help="Back-office billing for a facility transportation service.",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(facility.app, name="facility")
+app.add_typer(trip.app, name="trip")
+app.add_typer(invoice.app, name="invoice")
+app.add_typer(user.app, name="user")
+app.command("demo")(demo)
+
+
+@app.callback(invoke_without_command=True)
+def root(
+    ctx: typer.Context,
+    db_option: str | None = typer.Option(
+        None,
+        "--db",
+        envvar="BILLING_DESK_DB",
+        help="Database: a path to an SQLite file or a postgresql:// URL "
+        "(default: billing-desk.sqlite3 in your data folder).",
+    ),
+    user_option: str | None = typer.Option(
+        None,
+        "--user",
+        envvar="BILLING_DESK_USER",
+        help="Acting local user in embedded mode (default: your login name).",
+    ),
+) -> None:
+    ctx.obj = CliState(db_option, user_option)
+    ctx.call_on_close(ctx.obj.close)
+    if ctx.invoked_subcommand is None:
+        summary = overview(state(ctx).workspace())
+        typer.echo(ctx.get_help())
+        typer.echo("")
+        typer.echo(f"Database: {summary.database}")
+        if summary.is_empty:
+            typer.echo(
+                "It is empty. Load demo data with `billing-desk demo`, then try "
+                "`billing-desk --user clerk invoice list`."
+            )
+        else:
+            typer.echo(
+                f"{summary.facilities} facilities, {summary.trips} trips, "
+                f"{summary.invoices} invoices, {summary.users} users."
+            )
+
+
+def _log_file() -> Path:
+    import platformdirs
+
+    folder = Path(platformdirs.user_log_dir("billing-desk", appauthor=False))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "billing-desk.log"
+
+
+def main() -> None:
+    try:
+        app()
+    except BillingError as err:
+        typer.echo(err.message, err=True)
+        sys.exit(err.exit_code)
+    except Exception:
+        path = _log_file()
+        logging.basicConfig(
+            filename=path,
+            level=logging.ERROR,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        logging.getLogger("billing_desk").exception("internal error running %s", sys.argv[1:])
+        typer.echo(
+            "Sorry: billing-desk hit an internal error and stopped; nothing was half-written. "
+            f"The details are in {path}; please report them.",
+            err=True,
+        )
+        sys.exit(EXIT_INTERNAL_ERROR)
+
+
+if __name__ == "__main__":
+    main()

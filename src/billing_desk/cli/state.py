@@ -1,0 +1,32 @@
+"""What the root options chose: which database, acting as whom."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import typer
+
+from billing_desk.services.unit_of_work import Workspace, open_workspace
+
+
+@dataclass
+class CliState:
+    db: str | None
+    user: str | None
+    _workspace: Workspace | None = field(default=None, repr=False)
+
+    def workspace(self) -> Workspace:
+        if self._workspace is None:
+            self._workspace = open_workspace(self.db, self.user)
+        return self._workspace
+
+    def close(self) -> None:
+        if self._workspace is not None:
+            self._workspace.close()
+
+
+def state(ctx: typer.Context) -> CliState:
+    found = ctx.find_object(CliState)
+    if found is None:
+        raise RuntimeError("the root command did not set up its state")
+    return found

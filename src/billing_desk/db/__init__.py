@@ -1,0 +1,1 @@
+"""The data layer: SQLAlchemy models, engines for both backends, Alembic migrations."""

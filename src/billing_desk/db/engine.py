@@ -1,0 +1,114 @@
+"""Engines for the two backends: embedded SQLite with a strict writer discipline, shared PostgreSQL.
+
+SQLite: WAL, synchronous=FULL, foreign keys on, a busy timeout, and every write transaction opened
+with BEGIN IMMEDIATE, so a read-then-write transaction takes the write lock before it reads and can
+never fail half-way with "database is locked". pysqlite's own implicit BEGIN is switched off and
+SQLAlchemy's begin is taken over (the recipe from SQLAlchemy's pysqlite documentation).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import NullPool
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# Execution option naming how a SQLite transaction begins: "IMMEDIATE" (writes) or "DEFERRED".
+SQLITE_BEGIN = "billing_desk_sqlite_begin"
+
+
+@dataclass(frozen=True)
+class DatabaseLocation:
+    """Where the billing database lives, as the user named it."""
+
+    url: URL
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.get_backend_name() == "sqlite"
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.url.get_backend_name() == "postgresql"
+
+    def describe(self) -> str:
+        if self.is_sqlite:
+            return str(self.url.database)
+        return self.url.render_as_string(hide_password=True)
+
+
+def default_sqlite_path() -> Path:
+    import platformdirs
+
+    return (
+        Path(platformdirs.user_data_dir("billing-desk", appauthor=False)) / "billing-desk.sqlite3"
+    )
+
+
+def resolve_location(db: str | None) -> DatabaseLocation:
+    """`--db` may be a URL (postgresql://..., sqlite:///...) or a path to an SQLite file."""
+    value = db or os.environ.get("BILLING_DESK_DB") or ""
+    if not value:
+        path = default_sqlite_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return DatabaseLocation(URL.create("sqlite+pysqlite", database=str(path)))
+    if "://" not in value:
+        path = Path(value).expanduser().resolve()
+        return DatabaseLocation(URL.create("sqlite+pysqlite", database=str(path)))
+    url = make_url(value)
+    backend = url.get_backend_name()
+    if backend == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    elif backend == "sqlite":
+        url = url.set(drivername="sqlite+pysqlite")
+    else:
+        raise ValueError(f"unsupported database backend {backend!r}")
+    return DatabaseLocation(url)
+
+
+def make_engine(location: DatabaseLocation, *, pool_size: int = 4) -> Engine:
+    if location.is_sqlite:
+        return _sqlite_engine(location.url)
+    return create_engine(
+        location.url,
+        pool_size=pool_size,
+        max_overflow=4,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 10, "application_name": "billing-desk"},
+    )
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    engine = create_engine(
+        url,
+        # One connection per checkout: SQLite connections are cheap, and a pooled connection
+        # must never carry an open transaction from one thread to another.
+        poolclass=NullPool,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy's begin event below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = connection.get_execution_options().get(SQLITE_BEGIN, "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine

@@ -1,0 +1,236 @@
+"""The billing database: facilities, clients, trips, invoices and users, as typed SQLAlchemy models.
+
+Money columns hold integer minor units beside a currency code. Unique indexes on tenant tables
+start with the facility, so a duplicate-key error can never speak of another facility's rows.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import ClassVar
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on both backends (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[type, object]] = {
+        datetime: UtcDateTime(),
+        date: Date(),
+        int: Integer(),
+        str: Text(),
+    }
+
+
+class User(Base):
+    __tablename__ = "app_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str | None] = mapped_column(String(63))
+
+    __table_args__ = (
+        CheckConstraint("role IN ('clerk', 'manager', 'auditor', 'admin')", name="role"),
+    )
+
+
+class Facility(Base):
+    __tablename__ = "facility"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    name: Mapped[str]
+    billing_contact_name: Mapped[str | None]
+    billing_contact_email: Mapped[str | None]
+    billing_address: Mapped[str | None]
+    currency: Mapped[str] = mapped_column(String(3))
+    payment_terms_days: Mapped[int]
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        CheckConstraint("payment_terms_days >= 0", name="payment_terms"),
+        CheckConstraint("length(currency) = 3", name="currency"),
+    )
+
+
+class Client(Base):
+    """A rider the facility books trips for: a name only, nothing medical."""
+
+    __tablename__ = "client"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facility.id"))
+    name: Mapped[str]
+    external_ref: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("facility_id", "external_ref"),)
+
+
+class Trip(Base):
+    __tablename__ = "trip"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facility.id"))
+    client_id: Mapped[int] = mapped_column(ForeignKey("client.id"))
+    external_trip_id: Mapped[str] = mapped_column(String(64))
+    service_date: Mapped[date]
+    pickup: Mapped[str]
+    dropoff: Mapped[str]
+    status: Mapped[str] = mapped_column(String(16))
+    fare_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    billable: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    client: Mapped[Client] = relationship(lazy="raise")
+
+    __table_args__ = (
+        UniqueConstraint("facility_id", "external_trip_id"),
+        Index("ix_trip_facility_id_service_date", "facility_id", "service_date"),
+        CheckConstraint("fare_minor >= 0", name="fare_not_negative"),
+        CheckConstraint("status IN ('completed', 'cancelled', 'no-show')", name="status"),
+    )
+
+
+class InvoiceCounter(Base):
+    """The last invoice number given per facility; taken inside the billing transaction, so a
+    rolled-back run leaves no gap."""
+
+    __tablename__ = "invoice_counter"
+
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facility.id"), primary_key=True)
+    last_number: Mapped[int]
+
+
+class Invoice(Base):
+    __tablename__ = "invoice"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facility.id"))
+    number: Mapped[str] = mapped_column(String(32))
+    sequence: Mapped[int]
+    period_start: Mapped[date]
+    period_end: Mapped[date]
+    issue_date: Mapped[date]
+    due_date: Mapped[date]
+    status: Mapped[str] = mapped_column(String(16))
+    currency: Mapped[str] = mapped_column(String(3))
+    total_minor: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(63))
+    void_reason: Mapped[str | None]
+    voided_by: Mapped[str | None] = mapped_column(String(63))
+    voided_at: Mapped[datetime | None]
+
+    lines: Mapped[list[InvoiceLine]] = relationship(
+        back_populates="invoice", order_by="InvoiceLine.line_no", lazy="raise"
+    )
+
+    __table_args__ = (
+        UniqueConstraint("facility_id", "number"),
+        UniqueConstraint("facility_id", "sequence"),
+        Index("ix_invoice_number", "number"),
+        CheckConstraint("total_minor >= 0", name="total_not_negative"),
+        CheckConstraint(
+            "status IN ('draft', 'issued', 'partially paid', 'paid', 'void')", name="status"
+        ),
+    )
+
+
+class InvoiceLine(Base):
+    """One billed trip. `released` turns true only when the invoice is voided, which frees the
+    trip for a new invoice; nothing else about a line ever changes."""
+
+    __tablename__ = "invoice_line"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoice.id"))
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facility.id"))
+    trip_id: Mapped[int] = mapped_column(ForeignKey("trip.id"))
+    line_no: Mapped[int]
+    service_date: Mapped[date]
+    description: Mapped[str]
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    released: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    invoice: Mapped[Invoice] = relationship(back_populates="lines", lazy="raise")
+
+    __table_args__ = (
+        # Promise 1: a trip is on at most one invoice that has not been voided.
+        Index(
+            "uq_invoice_line_trip_billed",
+            "facility_id",
+            "trip_id",
+            unique=True,
+            sqlite_where=text("NOT released"),
+            postgresql_where=text("NOT released"),
+        ),
+        UniqueConstraint("invoice_id", "line_no"),
+        Index("ix_invoice_line_trip_id", "trip_id"),
+    )
+
+
+class InvoiceStatusChange(Base):
+    """One row per invoice status transition: who moved it, when and why."""
+
+    __tablename__ = "invoice_status_change"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoice.id"))
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facility.id"))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    changed_at: Mapped[datetime]
+    changed_by: Mapped[str] = mapped_column(String(63))
+    reason: Mapped[str | None]
+
+    __table_args__ = (Index("ix_invoice_status_change_invoice_id", "invoice_id"),)

@@ -1,0 +1,1 @@
+"""Pure business rules: money, states, canonical hashing. Standard library only."""

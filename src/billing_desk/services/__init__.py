@@ -1,0 +1,1 @@
+"""The service layer: one module per noun, each call one unit of work returning plain data."""
