@@ -234,3 +234,202 @@ class InvoiceStatusChange(Base):
     reason: Mapped[str | None]
 
     __table_args__ = (Index("ix_invoice_status_change_invoice_id", "invoice_id"),)
+
+
+class DatabaseSecret(Base):
+    """Keys made for this database alone, kept apart from the rows they protect (the account-number
+    hash key). Never exported with billing data."""
+
+    __tablename__ = "database_secret"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str]
+    created_at: Mapped[datetime]
+
+
+class Payment(Base):
+    """Money a facility sent. The amount never changes; what happens to it is its status history,
+    and where it went is its allocations (the unallocated rest is the facility's credit)."""
+
+    __tablename__ = "payment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facility.id"))
+    method: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(24))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    received_date: Mapped[date]
+    payer: Mapped[str | None]
+    memo: Mapped[str | None]
+    check_number: Mapped[str | None] = mapped_column(String(32))
+    routing_number: Mapped[str | None] = mapped_column(String(16))
+    account_last4: Mapped[str | None] = mapped_column(String(4))
+    account_hash: Mapped[str | None] = mapped_column(String(64))
+    transfer_reference: Mapped[str | None] = mapped_column(String(140))
+    card_brand: Mapped[str | None] = mapped_column(String(32))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    processor_ref: Mapped[str | None] = mapped_column(String(140))
+    # What makes a second entry of the same instrument a duplicate; NULL once a manager has
+    # approved a deliberate second entry (the override).
+    natural_key: Mapped[str | None] = mapped_column(String(255))
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("payment.id"))
+    override_reason: Mapped[str | None]
+    approved_by: Mapped[str | None] = mapped_column(String(63))
+    approved_at: Mapped[datetime | None]
+    allocation_request: Mapped[str | None]
+    recorded_by: Mapped[str] = mapped_column(String(63))
+    recorded_at: Mapped[datetime]
+
+    __table_args__ = (
+        # Promise 2, in the database: one payment per check or transfer reference per facility.
+        Index(
+            "uq_payment_natural_key",
+            "facility_id",
+            "natural_key",
+            unique=True,
+            sqlite_where=text("natural_key IS NOT NULL"),
+            postgresql_where=text("natural_key IS NOT NULL"),
+        ),
+        Index("ix_payment_facility_id_received_date", "facility_id", "received_date"),
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint("method IN ('check', 'transfer', 'card', 'cash')", name="method"),
+    )
+
+
+class PaymentStatusChange(Base):
+    __tablename__ = "payment_status_change"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payment.id"))
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facility.id"))
+    from_status: Mapped[str | None] = mapped_column(String(24))
+    to_status: Mapped[str] = mapped_column(String(24))
+    changed_at: Mapped[datetime]
+    changed_by: Mapped[str] = mapped_column(String(63))
+    reason: Mapped[str | None]
+
+    __table_args__ = (Index("ix_payment_status_change_payment_id", "payment_id"),)
+
+
+class Allocation(Base):
+    """Part of a payment applied to an invoice. Released (never deleted) when the payment is
+    voided, returned or refunded; `via_credit` marks credit applied after the payment was
+    recorded."""
+
+    __tablename__ = "allocation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facility.id"))
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payment.id"))
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoice.id"))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    via_credit: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(63))
+    released: Mapped[bool] = mapped_column(Boolean, default=False)
+    released_at: Mapped[datetime | None]
+    released_by: Mapped[str | None] = mapped_column(String(63))
+
+    __table_args__ = (
+        Index("ix_allocation_facility_id_invoice_id", "facility_id", "invoice_id"),
+        Index("ix_allocation_facility_id_payment_id", "facility_id", "payment_id"),
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+    )
+
+
+class Refund(Base):
+    """Money going back to the facility."""
+
+    __tablename__ = "refund"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facility.id"))
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payment.id"))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    refunded_on: Mapped[date]
+    reason: Mapped[str]
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(63))
+
+    __table_args__ = (CheckConstraint("amount_minor > 0", name="amount_positive"),)
+
+
+class Deposit(Base):
+    """A bank deposit of checks (and cash): one slip, one bank line to match later."""
+
+    __tablename__ = "deposit"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deposit_date: Mapped[date]
+    bank_account: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
+    total_minor: Mapped[int] = mapped_column(BigInteger)
+    item_count: Mapped[int]
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(63))
+
+
+class DepositItem(Base):
+    __tablename__ = "deposit_item"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deposit_id: Mapped[int] = mapped_column(ForeignKey("deposit.id"))
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payment.id"))
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facility.id"))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        Index("ix_deposit_item_deposit_id", "deposit_id"),
+        Index("ix_deposit_item_facility_id_payment_id", "facility_id", "payment_id"),
+    )
+
+
+class IdempotencyRecord(Base):
+    """One per idempotency key: the request's fingerprint and the result first returned for it.
+    Written in the same transaction as the change it guards."""
+
+    __tablename__ = "idempotency_record"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # NULL for keys not scoped to one facility (deposits span facilities).
+    facility_id: Mapped[int | None] = mapped_column(ForeignKey("facility.id"))
+    key: Mapped[str] = mapped_column(String(200))
+    operation: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    request: Mapped[str]
+    result: Mapped[str]
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(63))
+
+    __table_args__ = (
+        Index(
+            "uq_idempotency_record_facility_key",
+            "facility_id",
+            "key",
+            unique=True,
+            sqlite_where=text("facility_id IS NOT NULL"),
+            postgresql_where=text("facility_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_idempotency_record_global_key",
+            "key",
+            unique=True,
+            sqlite_where=text("facility_id IS NULL"),
+            postgresql_where=text("facility_id IS NULL"),
+        ),
+        Index("ix_idempotency_record_created_at", "created_at"),
+    )
+
+
+class MaintenanceRun(Base):
+    """Housekeeping that removes rows (expired idempotency keys), recorded when it ran."""
+
+    __tablename__ = "maintenance_run"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action: Mapped[str] = mapped_column(String(64))
+    ran_at: Mapped[datetime]
+    ran_by: Mapped[str] = mapped_column(String(63))
+    detail: Mapped[str]

@@ -51,8 +51,9 @@ ISO_4217_EXPONENTS: Final[Mapping[str, int]] = MappingProxyType({
     "ZAR": 2, "ZMW": 2, "ZWG": 2,
 })  # fmt: skip
 
-# Every amount has fewer than 18 significant digits in minor units, so it always fits the
-# database's signed 64-bit columns (and a USD amount has at most 16 digits before the point).
+# Amounts read from people (Money(amount) and parse_money) have at most 18 digits in minor
+# units, so they always fit the database's signed 64-bit columns: 16 digits before the point for
+# USD, 18 for JPY. Money.from_minor and arithmetic are not limited.
 MAX_MINOR: Final = 10**18 - 1
 
 # Currency symbols a user may type before an amount, and the currencies each may stand for.
@@ -106,13 +107,14 @@ class Money:
 
     Instances are immutable and hashable. Arithmetic and ordering need one currency; mixing
     currencies raises `CurrencyMismatch`, while `==` between currencies is simply False. There is
-    deliberately no truthiness: ask `is_zero()`, `is_negative()` or `is_positive()`.
+    no `__bool__`, so `if amount:` says nothing about the amount (a Money is truthy like any
+    object, zero included): ask `is_zero()`, `is_negative()` or `is_positive()`.
     """
 
-    __slots__ = ("currency", "minor")
+    __slots__ = ("_currency", "_minor")
 
-    minor: int
-    currency: str
+    _minor: int
+    _currency: str
 
     def __init__(self, amount: int | Decimal | str, currency: str) -> None:
         if isinstance(amount, bool) or not isinstance(amount, int | Decimal | str):
@@ -158,6 +160,16 @@ class Money:
                 _mismatch("add", item.currency, currency)
             minor += item.minor
         return cls.from_minor(minor, currency)
+
+    @property
+    def minor(self) -> int:
+        """The amount in integer minor units: 123 for 1.23 USD."""
+        return self._minor
+
+    @property
+    def currency(self) -> str:
+        """The ISO 4217 code, upper case."""
+        return self._currency
 
     @property
     def exponent(self) -> int:
@@ -293,8 +305,8 @@ class Money:
 
 
 def _init(money: Money, minor: int, currency: str) -> None:
-    object.__setattr__(money, "minor", minor)
-    object.__setattr__(money, "currency", currency)
+    object.__setattr__(money, "_minor", minor)
+    object.__setattr__(money, "_currency", currency)
 
 
 def _from_minor(minor: int, currency: str) -> Money:

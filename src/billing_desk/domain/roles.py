@@ -22,13 +22,24 @@ class Permission(StrEnum):
     VOID_INVOICES = "void invoices"
     MANAGE_USERS = "add or change users"
     LOAD_DEMO_DATA = "load demo data"
+    RECORD_PAYMENTS = "record payments"
+    APPROVE_PAYMENTS = "void, refund or approve payments"
+    MAINTAIN = "run maintenance"
 
 
-_CLERK = frozenset({Permission.READ, Permission.IMPORT_TRIPS, Permission.RUN_INVOICES})
+_CLERK = frozenset(
+    {
+        Permission.READ,
+        Permission.IMPORT_TRIPS,
+        Permission.RUN_INVOICES,
+        Permission.RECORD_PAYMENTS,
+    }
+)
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.CLERK: _CLERK,
-    Role.MANAGER: _CLERK | {Permission.VOID_INVOICES, Permission.MANAGE_FACILITIES},
+    Role.MANAGER: _CLERK
+    | {Permission.VOID_INVOICES, Permission.MANAGE_FACILITIES, Permission.APPROVE_PAYMENTS},
     Role.AUDITOR: frozenset({Permission.READ}),
     # The administrator sets up the system; billing itself stays with clerks and managers.
     Role.ADMIN: frozenset(
@@ -37,6 +48,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.MANAGE_USERS,
             Permission.MANAGE_FACILITIES,
             Permission.LOAD_DEMO_DATA,
+            Permission.MAINTAIN,
         }
     ),
 }

@@ -163,7 +163,7 @@ def _bill(
         # A concurrent run billed some of these trips after we chose them.
         taken = _billed_among(session, [trip.id for trip, _ in trips])
         raise _double_billing(facility, taken) from None
-    _record_status(unit, invoice, None, InvoiceStatus.ISSUED, "invoice run")
+    record_invoice_status(unit, invoice, None, InvoiceStatus.ISSUED, "invoice run")
     return InvoiceRunResult(
         number,
         facility.code,
@@ -303,7 +303,7 @@ def _next_invoice_number(session: Session, facility: Facility) -> tuple[str, int
     return f"{facility.code}-{sequence:06d}", sequence
 
 
-def _record_status(
+def record_invoice_status(
     unit: UnitOfWork,
     invoice: Invoice,
     current: InvoiceStatus | None,
@@ -335,7 +335,7 @@ def void_invoice(workspace: Workspace, number: str, reason: str) -> InvoiceSumma
     def operation(unit: UnitOfWork) -> InvoiceSummary:
         unit.require(Permission.VOID_INVOICES)
         invoice = _invoice_by_number(unit.session, number, lock=True)
-        _record_status(unit, invoice, InvoiceStatus(invoice.status), InvoiceStatus.VOID, why)
+        record_invoice_status(unit, invoice, InvoiceStatus(invoice.status), InvoiceStatus.VOID, why)
         invoice.void_reason = why
         invoice.voided_by = unit.actor.name
         invoice.voided_at = unit.now
