@@ -14,7 +14,17 @@ from pathlib import Path
 
 import typer
 
-from billing_desk.cli import db, facility, invoice, trip, user
+from billing_desk.cli import (
+    credit,
+    db,
+    deposit,
+    facility,
+    invoice,
+    maintenance,
+    payment,
+    trip,
+    user,
+)
 from billing_desk.cli.demo import demo
 from billing_desk.cli.state import CliState, state
 from billing_desk.domain.errors import BillingError
@@ -33,6 +43,10 @@ app.add_typer(facility.app, name="facility")
 app.add_typer(trip.app, name="trip")
 app.add_typer(invoice.app, name="invoice")
 app.add_typer(user.app, name="user")
+app.add_typer(payment.app, name="payment")
+app.add_typer(deposit.app, name="deposit")
+app.add_typer(credit.app, name="credit")
+app.add_typer(maintenance.app, name="maintenance")
 app.command("demo")(demo)
 
 
@@ -80,12 +94,15 @@ def _log_file() -> Path:
     return folder / "billing-desk.log"
 
 
-def main() -> None:
+def run(argv: list[str] | None = None) -> int:
+    """Run one command line and return its exit code; refusals print their one sentence."""
     try:
-        app()
+        app(args=argv, prog_name="billing-desk", standalone_mode=True)
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     except BillingError as err:
         typer.echo(err.message, err=True)
-        sys.exit(err.exit_code)
+        return err.exit_code
     except Exception:
         path = _log_file()
         logging.basicConfig(
@@ -93,13 +110,18 @@ def main() -> None:
             level=logging.ERROR,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
-        logging.getLogger("billing_desk").exception("internal error running %s", sys.argv[1:])
+        logging.getLogger("billing_desk").exception("internal error running %s", argv)
         typer.echo(
             "Sorry: billing-desk hit an internal error and stopped; nothing was half-written. "
             f"The details are in {path}; please report them.",
             err=True,
         )
-        sys.exit(EXIT_INTERNAL_ERROR)
+        return EXIT_INTERNAL_ERROR
+    return 0
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,8 @@ def import_(
             typer.echo(f"skipped {file.name} {problem}", err=True)
         typer.echo(
             f"{file.name}: {result.added} trips added, {result.updated} updated, "
-            f"{result.unchanged} unchanged, {len(result.skipped)} bad rows skipped."
+            f"{result.unchanged} unchanged, {len(result.skipped)} bad "
+            f"{'row' if len(result.skipped) == 1 else 'rows'} skipped."
         )
 
     emit(result, as_json, human)

@@ -43,8 +43,8 @@ class TripFileRejected(BadInput):
     def __init__(self, problems: Sequence[RowProblem]) -> None:
         self.problems = tuple(problems)
         count = len(self.problems)
-        rows = "row is" if count == 1 else "rows are"
+        rows, them = ("row is", "it") if count == 1 else ("rows are", "them")
         super().__init__(
-            f"Nothing was imported: {count} {rows} bad; fix them, or import the good rows "
+            f"Nothing was imported: {count} {rows} bad; fix {them}, or import the good rows "
             "alone with --skip-bad."
         )

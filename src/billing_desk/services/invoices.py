@@ -102,12 +102,12 @@ def run_invoice(
 
     def operation(unit: UnitOfWork) -> InvoiceRunResult:
         unit.require(Permission.RUN_INVOICES)
-        return _bill(unit, facility_code, billing_period, trip_ids, issue_date or unit.today)
+        return bill_trips(unit, facility_code, billing_period, trip_ids, issue_date or unit.today)
 
     return workspace.write(operation)
 
 
-def _bill(
+def bill_trips(
     unit: UnitOfWork,
     facility_code: str,
     period: Period,

@@ -53,12 +53,12 @@ def import_trips(
 
     def operation(unit: UnitOfWork) -> TripImportResult:
         unit.require(Permission.IMPORT_TRIPS)
-        return _import(unit, records, skip_bad=skip_bad, earlier=problems)
+        return import_trip_records(unit, records, skip_bad=skip_bad, earlier=problems)
 
     return workspace.write(operation)
 
 
-def _import(
+def import_trip_records(
     unit: UnitOfWork,
     records: Sequence[TripRecord],
     *,
@@ -71,7 +71,6 @@ def _import(
     existing = _existing_trips(session, records, facilities)
     billed = _billed_trip_ids(session, [t.id for t in existing.values()])
     clients: dict[tuple[int, str, str | None], Client] = {}
-    added = updated = unchanged = 0
     good: list[tuple[TripRecord, Facility, int]] = []
     for record in records:
         facility = facilities.get(record.facility_code)
@@ -100,6 +99,23 @@ def _import(
         good.append((record, facility, fare.minor))
     if problems and not skip_bad:
         raise TripFileRejected(sorted(problems, key=lambda p: p.line))
+    with session.no_autoflush:
+        counts = _write_rows(unit, good, existing, clients)
+    session.flush()
+    added, updated, unchanged = counts
+    return TripImportResult(
+        added, updated, unchanged, tuple(sorted(problems, key=lambda p: p.line))
+    )
+
+
+def _write_rows(
+    unit: UnitOfWork,
+    good: Sequence[tuple[TripRecord, Facility, int]],
+    existing: dict[tuple[int, str], Trip],
+    clients: dict[tuple[int, str, str | None], Client],
+) -> tuple[int, int, int]:
+    session = unit.session
+    added = updated = unchanged = 0
     for record, facility, fare_minor in good:
         client = _client(session, clients, facility, record)
         trip = existing.get((facility.id, record.external_trip_id))
@@ -131,10 +147,7 @@ def _import(
             updated += 1
         else:
             unchanged += 1
-    session.flush()
-    return TripImportResult(
-        added, updated, unchanged, tuple(sorted(problems, key=lambda p: p.line))
-    )
+    return added, updated, unchanged
 
 
 def _existing_trips(

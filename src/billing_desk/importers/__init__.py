@@ -1,0 +1,1 @@
+"""File readers: each turns a file into domain records and nothing else."""
