@@ -170,6 +170,8 @@ class Invoice(Base):
     void_reason: Mapped[str | None]
     voided_by: Mapped[str | None] = mapped_column(String(63))
     voided_at: Mapped[datetime | None]
+    # SHA-256 of the invoice with its lines (services.integrity), set whenever it changes.
+    content_hash: Mapped[str | None] = mapped_column(String(64))
 
     lines: Mapped[list[InvoiceLine]] = relationship(
         back_populates="invoice", order_by="InvoiceLine.line_no", lazy="raise"
@@ -280,6 +282,8 @@ class Payment(Base):
     allocation_request: Mapped[str | None]
     recorded_by: Mapped[str] = mapped_column(String(63))
     recorded_at: Mapped[datetime]
+    # SHA-256 of the payment with its allocations (services.integrity), set whenever it changes.
+    content_hash: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         # Promise 2, in the database: one payment per check or transfer reference per facility.
@@ -433,3 +437,112 @@ class MaintenanceRun(Base):
     ran_at: Mapped[datetime]
     ran_by: Mapped[str] = mapped_column(String(63))
     detail: Mapped[str]
+
+
+class AuditEntry(Base):
+    """One change to one row (or one sensitive read), appended in the transaction that made it.
+    Never updated: its place in the hash chain is a separate `AuditLink` added after commit."""
+
+    __tablename__ = "audit_entry"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
+    recorded_at: Mapped[datetime]
+    user_name: Mapped[str] = mapped_column(String(63))
+    user_role: Mapped[str | None] = mapped_column(String(16))
+    facility_id: Mapped[int | None]
+    action: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(64))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    before: Mapped[str | None]
+    after: Mapped[str | None]
+    request_id: Mapped[str] = mapped_column(String(36))
+
+    __table_args__ = (
+        Index("ix_audit_entry_facility_id_recorded_at", "facility_id", "recorded_at"),
+        Index("ix_audit_entry_request_id", "request_id"),
+        Index("ix_audit_entry_entity_type_entity_id", "entity_type", "entity_id"),
+    )
+
+
+class AuditPending(Base):
+    """Entries committed but not yet sealed: the sealer's queue, emptied as it seals."""
+
+    __tablename__ = "audit_pending"
+
+    entry_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"),
+        ForeignKey("audit_entry.id"),
+        primary_key=True,
+        autoincrement=False,
+    )
+
+
+class AuditLink(Base):
+    """An entry's place in the chain: sequence, the previous link's hash and its own."""
+
+    __tablename__ = "audit_link"
+
+    sequence: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
+    entry_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("audit_entry.id"), unique=True)
+    hash_version: Mapped[int]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))
+    sealed_at: Mapped[datetime]
+
+    __table_args__ = (CheckConstraint("hash_version >= 1", name="hash_version"),)
+
+
+class AuditChainHead(Base):
+    """The one row sealers lock to take turns; it mirrors the newest link."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    last_sequence: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    hash_version: Mapped[int]
+
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+
+class DatabaseIdentity(Base):
+    """Which database this is: named in every signed checkpoint."""
+
+    __tablename__ = "database_identity"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    database_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime]
+
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+
+class SigningKey(Base):
+    """A checkpoint signer's public key and its owner."""
+
+    __tablename__ = "signing_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_name: Mapped[str] = mapped_column(String(128), unique=True)
+    public_key: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(63))
+    registered_at: Mapped[datetime]
+    registered_by: Mapped[str] = mapped_column(String(63))
+
+
+class Checkpoint(Base):
+    """A signed note pinning the chain head at a sequence number."""
+
+    __tablename__ = "checkpoint"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    key_name: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str]
+    signed_by: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from billing_desk.db.models import Allocation, Facility, Invoice, Payment
@@ -203,11 +203,10 @@ def release_allocations(unit: UnitOfWork, payment: Payment, *, reason: str) -> l
     invoices = _locked_invoices(
         session, select(Invoice).where(Invoice.id.in_(invoice_ids)).order_by(Invoice.id)
     )
-    session.execute(
-        update(Allocation)
-        .where(Allocation.id.in_([a.id for a, _ in rows]))
-        .values(released=True, released_at=unit.now, released_by=unit.actor.name)
-    )
+    for allocation, _ in rows:
+        allocation.released = True
+        allocation.released_at = unit.now
+        allocation.released_by = unit.actor.name
     session.flush()
     settle_invoice_statuses(unit, invoices, reason=reason)
     return [

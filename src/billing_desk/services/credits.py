@@ -110,7 +110,7 @@ def apply_credit(
         complete(unit, claimed, result.to_record())
         return result
 
-    return workspace.write(operation)
+    return workspace.write(operation, action="credit.apply")
 
 
 def credit_balance(workspace: Workspace, facility_code: str) -> CreditBalance:

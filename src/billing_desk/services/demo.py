@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from billing_desk.db.models import Client, Facility, Invoice, Trip, User
 from billing_desk.domain.errors import BadInput, Refused
@@ -81,7 +81,7 @@ def load_demo_data(
             stage(run)
         return run.summary()
 
-    return workspace.write(operation)
+    return workspace.write(operation, action="demo.load")
 
 
 def _refuse_unless_empty(unit: UnitOfWork) -> None:
@@ -653,7 +653,7 @@ def _add_facilities(run: _DemoRun) -> None:
 
 
 def _add_clients(run: _DemoRun) -> None:
-    """Each facility's riders, as its dispatch system knows them, in one multi-row INSERT."""
+    """Each facility's riders, as its dispatch system knows them."""
     session = run.unit.session
     ids = {code: id_ for code, id_ in session.execute(select(Facility.code, Facility.id))}
     rows = [
@@ -661,7 +661,8 @@ def _add_clients(run: _DemoRun) -> None:
         for profile, riders in zip(run.plan.profiles, run.plan.riders, strict=True)
         for rider in riders
     ]
-    session.execute(insert(Client), rows)
+    session.add_all([Client(**row) for row in rows])
+    session.flush()
     run.report("clients", len(rows), len(rows))
 
 

@@ -165,7 +165,7 @@ def create_deposit(
         complete(unit, claimed, slip.to_record())
         return slip
 
-    return workspace.write(operation)
+    return workspace.write(operation, action="deposit.create")
 
 
 def _check_depositable(ids: Sequence[int], payments: Sequence[Payment]) -> None:

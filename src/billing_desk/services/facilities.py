@@ -86,7 +86,7 @@ def add_facility(workspace: Workspace, new: NewFacility) -> FacilityInfo:
         unit.require(Permission.MANAGE_FACILITIES)
         return facility_info(insert_facility(unit, draft))
 
-    return workspace.write(operation)
+    return workspace.write(operation, action="facility.add")
 
 
 def insert_facility(unit: UnitOfWork, draft: NewFacility) -> Facility:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from billing_desk.db.models import IdempotencyRecord, MaintenanceRun
@@ -170,7 +170,10 @@ def purge_keys(
             )
             or 0
         )
-        unit.session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff))
+        for record in unit.session.scalars(
+            select(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff)
+        ):
+            unit.session.delete(record)
         unit.session.add(
             MaintenanceRun(
                 action="purge idempotency keys",
@@ -187,4 +190,4 @@ def purge_keys(
         )
         return PurgeResult(count, older_than_days)
 
-    return workspace.write(operation)
+    return workspace.write(operation, action="maintenance.purge_keys")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -104,7 +104,7 @@ def run_invoice(
         unit.require(Permission.RUN_INVOICES)
         return bill_trips(unit, facility_code, billing_period, trip_ids, issue_date or unit.today)
 
-    return workspace.write(operation)
+    return workspace.write(operation, action="invoice.run")
 
 
 def bill_trips(
@@ -144,21 +144,22 @@ def bill_trips(
     session.add(invoice)
     session.flush()
     lines = [
-        {
-            "invoice_id": invoice.id,
-            "facility_id": facility.id,
-            "trip_id": trip.id,
-            "line_no": index,
-            "service_date": trip.service_date,
-            "description": f"{client_name}: {trip.pickup} to {trip.dropoff}",
-            "amount_minor": trip.fare_minor,
-            "released": False,
-        }
+        InvoiceLine(
+            invoice_id=invoice.id,
+            facility_id=facility.id,
+            trip_id=trip.id,
+            line_no=index,
+            service_date=trip.service_date,
+            description=f"{client_name}: {trip.pickup} to {trip.dropoff}",
+            amount_minor=trip.fare_minor,
+            released=False,
+        )
         for index, (trip, client_name) in enumerate(trips, start=1)
     ]
     try:
         with session.begin_nested():
-            session.execute(insert(InvoiceLine), lines)
+            session.add_all(lines)
+            session.flush()
     except IntegrityError:
         # A concurrent run billed some of these trips after we chose them.
         taken = _billed_among(session, [trip.id for trip, _ in trips])
@@ -290,17 +291,13 @@ def _named(items: Sequence[str]) -> str:
 
 def _next_invoice_number(session: Session, facility: Facility) -> tuple[str, int]:
     """Take the facility's next number inside this transaction: a rollback gives it back."""
-    sequence = session.execute(
-        update(InvoiceCounter)
-        .where(InvoiceCounter.facility_id == facility.id)
-        .values(last_number=InvoiceCounter.last_number + 1)
-        .returning(InvoiceCounter.last_number)
-    ).scalar_one_or_none()
-    if sequence is None:
-        sequence = 1
-        session.add(InvoiceCounter(facility_id=facility.id, last_number=sequence))
-        session.flush()
-    return f"{facility.code}-{sequence:06d}", sequence
+    counter = session.get(InvoiceCounter, facility.id, with_for_update=True)
+    if counter is None:
+        counter = InvoiceCounter(facility_id=facility.id, last_number=0)
+        session.add(counter)
+    counter.last_number += 1
+    session.flush()
+    return f"{facility.code}-{counter.last_number:06d}", counter.last_number
 
 
 def record_invoice_status(
@@ -339,13 +336,14 @@ def void_invoice(workspace: Workspace, number: str, reason: str) -> InvoiceSumma
         invoice.void_reason = why
         invoice.voided_by = unit.actor.name
         invoice.voided_at = unit.now
-        unit.session.execute(
-            update(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id).values(released=True)
-        )
+        for line in unit.session.scalars(
+            select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id)
+        ):
+            line.released = True
         unit.session.flush()
         return _summaries(unit.session, [invoice])[0]
 
-    return workspace.write(operation)
+    return workspace.write(operation, action="invoice.void")
 
 
 def _invoice_by_number(session: Session, number: str, *, lock: bool = False) -> Invoice:

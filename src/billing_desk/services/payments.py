@@ -237,7 +237,7 @@ def record_payment(
         unit.require(Permission.RECORD_PAYMENTS)
         return _record(unit, draft, method, key)
 
-    return workspace.write(operation)
+    return workspace.write(operation, action="payment.record")
 
 
 def _record(
@@ -569,7 +569,7 @@ def change_status(
         _complete(unit, claimed, result)
         return result
 
-    return workspace.write(operation)
+    return workspace.write(operation, action="payment.transition")
 
 
 def _complete(unit: UnitOfWork, claimed: Claim, result: TransitionResult) -> None:

@@ -55,7 +55,7 @@ def import_trips(
         unit.require(Permission.IMPORT_TRIPS)
         return import_trip_records(unit, records, skip_bad=skip_bad, earlier=problems)
 
-    return workspace.write(operation)
+    return workspace.write(operation, action="trip.import")
 
 
 def import_trip_records(

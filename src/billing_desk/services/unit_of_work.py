@@ -14,7 +14,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TypeVar
@@ -28,6 +28,15 @@ from billing_desk.db.migrate import current_revision, head_revision, upgrade_to_
 from billing_desk.db.models import User
 from billing_desk.domain.errors import EnvironmentFault, PermissionDenied
 from billing_desk.domain.roles import Permission, Role, role_allows
+from billing_desk.services.audit_trail import (
+    AuditContext,
+    SealResult,
+    capture,
+    record_event,
+    seal_pending,
+    unsealed_tail,
+)
+from billing_desk.services.integrity import restamp
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +47,8 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 MAX_ATTEMPTS = 6
 BACKOFF_BASE_SECONDS = 0.02
 BACKOFF_CAP_SECONDS = 1.0
+# Past this many unsealed audit entries, writes stop until the chain is sealed (PostgreSQL).
+MAX_UNSEALED = 50_000
 
 
 @dataclass(frozen=True)
@@ -50,12 +61,34 @@ class Actor:
 
 @dataclass
 class UnitOfWork:
-    """What an operation may touch: the session of its transaction, who acts, and when."""
+    """What an operation may touch: the session of its transaction, who acts, and when. Every
+    row it changes is audited under `audit.action` (services.audit_trail)."""
 
     session: Session
     actor: Actor
     now: datetime
     request_id: str
+    audit: AuditContext
+
+    def record_event(
+        self,
+        action: str,
+        entity_type: str,
+        entity_id: str,
+        *,
+        facility_id: int | None = None,
+        detail: Mapping[str, object] | None = None,
+    ) -> None:
+        """Audit something that changes no row: an export, a report, a verification run."""
+        record_event(
+            self.session,
+            self.audit,
+            action=action,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            facility_id=facility_id,
+            detail=detail,
+        )
 
     @property
     def today(self) -> date:
@@ -98,13 +131,17 @@ class Workspace:
 
     # -- running operations ---------------------------------------------------------------
 
-    def write(self, operation: Callable[[UnitOfWork], T]) -> T:
-        """Run `operation` in one write transaction, retried when the database asks for it."""
+    def write(self, operation: Callable[[UnitOfWork], T], *, action: str) -> T:
+        """Run `operation` in one write transaction, retried when the database asks for it;
+        its changes are audited under `action` and sealed into the chain."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                return self._run(operation, write=True)
+                result = self._run(operation, write=True, action=action)
+                if not self.location.is_sqlite:
+                    self._seal_after_commit()
+                return result
             except DBAPIError as err:
                 if attempt < MAX_ATTEMPTS and _sqlstate(err) in RETRYABLE_SQLSTATES:
                     delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)
@@ -114,23 +151,69 @@ class Workspace:
 
     def read(self, operation: Callable[[UnitOfWork], T]) -> T:
         """Run `operation` in a read-only transaction."""
-        return self._run(operation, write=False)
+        return self._run(operation, write=False, action="read")
 
-    def _run(self, operation: Callable[[UnitOfWork], T], *, write: bool) -> T:
+    def _run(self, operation: Callable[[UnitOfWork], T], *, write: bool, action: str) -> T:
         def attempt() -> T:
             bind = self.engine
             if self.location.is_sqlite and not write:
                 bind = self.engine.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
             with Session(bind=bind, expire_on_commit=False) as session, session.begin():
-                unit = UnitOfWork(
-                    session=session,
-                    actor=self._actor(session),
-                    now=datetime.now(UTC),
-                    request_id=str(uuid.uuid4()),
+                actor = self._actor(session)
+                now = datetime.now(UTC)
+                request_id = str(uuid.uuid4())
+                context = AuditContext(
+                    actor.name, actor.role.value if actor.role else None, request_id, action, now
                 )
-                return operation(unit)
+                if write:
+                    capture(session, context)
+                unit = UnitOfWork(session, actor, now, request_id, context)
+                result = operation(unit)
+                if write:
+                    self._finish(unit)
+                return result
 
         return self._guard(attempt)
+
+    def _finish(self, unit: UnitOfWork) -> None:
+        """Restamp integrity hashes of what the operation touched; on SQLite, whose writers
+        already take turns, seal the chain in the same transaction."""
+        session = unit.session
+        session.flush()
+        touched = unit.audit.touched
+        if touched.get("payment") or touched.get("invoice"):
+            restamp(session, touched.get("payment", ()), touched.get("invoice", ()))
+        if self.location.is_sqlite:
+            while seal_pending(session, now=unit.now).sealed:
+                pass
+        elif unsealed_tail(session).count > MAX_UNSEALED:
+            raise EnvironmentFault(
+                f"The audit trail has more than {MAX_UNSEALED} unsealed entries; run "
+                "`billing-desk audit seal`, then try again.",
+                retryable=True,
+            )
+
+    def _seal_after_commit(self) -> None:
+        """Seal what has committed (PostgreSQL). A failure leaves the tail for the next sealer."""
+        try:
+            with Session(bind=self.engine) as session, session.begin():
+                seal_pending(session, now=datetime.now(UTC))
+        except DBAPIError:
+            log.warning("sealing the audit trail failed; the next write retries", exc_info=True)
+
+    def seal(self) -> SealResult:
+        """Seal every committed entry now."""
+
+        def run() -> SealResult:
+            total = 0
+            while True:
+                with Session(bind=self.engine) as session, session.begin():
+                    done = seal_pending(session, now=datetime.now(UTC))
+                total += done.sealed
+                if done.sealed == 0:
+                    return SealResult(total, done.head_sequence, done.head_hash)
+
+        return self._guard(run)
 
     def _actor(self, session: Session) -> Actor:
         row = session.execute(

@@ -49,7 +49,7 @@ def add_user(workspace: Workspace, name: str, role: str) -> UserInfo:
         )
         return UserInfo(clean, wanted_role.value, True)
 
-    return workspace.write(operation)
+    return workspace.write(operation, action="user.add")
 
 
 def list_users(workspace: Workspace) -> list[UserInfo]:

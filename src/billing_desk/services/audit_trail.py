@@ -1,0 +1,289 @@
+"""The audit trail's write side: every row a unit of work changes becomes an audit entry in the
+same transaction, and entries are sealed into the hash chain after commit.
+
+Capture hangs on the session's flush: each inserted, updated or deleted row of an audited table
+yields one entry (entity type = table, entity id = primary key, before and after = the row's
+canonical JSON). Bulk statements that would bypass the flush are refused outright, so no write
+path can skip the trail. Sealing takes the chain head row as a lock, so sealers take turns while
+business transactions never wait on it; it gives the visible unsealed entries, in the order they
+became visible, the next sequence numbers and their hashes (see docs/integrity.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, delete, event, func, insert, inspect, select, type_coerce
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
+from sqlalchemy.orm.attributes import get_history
+
+from billing_desk.db.models import (
+    AuditChainHead,
+    AuditEntry,
+    AuditPending,
+    Base,
+    Facility,
+    UtcDateTime,
+)
+from billing_desk.domain.hashing import canonical_bytes
+from billing_desk.domain.integrity import CURRENT_HASH_VERSION, ZERO_HASH, link_hash
+
+# Tables whose rows are history or secrets rather than billing data.
+NOT_AUDITED = frozenset(
+    {
+        "audit_entry",
+        "audit_link",
+        "audit_pending",
+        "audit_chain_head",
+        "database_secret",
+        "database_identity",
+    }
+)
+SEAL_BATCH = 2000
+
+ENTRY_TABLE: Table = Base.metadata.tables["audit_entry"]
+PENDING_TABLE: Table = Base.metadata.tables["audit_pending"]
+LINK_TABLE: Table = Base.metadata.tables["audit_link"]
+
+
+@dataclass
+class AuditContext:
+    """Who is acting, in which user action, for the entries of one unit of work."""
+
+    user_name: str
+    user_role: str | None
+    request_id: str
+    action: str
+    now: datetime
+    touched: dict[str, set[int]] = field(default_factory=dict)
+
+    def entry(
+        self,
+        *,
+        facility_id: int | None,
+        entity_type: str,
+        entity_id: str,
+        before: Mapping[str, object] | None,
+        after: Mapping[str, object] | None,
+        action: str | None = None,
+    ) -> dict[str, Any]:
+        return {
+            "recorded_at": self.now,
+            "user_name": self.user_name,
+            "user_role": self.user_role,
+            "facility_id": facility_id,
+            "action": action or self.action,
+            "entity_type": entity_type,
+            "entity_id": entity_id,
+            "before": canonical_bytes(before).decode() if before is not None else None,
+            "after": canonical_bytes(after).decode() if after is not None else None,
+            "request_id": self.request_id,
+        }
+
+
+def capture(session: Session, context: AuditContext) -> None:
+    """Audit every row change `session` flushes, and refuse bulk statements."""
+
+    @event.listens_for(session, "after_flush")
+    def _after_flush(flushed: Session, _flush: UOWTransaction) -> None:
+        rows: list[dict[str, Any]] = []
+        for obj in flushed.new:
+            rows += _entries(context, obj, before=None, after=row_values(obj))
+        for obj in flushed.dirty:
+            if flushed.is_modified(obj, include_collections=False):
+                rows += _entries(context, obj, before=_values_before(obj), after=row_values(obj))
+        for obj in flushed.deleted:
+            rows += _entries(context, obj, before=row_values(obj), after=None)
+        if rows:
+            append_entries(flushed, rows)
+
+    @event.listens_for(session, "do_orm_execute")
+    def _refuse_bulk(state: ORMExecuteState) -> None:
+        if state.is_insert or state.is_update or state.is_delete:
+            raise RuntimeError(
+                "bulk INSERT/UPDATE/DELETE through the session bypasses the audit trail; "
+                "change rows through the ORM instead"
+            )
+
+
+def record_event(
+    session: Session,
+    context: AuditContext,
+    *,
+    action: str,
+    entity_type: str,
+    entity_id: str,
+    facility_id: int | None = None,
+    detail: Mapping[str, object] | None = None,
+) -> None:
+    """An entry for something other than a row change: a sensitive read, an export, a run."""
+    append_entries(
+        session,
+        [
+            context.entry(
+                facility_id=facility_id,
+                entity_type=entity_type,
+                entity_id=entity_id,
+                before=None,
+                after=detail or {},
+                action=action,
+            )
+        ],
+    )
+
+
+def append_entries(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert entries and queue them for the sealer, on the unit's own connection."""
+    connection = session.connection()
+    ids = connection.execute(insert(ENTRY_TABLE).returning(ENTRY_TABLE.c.id), rows).scalars().all()
+    connection.execute(insert(PENDING_TABLE), [{"entry_id": i} for i in ids])
+
+
+def _entries(
+    context: AuditContext,
+    obj: object,
+    *,
+    before: dict[str, object] | None,
+    after: dict[str, object] | None,
+) -> list[dict[str, Any]]:
+    table = _table_name(obj)
+    if table is None or table in NOT_AUDITED:
+        return []
+    identity = inspect(obj).identity
+    entity_id = ":".join(str(part) for part in identity) if identity else "?"
+    values = after if after is not None else before or {}
+    facility_id = obj.id if isinstance(obj, Facility) else values.get("facility_id")
+    if identity and len(identity) == 1 and isinstance(identity[0], int):
+        context.touched.setdefault(table, set()).add(identity[0])
+    for owner in ("payment", "invoice"):
+        owner_id = values.get(f"{owner}_id")
+        if isinstance(owner_id, int):
+            context.touched.setdefault(owner, set()).add(owner_id)
+    return [
+        context.entry(
+            facility_id=facility_id if isinstance(facility_id, int) else None,
+            entity_type=table,
+            entity_id=entity_id,
+            before=before,
+            after=after,
+        )
+    ]
+
+
+def _table_name(obj: object) -> str | None:
+    if not isinstance(obj, Base):
+        return None
+    return str(getattr(inspect(obj).mapper.local_table, "name", ""))
+
+
+def row_values(obj: object) -> dict[str, object]:
+    mapper = inspect(obj).mapper
+    return {attr.key: getattr(obj, attr.key) for attr in mapper.column_attrs}
+
+
+def _values_before(obj: object) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for attr in inspect(obj).mapper.column_attrs:
+        history = get_history(obj, attr.key)
+        values[attr.key] = history.deleted[0] if history.deleted else getattr(obj, attr.key)
+    return values
+
+
+# -- sealing --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SealResult:
+    sealed: int
+    head_sequence: int
+    head_hash: str
+
+
+def seal_pending(session: Session, *, limit: int = SEAL_BATCH, now: datetime) -> SealResult:
+    """Give visible unsealed entries their place in the chain, oldest first, inside the caller's
+    transaction. Safe when several sealers run: they queue on the chain head row."""
+    head = session.scalars(
+        select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
+    ).one()
+    pending = session.scalars(
+        select(AuditEntry)
+        .join(AuditPending, AuditPending.entry_id == AuditEntry.id)
+        .order_by(AuditEntry.id)
+        .limit(limit)
+    ).all()
+    sequence, previous = head.last_sequence, head.last_hash
+    links: list[dict[str, Any]] = []
+    for entry in pending:
+        sequence += 1
+        digest = link_hash(CURRENT_HASH_VERSION, sequence, previous, entry_record(entry))
+        links.append(
+            {
+                "sequence": sequence,
+                "entry_id": entry.id,
+                "hash_version": CURRENT_HASH_VERSION,
+                "prev_hash": previous,
+                "entry_hash": digest,
+                "sealed_at": now,
+            }
+        )
+        previous = digest
+    if links:
+        connection = session.connection()
+        connection.execute(insert(LINK_TABLE), links)
+        connection.execute(
+            delete(PENDING_TABLE).where(
+                PENDING_TABLE.c.entry_id.in_([link["entry_id"] for link in links])
+            )
+        )
+        head.last_sequence, head.last_hash = sequence, previous
+        head.hash_version = max(head.hash_version, CURRENT_HASH_VERSION)
+        session.flush()
+    return SealResult(len(links), sequence, previous)
+
+
+def entry_record(entry: AuditEntry) -> dict[str, object]:
+    """The entry's hashed content (docs/integrity.md, version 1)."""
+    return {
+        "recorded_at": entry.recorded_at,
+        "user_name": entry.user_name,
+        "user_role": entry.user_role,
+        "facility_id": entry.facility_id,
+        "action": entry.action,
+        "entity_type": entry.entity_type,
+        "entity_id": entry.entity_id,
+        "before": entry.before,
+        "after": entry.after,
+        "request_id": entry.request_id,
+    }
+
+
+@dataclass(frozen=True)
+class UnsealedTail:
+    count: int
+    oldest: datetime | None
+
+
+def unsealed_tail(session: Session) -> UnsealedTail:
+    row = session.execute(
+        select(func.count(), func.min(type_coerce(AuditEntry.recorded_at, UtcDateTime())))
+        .join(AuditEntry, AuditEntry.id == AuditPending.entry_id)
+        .select_from(AuditPending)
+    ).one()
+    return UnsealedTail(int(row[0]), row[1])
+
+
+__all__ = [
+    "ZERO_HASH",
+    "AuditContext",
+    "SealResult",
+    "UnsealedTail",
+    "capture",
+    "entry_record",
+    "record_event",
+    "row_values",
+    "seal_pending",
+    "unsealed_tail",
+]
