@@ -118,6 +118,8 @@ class Workspace:
         self.location = location
         self.engine: Engine = make_engine(location)
         self.user_name = user or getpass.getuser()
+        # An auditor's archive: every write is refused.
+        self.read_only = False
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     # -- schema ---------------------------------------------------------------------------
