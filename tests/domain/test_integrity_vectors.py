@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from datetime import datetime
@@ -42,7 +43,7 @@ def test_document_vectors_match_the_code(
 def test_vectors_chain_from_zero() -> None:
     vectors = _vectors()
     assert vectors[0][1]["prev_hash"] == ZERO_HASH
-    for (_, _, _, earlier), (_, later, _, _) in zip(vectors, vectors[1:], strict=False):
+    for (_, _, _, earlier), (_, later, _, _) in itertools.pairwise(vectors):
         assert later["prev_hash"] == earlier
 
 

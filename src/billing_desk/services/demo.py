@@ -2,12 +2,15 @@
 
 `load_demo_data` fills an empty database with facilities (some with non-ASCII names), their
 clients, months of trips as a dispatch system would export them, the monthly invoices billed
-from those trips through the same code path as `billing-desk invoice run`, and one local user
-per role. The data is planned in memory first, from random streams derived from the seed alone,
-and then written in one transaction, so the same seed and the same as-of date always give the
-same rows, timestamps included, and a failure leaves the database as empty as it was.
+from those trips through the same code path as `billing-desk invoice run`, what the facilities
+paid for them (checks grouped into weekly deposits, bank transfers and cards; partial and
+overpayments, returned checks, voided entries) through the same code as `billing-desk payment
+record`, and one local user per role. The data is planned in memory first, from random streams
+derived from the seed alone, and then written in one transaction, so the same seed and the same
+as-of date always give the same rows, timestamps included, and a failure leaves the database as
+empty as it was.
 
-Later stages (payments, statements, alerts) plug in as further `_Stage`s, each drawing from
+Later stages (statements, alerts) plug in as further `_Stage`s, each drawing from
 its own random stream so that adding one never changes what the earlier stages produce.
 """
 
@@ -15,21 +18,36 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import string
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import func, select
 
-from billing_desk.db.models import Client, Facility, Invoice, Trip, User
+from billing_desk.db.models import (
+    Base,
+    Client,
+    Deposit,
+    DepositItem,
+    Facility,
+    Invoice,
+    Payment,
+    Trip,
+    User,
+)
 from billing_desk.domain.errors import BadInput, Refused
-from billing_desk.domain.money import Money
+from billing_desk.domain.money import Money, currency_exponent
+from billing_desk.domain.payments import PaymentMethod, PaymentStatus, contains_card_number
 from billing_desk.domain.periods import Period
 from billing_desk.domain.roles import Permission, Role
-from billing_desk.domain.states import TripStatus
+from billing_desk.domain.states import InvoiceStatus, TripStatus
 from billing_desk.domain.trips import TripRecord
+from billing_desk.services.deposits import DEFAULT_BANK_ACCOUNT
 from billing_desk.services.facilities import NewFacility, insert_facility
 from billing_desk.services.invoices import bill_trips
+from billing_desk.services.payments import PaymentDraft, _record, move_payment
 from billing_desk.services.trips import import_trip_records
 from billing_desk.services.unit_of_work import Actor, UnitOfWork, Workspace
 from billing_desk.services.users import ensure_user
@@ -46,6 +64,8 @@ class DemoSummary:
     clients: int
     trips: int
     invoices: int
+    payments: int
+    deposits: int
     users: tuple[str, ...]
 
 
@@ -60,7 +80,8 @@ def load_demo_data(
 ) -> DemoSummary:
     """Fill an empty database with demo data as of `as_of` (default today): trips over the
     `months` calendar months before as_of's month, each billed on the 1st of the next month,
-    plus this month's unbilled trips up to the day before as_of.
+    plus this month's unbilled trips up to the day before as_of, and the payments received for
+    those invoices up to the day before as_of.
 
     Refuses a database that already has facilities. On a database without users anyone may
     load it (that is how a newcomer starts); once users exist, only an administrator may.
@@ -103,10 +124,12 @@ def _no_progress(stage: str, done: int, total: int) -> None:
 # -- the cast and the catalogue ---------------------------------------------------------------
 
 # Who does what in the demo's story: the administrator sets the system up, the clerk loads the
-# dispatch exports and runs the invoices. Rows carry these names, not the OS login of whoever
-# ran the demo, so the data is the same on every machine.
+# dispatch exports, runs the invoices, records payments and takes checks to the bank, and the
+# manager voids the clerk's mistakes. Rows carry these names, not the OS login of whoever ran
+# the demo, so the data is the same on every machine.
 _SET_UP_BY = Actor(Role.ADMIN.value, Role.ADMIN)
 _BILLED_BY = Actor(Role.CLERK.value, Role.CLERK)
+_APPROVED_BY = Actor(Role.MANAGER.value, Role.MANAGER)
 
 
 @dataclass(frozen=True)
@@ -615,10 +638,18 @@ class _DemoRun:
     def summary(self) -> DemoSummary:
         session = self.unit.session
 
-        def count(model: type[Facility] | type[Client] | type[Trip] | type[Invoice]) -> int:
+        def count(model: type[Base]) -> int:
             return session.scalar(select(func.count()).select_from(model)) or 0
 
-        return DemoSummary(count(Facility), count(Client), count(Trip), count(Invoice), self.users)
+        return DemoSummary(
+            facilities=count(Facility),
+            clients=count(Client),
+            trips=count(Trip),
+            invoices=count(Invoice),
+            payments=count(Payment),
+            deposits=count(Deposit),
+            users=self.users,
+        )
 
 
 _Stage = Callable[[_DemoRun], None]
@@ -705,10 +736,530 @@ def _billable_facilities(batch: _Batch, profiles: Sequence[_Profile]) -> list[st
     return [profile.code for profile in profiles if profile.code in billable]
 
 
-# Run in this order; later stages (payments, statements, alerts) append here.
+# -- payments ---------------------------------------------------------------------------------
+
+# How an invoice ends, in percent: paid in full by one payment, paid in part, overpaid (the rest
+# stays as the facility's credit); the others are not paid (yet), so aging has something to show.
+_PAID_IN_FULL, _PAID_IN_PART, _OVERPAID = 70, 10, 5
+_DAYS_TO_PAY = (10, 40)
+_PART_PERCENTS = (25, 40, 50, 60, 75, 80)
+# How US facilities pay, by weight: each has its usual way, and now and then uses another.
+_METHODS = ((PaymentMethod.CHECK, 50), (PaymentMethod.TRANSFER, 35), (PaymentMethod.CARD, 15))
+_USUAL_METHOD_PERCENT = 80
+# Facilities outside the US pay by bank transfer, on their own country's rails.
+_TRANSFER_RAILS = {"USD": "ACH", "CAD": "EFT", "EUR": "SEPA"}
+# Routing numbers of large US banks; each passes the ABA checksum.
+_ROUTING_NUMBERS = (
+    "021000021", "011000015", "026009593", "121000358", "121000248", "071000013",
+    "091000019", "044000037", "111000614", "053000196",
+)  # fmt: skip
+_CARD_BRANDS = (("Visa", 5), ("Mastercard", 3), ("Amex", 2))
+_RETURN_REASONS = ("NSF (insufficient funds)", "stop payment", "refer to maker")
+_NSF = _RETURN_REASONS[0]
+
+# When things happen on the story's clock, in minutes after midnight UTC.
+_AT_SETTLEMENT = 7 * 60  # the card processor's overnight settlement
+_AT_BANK_STATEMENT = 8 * 60  # the morning's bank statement: transfers and checks clear
+_AT_MAIL = 9 * 60  # the day's payments are recorded
+_AT_PRESENTED_AGAIN = 10 * 60
+_AT_REVIEW = 11 * 60 + 30  # the manager reviews the morning's entries
+_AT_CORRECTION = 11 * 60 + 45
+_AT_BANK_NOTICE = 14 * 60  # returned-check notices
+_AT_DEPOSIT = 15 * 60  # on Fridays the week's checks go to the bank
+_AT_CAPTURE = 17 * 60  # the card terminal's end-of-day batch
+
+
+@dataclass(frozen=True)
+class _InvoiceFact:
+    """An issued invoice, as the payments stage needs to know it."""
+
+    facility: str
+    number: str
+    sequence: int
+    issue_date: date
+    due_date: date
+    total_minor: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class _Payer:
+    """How one facility pays: its usual method, its checking account and its card."""
+
+    usual: PaymentMethod
+    routing: str
+    account: str
+    card_brand: str
+    card_last4: str
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One payment as the clerk enters it, and the invoice it pays (None: entered in error)."""
+
+    draft: PaymentDraft
+    invoice: _InvoiceFact | None
+    outcome: str  # "full", "partial", "over" or "error"
+
+    @property
+    def method(self) -> PaymentMethod:
+        return PaymentMethod(self.draft.method)
+
+
+@dataclass(frozen=True)
+class _Record:
+    entry: int
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class _Move:
+    entry: int
+    target: PaymentStatus
+    reason: str
+
+
+@dataclass(frozen=True)
+class _DepositSlip:
+    entries: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Event:
+    day: date
+    minute: int
+    actor: Actor
+    action: _Record | _Move | _DepositSlip
+
+
+@dataclass(frozen=True)
+class _PaymentBook:
+    entries: tuple[_Entry, ...]
+    events: tuple[_Event, ...]  # in the story's order
+
+
+def _plan_payments(plan: _Plan, invoices: Sequence[_InvoiceFact], last_day: date) -> _PaymentBook:
+    """What the facilities paid for `invoices` up to `last_day` and all that befell those
+    payments: deposits, clearing, card settlement, a few returned checks (one presented again),
+    a check recorded against the wrong facility and a card authorized twice, both voided."""
+    entries: list[_Entry] = []
+    for profile in plan.profiles:
+        own = sorted((i for i in invoices if i.facility == profile.code), key=lambda i: i.sequence)
+        entries.extend(_facility_payments(plan.stream("payments", profile.code), profile, own))
+    entries = [e for e in entries if e.draft.received <= last_day]
+    rng = plan.stream("payments", "mishaps")
+    returns, presented_again = _choose_returns(rng, entries, invoices, last_day)
+    story = _Story(entries, last_day)
+    busy = {(e.draft.facility, e.draft.received) for e in entries}
+    for index in returns:
+        busy.add((entries[index].draft.facility, _check_dates(entries[index]).returned))
+    if presented_again is not None:
+        again = _check_dates(entries[presented_again]).presented_again
+        busy.add((entries[presented_again].draft.facility, again))
+    wrong = _choose_wrong_facility(rng, plan, entries, set(returns), busy)
+    doubled = _choose_doubled_card(rng, entries)
+
+    slips: defaultdict[date, list[int]] = defaultdict(list)
+    for index, entry in enumerate(list(entries)):
+        received = entry.draft.received
+        corrected = wrong is not None and wrong[0] == index
+        story.add(received, _AT_CORRECTION if corrected else _AT_MAIL, _BILLED_BY, _Record(index))
+        if entry.method is PaymentMethod.TRANSFER:
+            story.move(_business_days_after(received, 1), _AT_BANK_STATEMENT, index, "cleared")
+        elif entry.method is PaymentMethod.CARD:
+            if story.move(received, _AT_CAPTURE, index, "captured"):
+                story.move(_business_days_after(received, 2), _AT_SETTLEMENT, index, "settled")
+        else:
+            dates = _check_dates(entry)
+            slips[dates.deposited].append(index)
+            if index not in returns:
+                story.move(dates.cleared, _AT_BANK_STATEMENT, index, "cleared")
+                continue
+            reason = f"returned by the bank: {returns[index]}"
+            story.move(dates.returned, _AT_BANK_NOTICE, index, "returned", reason)
+            if index == presented_again:
+                why = "presented again: the facility asked us to deposit it once more"
+                story.move(dates.presented_again, _AT_PRESENTED_AGAIN, index, "recorded", why)
+                slips[dates.deposited_again].append(index)
+                story.move(dates.cleared_again, _AT_BANK_STATEMENT, index, "cleared")
+    if wrong is not None:
+        index, facility = wrong
+        right = entries[index]
+        entries.append(
+            _Entry(
+                dataclasses.replace(
+                    right.draft, facility=facility, allocations=(), auto_allocate=True
+                ),
+                None,
+                "error",
+            )
+        )
+        story.add(right.draft.received, _AT_MAIL, _BILLED_BY, _Record(len(entries) - 1))
+        reason = (
+            f"entered in error: check {right.draft.check_number} is from {right.draft.payer}, "
+            f"not from {facility}; recorded again against {right.draft.facility}"
+        )
+        story.move(right.draft.received, _AT_REVIEW, len(entries) - 1, "voided", reason)
+    if doubled is not None:
+        card = entries[doubled].draft
+        processor_ref = _processor_ref(rng)
+        entries.append(
+            _Entry(
+                dataclasses.replace(card, processor_ref=processor_ref, allocations=()),
+                None,
+                "error",
+            )
+        )
+        story.add(card.received, _AT_MAIL, _BILLED_BY, _Record(len(entries) - 1))
+        reason = (
+            f"entered in error: the terminal authorized the {card.card_brand} card ending "
+            f"{card.card_last4} twice; the processor released {processor_ref}"
+        )
+        story.move(card.received, _AT_REVIEW, len(entries) - 1, "voided", reason)
+    for day, slip in sorted(slips.items()):
+        story.add(day, _AT_DEPOSIT, _BILLED_BY, _DepositSlip(tuple(slip)))
+    return _PaymentBook(tuple(entries), story.events())
+
+
+def _facility_payments(
+    rng: random.Random, profile: _Profile, invoices: Sequence[_InvoiceFact]
+) -> list[_Entry]:
+    """One facility's payment for each of its invoices it pays, from its own random stream."""
+    payer = _payer(rng, profile)
+    step = 10 ** currency_exponent(profile.currency)
+    check_number = rng.randint(1001, 48000)
+    transfer_number = rng.randint(100, 900)
+    entries = []
+    for invoice in invoices:
+        # Every invoice draws the same numbers, used or not, so one outcome never shifts the next.
+        roll = rng.randrange(100)
+        received = _business_day_from(invoice.issue_date + timedelta(rng.randint(*_DAYS_TO_PAY)))
+        usual = rng.randrange(100) < _USUAL_METHOD_PERCENT
+        other = _draw_method(rng)
+        part = rng.choice(_PART_PERCENTS)
+        check_number += rng.randint(3, 40)
+        transfer_number += rng.randint(1, 25)
+        processor_ref = _processor_ref(rng)
+        total = invoice.total_minor
+        if roll < _PAID_IN_FULL:
+            outcome, amount = "full", total
+        elif roll < _PAID_IN_FULL + _PAID_IN_PART:
+            # A round sum on account; the balance is left open.
+            outcome, amount = "partial", total * part // 100 // step * step
+            if not 0 < amount < total:  # pragma: no cover - invoices are far above 4 units
+                outcome, amount = "full", total
+        elif roll < _PAID_IN_FULL + _PAID_IN_PART + _OVERPAID:
+            # Rounded up to the next hundred: the difference becomes credit.
+            outcome, amount = "over", (total // (100 * step) + 1) * 100 * step
+        else:
+            continue
+        method = payer.usual if usual or profile.currency != "USD" else other
+        memo = f"Invoice {invoice.number}" + (", part payment" if outcome == "partial" else "")
+        draft = PaymentDraft(
+            facility=profile.code,
+            method=method.value,
+            amount=Money.from_minor(amount, profile.currency).plain(),
+            received=received,
+            payer=profile.name,
+            memo=memo,
+            allocations=(
+                (invoice.number, Money.from_minor(min(amount, total), profile.currency).plain()),
+            ),
+        )
+        if method is PaymentMethod.CHECK:
+            draft = dataclasses.replace(
+                draft,
+                check_number=str(check_number),
+                routing_number=payer.routing,
+                account_number=payer.account,
+            )
+        elif method is PaymentMethod.TRANSFER:
+            rail = _TRANSFER_RAILS[profile.currency]
+            reference = f"{rail} {received:%y%m}-{profile.code}-{transfer_number:06d}"
+            draft = dataclasses.replace(draft, reference=reference)
+        else:
+            draft = dataclasses.replace(
+                draft,
+                card_brand=payer.card_brand,
+                card_last4=payer.card_last4,
+                processor_ref=processor_ref,
+            )
+        entries.append(_Entry(draft, invoice, outcome))
+    return entries
+
+
+def _payer(rng: random.Random, profile: _Profile) -> _Payer:
+    usual = _draw_method(rng)
+    routing = rng.choice(_ROUTING_NUMBERS)
+    account = str(rng.randint(10**9, 10**10 - 1))
+    brand = rng.choices([b for b, _ in _CARD_BRANDS], [w for _, w in _CARD_BRANDS])[0]
+    last4 = f"{rng.randrange(10_000):04d}"
+    if profile.currency != "USD":
+        usual = PaymentMethod.TRANSFER
+    return _Payer(usual, routing, account, brand, last4)
+
+
+def _draw_method(rng: random.Random) -> PaymentMethod:
+    return rng.choices([m for m, _ in _METHODS], [w for _, w in _METHODS])[0]
+
+
+def _processor_ref(rng: random.Random) -> str:
+    """A card processor's charge id, like "ch_3PqR7sT2uVwXyZ01aBcDeFgH"."""
+    alphabet = string.ascii_letters + string.digits
+    while True:
+        ref = "ch_" + "".join(rng.choices(alphabet, k=24))
+        if not contains_card_number(ref):  # pragma: no branch - 13 digits in a row are rare
+            return ref
+
+
+@dataclass(frozen=True)
+class _CheckDates:
+    """The days a check goes to the bank and comes back cleared, or returned and presented
+    again."""
+
+    deposited: date
+    cleared: date
+    returned: date
+    presented_again: date
+    deposited_again: date
+    cleared_again: date
+
+
+def _check_dates(entry: _Entry) -> _CheckDates:
+    deposited = _friday_of(entry.draft.received)
+    returned = _business_days_after(deposited, 3)
+    presented_again = _business_days_after(returned, 5)
+    deposited_again = _friday_of(presented_again)
+    return _CheckDates(
+        deposited,
+        _business_days_after(deposited, 2),
+        returned,
+        presented_again,
+        deposited_again,
+        _business_days_after(deposited_again, 2),
+    )
+
+
+def _choose_returns(
+    rng: random.Random, entries: Sequence[_Entry], invoices: Sequence[_InvoiceFact], last: date
+) -> tuple[dict[int, str], int | None]:
+    """Two or three checks the bank returns (as many as the history allows), one of them for
+    insufficient funds and presented again; entry index -> the bank's reason."""
+    candidates = [
+        index
+        for index, entry in enumerate(entries)
+        if entry.method is PaymentMethod.CHECK and _check_dates(entry).returned <= last
+    ]
+    again = [
+        index
+        for index in candidates
+        if entries[index].outcome == "full"
+        and _check_dates(entries[index]).cleared_again <= last
+        and _pays_oldest_open(entries, invoices, index)
+    ]
+    presented_again = rng.choice(again) if again else None
+    returns: dict[int, str] = {}
+    if presented_again is not None:
+        returns[presented_again] = _NSF
+        # Other facilities only: a reopened invoice there would take the money presented again.
+        facility = entries[presented_again].draft.facility
+        candidates = [i for i in candidates if entries[i].draft.facility != facility]
+    count = rng.randint(1, 2) if presented_again is not None else rng.randint(1, 3)
+    for index in sorted(rng.sample(candidates, min(count, len(candidates)))):
+        returns[index] = rng.choice(_RETURN_REASONS)
+    return returns, presented_again
+
+
+def _pays_oldest_open(
+    entries: Sequence[_Entry], invoices: Sequence[_InvoiceFact], index: int
+) -> bool:
+    """Whether the check's own invoice is its facility's oldest open one when it is presented
+    again, so that the money presented again (applied oldest first) goes back where it was."""
+    entry = entries[index]
+    invoice = entry.invoice
+    if invoice is None:  # pragma: no cover - entered-in-error payments are never returned
+        return False
+    day = _check_dates(entry).presented_again
+    settled = {
+        e.invoice.number
+        for e in entries
+        if e.invoice is not None and e.outcome in ("full", "over") and e.draft.received < day
+    }
+    return all(
+        other.number in settled
+        for other in invoices
+        if other.facility == invoice.facility
+        and (other.due_date, other.sequence) < (invoice.due_date, invoice.sequence)
+    )
+
+
+def _choose_wrong_facility(
+    rng: random.Random,
+    plan: _Plan,
+    entries: Sequence[_Entry],
+    returned: set[int],
+    busy: set[tuple[str, date]],
+) -> tuple[int, str] | None:
+    """A check the clerk first records against the wrong facility (one with nothing else to
+    record that day), and that facility: the manager voids it before noon."""
+    checks = [
+        index
+        for index, entry in enumerate(entries)
+        if entry.method is PaymentMethod.CHECK and index not in returned
+    ]
+    rng.shuffle(checks)
+    dollar_facilities = [p.code for p in plan.profiles if p.currency == "USD"]
+    for index in checks:
+        draft = entries[index].draft
+        others = [
+            code
+            for code in dollar_facilities
+            if code != draft.facility and (code, draft.received) not in busy
+        ]
+        if others:
+            return index, rng.choice(others)
+    return None
+
+
+def _choose_doubled_card(rng: random.Random, entries: Sequence[_Entry]) -> int | None:
+    """A card payment the terminal authorized twice; the clerk records both."""
+    cards = [i for i, entry in enumerate(entries) if entry.method is PaymentMethod.CARD]
+    return rng.choice(cards) if cards else None
+
+
+class _Story:
+    """Events collected in any order and told in the story's: by day, then time of day, then
+    in the order they were added; events after the last day have not happened yet."""
+
+    def __init__(self, entries: Sequence[_Entry], last_day: date) -> None:
+        self._entries = entries
+        self._last_day = last_day
+        self._events: list[tuple[date, int, int, Actor, _Record | _Move | _DepositSlip]] = []
+
+    def add(
+        self, day: date, minute: int, actor: Actor, action: _Record | _Move | _DepositSlip
+    ) -> bool:
+        if day > self._last_day:
+            return False
+        self._events.append((day, minute, len(self._events), actor, action))
+        return True
+
+    def move(
+        self, day: date, minute: int, entry: int, target: str, reason: str | None = None
+    ) -> bool:
+        status = PaymentStatus(target)
+        actor = _APPROVED_BY if status is PaymentStatus.VOIDED else _BILLED_BY
+        return self.add(day, minute, actor, _Move(entry, status, reason or target))
+
+    def events(self) -> tuple[_Event, ...]:
+        """Each event a minute after the one before it at the same time of day, and each
+        recorded payment an idempotency key numbered per facility, as a clerk's would be."""
+        taken: Counter[tuple[date, int]] = Counter()
+        keys: Counter[str] = Counter()
+        told = []
+        for day, minute, _, actor, action in sorted(self._events, key=lambda e: e[:3]):
+            slot = minute + taken[day, minute]
+            taken[day, minute] += 1
+            if isinstance(action, _Record):
+                facility = self._entries[action.entry].draft.facility
+                keys[facility] += 1
+                action = _Record(action.entry, f"demo-{facility}-{keys[facility]:04d}")
+            told.append(_Event(day, slot, actor, action))
+        return tuple(told)
+
+
+def _business_day_from(day: date) -> date:
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day
+
+
+def _business_days_after(day: date, count: int) -> date:
+    for _ in range(count):
+        day = _business_day_from(day + timedelta(days=1))
+    return day
+
+
+def _friday_of(day: date) -> date:
+    """The Friday of a business day's week: when that week's checks are deposited."""
+    return day + timedelta(days=4 - day.weekday())
+
+
+def _record_payments(run: _DemoRun) -> None:
+    """What the facilities paid, told day by day through the payment services: recorded by the
+    clerk, deposited, cleared or returned, and the clerk's two slips voided by the manager."""
+    session = run.unit.session
+    rows = session.execute(
+        select(
+            Facility.code,
+            Invoice.number,
+            Invoice.sequence,
+            Invoice.issue_date,
+            Invoice.due_date,
+            Invoice.total_minor,
+            Invoice.currency,
+        )
+        .join(Facility, Facility.id == Invoice.facility_id)
+        .where(Invoice.status == InvoiceStatus.ISSUED.value)
+        .order_by(Invoice.id)
+    )
+    invoices = [_InvoiceFact(*row) for row in rows]
+    # Nothing is received after as_of, nor after the real today (as_of may lie in the future).
+    last_day = min(run.plan.as_of, run.unit.today) - timedelta(days=1)
+    book = _plan_payments(run.plan, invoices, last_day)
+    payments: dict[int, Payment] = {}
+    for done, event in enumerate(book.events, start=1):
+        unit = run.acting(event.actor, event.day, minutes=event.minute)
+        action = event.action
+        if isinstance(action, _Record):
+            entry = book.entries[action.entry]
+            receipt = _record(unit, entry.draft, entry.method, action.key)
+            payment = session.get(Payment, receipt.payment_id)
+            if payment is None:  # pragma: no cover - it was inserted in this transaction
+                raise RuntimeError(f"demo payment {receipt.payment_id} vanished")
+            payments[action.entry] = payment
+        elif isinstance(action, _Move):
+            move_payment(unit, payments[action.entry], action.target, action.reason, on=event.day)
+        else:
+            _deposit(unit, [payments[index] for index in action.entries], event.day)
+        run.report("payments", done, len(book.events))
+
+
+def _deposit(unit: UnitOfWork, payments: Sequence[Payment], day: date) -> None:
+    """The steps of `deposits.create_deposit` inside the demo's transaction: a slip with one
+    item per check, each check moved to deposited."""
+    currencies = {payment.currency for payment in payments}
+    if len(currencies) != 1:  # pragma: no cover - only dollar facilities pay by check
+        raise RuntimeError(f"demo deposit of {day} mixes {sorted(currencies)}")
+    deposit = Deposit(
+        deposit_date=day,
+        bank_account=DEFAULT_BANK_ACCOUNT,
+        currency=currencies.pop(),
+        total_minor=sum(payment.amount_minor for payment in payments),
+        item_count=len(payments),
+        created_at=unit.now,
+        created_by=unit.actor.name,
+    )
+    unit.session.add(deposit)
+    unit.session.flush()
+    unit.session.add_all(
+        DepositItem(
+            deposit_id=deposit.id,
+            payment_id=payment.id,
+            facility_id=payment.facility_id,
+            amount_minor=payment.amount_minor,
+        )
+        for payment in payments
+    )
+    for payment in payments:
+        move_payment(unit, payment, PaymentStatus.DEPOSITED, f"deposit {deposit.id}", on=day)
+
+
+# Run in this order; later stages (statements, alerts) append here.
 STAGES: tuple[_Stage, ...] = (
     _add_users,
     _add_facilities,
     _add_clients,
     _load_trips_and_bill_months,
+    _record_payments,
 )
