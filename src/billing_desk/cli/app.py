@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 
 from billing_desk.cli import (
+    audit,
     credit,
     db,
     deposit,
@@ -47,6 +48,7 @@ app.add_typer(payment.app, name="payment")
 app.add_typer(deposit.app, name="deposit")
 app.add_typer(credit.app, name="credit")
 app.add_typer(maintenance.app, name="maintenance")
+app.add_typer(audit.app, name="audit")
 app.command("demo")(demo)
 
 

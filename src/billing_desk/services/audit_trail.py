@@ -152,8 +152,10 @@ def _entries(
     table = _table_name(obj)
     if table is None or table in NOT_AUDITED:
         return []
-    identity = inspect(obj).identity
-    entity_id = ":".join(str(part) for part in identity) if identity else "?"
+    # A row inserted by this flush has no identity key yet, but its primary key is set.
+    state = inspect(obj)
+    identity = tuple(state.mapper.primary_key_from_instance(obj))
+    entity_id = ":".join(str(part) for part in identity)
     values = after if after is not None else before or {}
     facility_id = obj.id if isinstance(obj, Facility) else values.get("facility_id")
     if identity and len(identity) == 1 and isinstance(identity[0], int):
