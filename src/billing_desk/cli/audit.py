@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from billing_desk.cli import audit_keys
+from billing_desk.cli.audit_export import export_command
 from billing_desk.cli.output import emit, table
 from billing_desk.cli.state import state
 from billing_desk.domain.errors import BadInput
@@ -19,6 +20,7 @@ from billing_desk.services.verification import CheckpointClaim, verify
 app = typer.Typer(help="The tamper-evident history.", no_args_is_help=True)
 app.add_typer(audit_keys.app, name="key")
 app.command("checkpoint")(audit_keys.checkpoint_command)
+app.command("export")(export_command)
 
 EXIT_FINDINGS = 1
 

@@ -25,9 +25,11 @@ SQLITE_BEGIN = "billing_desk_sqlite_begin"
 
 @dataclass(frozen=True)
 class DatabaseLocation:
-    """Where the billing database lives, as the user named it."""
+    """Where the billing database lives, as the user named it; `read_only` for an auditor's
+    archive (services.archive), which is opened with SQLite's mode=ro and never migrated."""
 
     url: URL
+    read_only: bool = False
 
     @property
     def is_sqlite(self) -> bool:
@@ -36,6 +38,14 @@ class DatabaseLocation:
     @property
     def is_postgresql(self) -> bool:
         return self.url.get_backend_name() == "postgresql"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file, when this names one (not :memory: nor a file: URI)."""
+        database = self.url.database if self.is_sqlite else None
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        return Path(database)
 
     def describe(self) -> str:
         if self.is_sqlite:
@@ -74,7 +84,7 @@ def resolve_location(db: str | None) -> DatabaseLocation:
 
 def make_engine(location: DatabaseLocation, *, pool_size: int = 4) -> Engine:
     if location.is_sqlite:
-        return _sqlite_engine(location.url)
+        return _sqlite_engine(location.url, read_only=location.read_only)
     return create_engine(
         location.url,
         pool_size=pool_size,
@@ -84,7 +94,13 @@ def make_engine(location: DatabaseLocation, *, pool_size: int = 4) -> Engine:
     )
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _sqlite_engine(url: URL, *, read_only: bool = False) -> Engine:
+    if read_only:
+        # SQLite's own read-only mode: nothing, not even a journal-mode change, touches the file.
+        path = Path(url.database or "").resolve()
+        url = URL.create(
+            "sqlite+pysqlite", database=path.as_uri(), query={"mode": "ro", "uri": "true"}
+        )
     engine = create_engine(
         url,
         # One connection per checkout: SQLite connections are cheap, and a pooled connection
@@ -99,8 +115,12 @@ def _sqlite_engine(url: URL) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
+            if read_only:
+                # Changing the journal mode writes the file, so an archive keeps its own.
+                cursor.execute("PRAGMA query_only=ON")
+            else:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         finally:
@@ -109,6 +129,8 @@ def _sqlite_engine(url: URL) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get(SQLITE_BEGIN, "IMMEDIATE")
+        if read_only:
+            mode = "DEFERRED"
         connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine

@@ -121,7 +121,7 @@ def parse_status(text: str) -> PaymentStatus:
 # -- card data ------------------------------------------------------------------------------
 
 # A whole run of 13 to 19 digits, single spaces or dashes allowed between them.
-_DIGIT_RUN = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?![ -]?\d)")
+_DIGIT_RUN = re.compile(r"(?<!\d)(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![ -]?\d)")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -154,7 +154,7 @@ def refuse_card_numbers(field: str, text: str | None) -> None:
 
 def card_last4(text: str) -> str:
     cleaned = text.strip()
-    if not re.fullmatch(r"\d{4}", cleaned):
+    if not re.fullmatch(r"[0-9]{4}", cleaned):
         raise BadInput(f"'{text}' is not the last four digits of a card; enter exactly 4 digits.")
     return cleaned
 

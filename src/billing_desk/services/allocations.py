@@ -145,6 +145,32 @@ def allocate_oldest_first(
     return _apply(unit, payment, plan, via_credit=via_credit)
 
 
+def open_amount(session: Session, facility_id: int, number: str) -> int:
+    """The open amount of the facility's invoice `number`, locked until the transaction ends;
+    refuses an unknown or closed invoice."""
+    invoice = next(
+        iter(
+            _locked_invoices(
+                session,
+                select(Invoice).where(
+                    Invoice.facility_id == facility_id, Invoice.number == number.strip().upper()
+                ),
+            )
+        ),
+        None,
+    )
+    if invoice is None:
+        raise BadInput(
+            f"There is no invoice {number.strip().upper()} for this facility; "
+            "`billing-desk invoice list --facility CODE` shows them."
+        )
+    if invoice.status not in OPEN_INVOICE_STATUSES:
+        raise Refused(
+            f"Invoice {invoice.number} is {invoice.status}; only open invoices take payments."
+        )
+    return _open_amounts(session, [invoice])[invoice.id]
+
+
 def _open_amounts(session: Session, invoices: Sequence[Invoice]) -> dict[int, int]:
     paid = live_allocated(session, [i.id for i in invoices])
     return {i.id: i.total_minor - paid.get(i.id, 0) for i in invoices}
@@ -213,6 +239,42 @@ def release_allocations(unit: UnitOfWork, payment: Payment, *, reason: str) -> l
         AllocationInfo(invoice.number, Money.from_minor(a.amount_minor, payment.currency))
         for a, invoice in rows
     ]
+
+
+def reapply_released(unit: UnitOfWork, payment: Payment) -> list[AllocationInfo]:
+    """Put a payment's money back on the invoices its last release took it from, as far as they
+    are still open; the rest stays credit."""
+    session = unit.session
+    released = session.execute(
+        select(Allocation, Invoice)
+        .join(Invoice, Invoice.id == Allocation.invoice_id)
+        .where(Allocation.payment_id == payment.id, Allocation.released.is_(True))
+        .order_by(Allocation.released_at.desc(), Allocation.id)
+    ).all()
+    if not released:
+        return []
+    last_release = released[0][0].released_at
+    wanted: dict[str, int] = {}
+    for allocation, invoice in sorted(released, key=lambda pair: pair[0].id):
+        if allocation.released_at == last_release and not allocation.via_credit:
+            wanted[invoice.number] = wanted.get(invoice.number, 0) + allocation.amount_minor
+    invoices = {
+        i.number: i
+        for i in _locked_invoices(
+            session,
+            select(Invoice)
+            .where(Invoice.facility_id == payment.facility_id, Invoice.number.in_(sorted(wanted)))
+            .order_by(Invoice.id),
+        )
+    }
+    open_amounts = _open_amounts(session, list(invoices.values()))
+    plan: list[tuple[Invoice, int]] = []
+    for number, amount in wanted.items():
+        invoice = invoices[number]
+        take = min(amount, open_amounts[invoice.id])
+        if invoice.status in OPEN_INVOICE_STATUSES and take > 0:
+            plan.append((invoice, take))
+    return _apply(unit, payment, plan, via_credit=False)
 
 
 def live_allocations(session: Session, payment: Payment) -> list[AllocationInfo]:

@@ -11,6 +11,7 @@ became visible, the next sequence numbers and their hashes (see docs/integrity.m
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +44,9 @@ NOT_AUDITED = frozenset(
     }
 )
 SEAL_BATCH = 2000
+_WRITE_STATEMENT = re.compile(
+    r'\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM|TRUNCATE(?:\s+TABLE)?)\s+"?(\w+)"?', re.IGNORECASE
+)
 
 ENTRY_TABLE: Table = Base.metadata.tables["audit_entry"]
 PENDING_TABLE: Table = Base.metadata.tables["audit_pending"]
@@ -99,6 +103,32 @@ def capture(session: Session, context: AuditContext) -> None:
             rows += _entries(context, obj, before=row_values(obj), after=None)
         if rows:
             append_entries(flushed, rows)
+
+    flushing = False
+
+    @event.listens_for(session, "before_flush")
+    def _flush_starts(*_args: object) -> None:
+        nonlocal flushing
+        flushing = True
+
+    @event.listens_for(session, "after_flush_postexec")
+    def _flush_ends(*_args: object) -> None:
+        nonlocal flushing
+        flushing = False
+
+    @event.listens_for(session.connection(), "before_cursor_execute")
+    def _refuse_sql_around_the_orm(
+        _conn: object, _cursor: object, statement: str, *_rest: object
+    ) -> None:
+        # Text SQL and Core statements on the connection never reach the flush hook above.
+        if flushing:
+            return
+        match = _WRITE_STATEMENT.match(statement)
+        if match and match.group(2).lower() not in NOT_AUDITED:
+            raise RuntimeError(
+                f"{match.group(1).split()[0]} on {match.group(2)} outside the ORM bypasses the "
+                "audit trail; change rows through the ORM instead"
+            )
 
     @event.listens_for(session, "do_orm_execute")
     def _refuse_bulk(state: ORMExecuteState) -> None:

@@ -13,6 +13,7 @@ from billing_desk.services.allocations import (
     allocate_explicit,
     credit_sources,
     facility_credit,
+    open_amount,
 )
 from billing_desk.services.facilities import get_facility
 from billing_desk.services.idempotency import Replay, checked_key, claim, complete
@@ -87,6 +88,12 @@ def apply_credit(
             raise Refused(
                 f"{facility.code} has {Money.from_minor(available, facility.currency)} of credit; "
                 f"apply at most that."
+            )
+        still_open = open_amount(unit.session, facility.id, invoice_number)
+        if wanted.minor > still_open:
+            raise Refused(
+                f"Invoice {invoice_number.strip().upper()} has only "
+                f"{Money.from_minor(still_open, facility.currency)} open; apply at most that."
             )
         left = wanted.minor
         used: list[int] = []

@@ -23,6 +23,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
 
 from sqlalchemy import func, select
 
@@ -47,7 +48,7 @@ from billing_desk.domain.trips import TripRecord
 from billing_desk.services.deposits import DEFAULT_BANK_ACCOUNT
 from billing_desk.services.facilities import NewFacility, insert_facility
 from billing_desk.services.invoices import bill_trips
-from billing_desk.services.payments import PaymentDraft, _record, move_payment
+from billing_desk.services.payments import PaymentDraft, move_payment, record_in_unit
 from billing_desk.services.trips import import_trip_records
 from billing_desk.services.unit_of_work import Actor, UnitOfWork, Workspace
 from billing_desk.services.users import ensure_user
@@ -743,7 +744,8 @@ def _billable_facilities(batch: _Batch, profiles: Sequence[_Profile]) -> list[st
 _PAID_IN_FULL, _PAID_IN_PART, _OVERPAID = 70, 10, 5
 _DAYS_TO_PAY = (10, 40)
 _PART_PERCENTS = (25, 40, 50, 60, 75, 80)
-# How US facilities pay, by weight: each has its usual way, and now and then uses another.
+# How payments come, in percent. Each facility has its usual way, dealt in these proportions,
+# and now and then pays another way.
 _METHODS = ((PaymentMethod.CHECK, 50), (PaymentMethod.TRANSFER, 35), (PaymentMethod.CARD, 15))
 _USUAL_METHOD_PERCENT = 80
 # Facilities outside the US pay by bank transfer, on their own country's rails.
@@ -756,6 +758,8 @@ _ROUTING_NUMBERS = (
 _CARD_BRANDS = (("Visa", 5), ("Mastercard", 3), ("Amex", 2))
 _RETURN_REASONS = ("NSF (insufficient funds)", "stop payment", "refer to maker")
 _NSF = _RETURN_REASONS[0]
+# Days the office and the bank are closed besides weekends, as (month, day).
+_HOLIDAYS = frozenset({(1, 1), (7, 4), (12, 25)})
 
 # When things happen on the story's clock, in minutes after midnight UTC.
 _AT_SETTLEMENT = 7 * 60  # the card processor's overnight settlement
@@ -793,13 +797,16 @@ class _Payer:
     card_last4: str
 
 
+_Outcome = Literal["full", "partial", "over", "error"]
+
+
 @dataclass(frozen=True)
 class _Entry:
     """One payment as the clerk enters it, and the invoice it pays (None: entered in error)."""
 
     draft: PaymentDraft
     invoice: _InvoiceFact | None
-    outcome: str  # "full", "partial", "over" or "error"
+    outcome: _Outcome
 
     @property
     def method(self) -> PaymentMethod:
@@ -843,9 +850,11 @@ def _plan_payments(plan: _Plan, invoices: Sequence[_InvoiceFact], last_day: date
     payments: deposits, clearing, card settlement, a few returned checks (one presented again),
     a check recorded against the wrong facility and a card authorized twice, both voided."""
     entries: list[_Entry] = []
+    usual = _usual_methods(plan)
     for profile in plan.profiles:
         own = sorted((i for i in invoices if i.facility == profile.code), key=lambda i: i.sequence)
-        entries.extend(_facility_payments(plan.stream("payments", profile.code), profile, own))
+        rng = plan.stream("payments", profile.code)
+        entries.extend(_facility_payments(rng, profile, usual[profile.code], own))
     entries = [e for e in entries if e.draft.received <= last_day]
     rng = plan.stream("payments", "mishaps")
     returns, presented_again = _choose_returns(rng, entries, invoices, last_day)
@@ -860,28 +869,49 @@ def _plan_payments(plan: _Plan, invoices: Sequence[_InvoiceFact], last_day: date
     doubled = _choose_doubled_card(rng, entries)
 
     slips: defaultdict[date, list[int]] = defaultdict(list)
-    for index, entry in enumerate(list(entries)):
+    for index, entry in enumerate(entries):
         received = entry.draft.received
         corrected = wrong is not None and wrong[0] == index
         story.add(received, _AT_CORRECTION if corrected else _AT_MAIL, _BILLED_BY, _Record(index))
         if entry.method is PaymentMethod.TRANSFER:
-            story.move(_business_days_after(received, 1), _AT_BANK_STATEMENT, index, "cleared")
+            cleared = _business_days_after(received, 1)
+            story.move(
+                cleared, _AT_BANK_STATEMENT, index, PaymentStatus.CLEARED, "on the bank statement"
+            )
         elif entry.method is PaymentMethod.CARD:
-            if story.move(received, _AT_CAPTURE, index, "captured"):
-                story.move(_business_days_after(received, 2), _AT_SETTLEMENT, index, "settled")
+            if story.move(received, _AT_CAPTURE, index, PaymentStatus.CAPTURED, "end-of-day batch"):
+                settled = _business_days_after(received, 2)
+                story.move(
+                    settled,
+                    _AT_SETTLEMENT,
+                    index,
+                    PaymentStatus.SETTLED,
+                    "settled by the processor",
+                )
         else:
             dates = _check_dates(entry)
             slips[dates.deposited].append(index)
             if index not in returns:
-                story.move(dates.cleared, _AT_BANK_STATEMENT, index, "cleared")
+                story.move(
+                    dates.cleared,
+                    _AT_BANK_STATEMENT,
+                    index,
+                    PaymentStatus.CLEARED,
+                    "funds available",
+                )
                 continue
             reason = f"returned by the bank: {returns[index]}"
-            story.move(dates.returned, _AT_BANK_NOTICE, index, "returned", reason)
+            story.move(dates.returned, _AT_BANK_NOTICE, index, PaymentStatus.RETURNED, reason)
             if index == presented_again:
                 why = "presented again: the facility asked us to deposit it once more"
-                story.move(dates.presented_again, _AT_PRESENTED_AGAIN, index, "recorded", why)
+                story.move(
+                    dates.presented_again, _AT_PRESENTED_AGAIN, index, PaymentStatus.RECORDED, why
+                )
                 slips[dates.deposited_again].append(index)
-                story.move(dates.cleared_again, _AT_BANK_STATEMENT, index, "cleared")
+                cleared = dates.cleared_again
+                story.move(
+                    cleared, _AT_BANK_STATEMENT, index, PaymentStatus.CLEARED, "funds available"
+                )
     if wrong is not None:
         index, facility = wrong
         right = entries[index]
@@ -896,10 +926,11 @@ def _plan_payments(plan: _Plan, invoices: Sequence[_InvoiceFact], last_day: date
         )
         story.add(right.draft.received, _AT_MAIL, _BILLED_BY, _Record(len(entries) - 1))
         reason = (
-            f"entered in error: check {right.draft.check_number} is from {right.draft.payer}, "
-            f"not from {facility}; recorded again against {right.draft.facility}"
+            f"entered in error: check {right.draft.check_number} is from "
+            f"{right.draft.facility}, not {facility}; recorded again against "
+            f"{right.draft.facility}"
         )
-        story.move(right.draft.received, _AT_REVIEW, len(entries) - 1, "voided", reason)
+        story.move(right.draft.received, _AT_REVIEW, len(entries) - 1, PaymentStatus.VOIDED, reason)
     if doubled is not None:
         card = entries[doubled].draft
         processor_ref = _processor_ref(rng)
@@ -915,17 +946,17 @@ def _plan_payments(plan: _Plan, invoices: Sequence[_InvoiceFact], last_day: date
             f"entered in error: the terminal authorized the {card.card_brand} card ending "
             f"{card.card_last4} twice; the processor released {processor_ref}"
         )
-        story.move(card.received, _AT_REVIEW, len(entries) - 1, "voided", reason)
+        story.move(card.received, _AT_REVIEW, len(entries) - 1, PaymentStatus.VOIDED, reason)
     for day, slip in sorted(slips.items()):
         story.add(day, _AT_DEPOSIT, _BILLED_BY, _DepositSlip(tuple(slip)))
     return _PaymentBook(tuple(entries), story.events())
 
 
 def _facility_payments(
-    rng: random.Random, profile: _Profile, invoices: Sequence[_InvoiceFact]
+    rng: random.Random, profile: _Profile, usual: PaymentMethod, invoices: Sequence[_InvoiceFact]
 ) -> list[_Entry]:
     """One facility's payment for each of its invoices it pays, from its own random stream."""
-    payer = _payer(rng, profile)
+    payer = _payer(rng, usual)
     step = 10 ** currency_exponent(profile.currency)
     check_number = rng.randint(1001, 48000)
     transfer_number = rng.randint(100, 900)
@@ -934,13 +965,14 @@ def _facility_payments(
         # Every invoice draws the same numbers, used or not, so one outcome never shifts the next.
         roll = rng.randrange(100)
         received = _business_day_from(invoice.issue_date + timedelta(rng.randint(*_DAYS_TO_PAY)))
-        usual = rng.randrange(100) < _USUAL_METHOD_PERCENT
+        as_usual = rng.randrange(100) < _USUAL_METHOD_PERCENT
         other = _draw_method(rng)
         part = rng.choice(_PART_PERCENTS)
         check_number += rng.randint(3, 40)
         transfer_number += rng.randint(1, 25)
         processor_ref = _processor_ref(rng)
         total = invoice.total_minor
+        outcome: _Outcome
         if roll < _PAID_IN_FULL:
             outcome, amount = "full", total
         elif roll < _PAID_IN_FULL + _PAID_IN_PART:
@@ -953,7 +985,7 @@ def _facility_payments(
             outcome, amount = "over", (total // (100 * step) + 1) * 100 * step
         else:
             continue
-        method = payer.usual if usual or profile.currency != "USD" else other
+        method = payer.usual if as_usual or profile.currency != "USD" else other
         memo = f"Invoice {invoice.number}" + (", part payment" if outcome == "partial" else "")
         draft = PaymentDraft(
             facility=profile.code,
@@ -988,14 +1020,36 @@ def _facility_payments(
     return entries
 
 
-def _payer(rng: random.Random, profile: _Profile) -> _Payer:
-    usual = _draw_method(rng)
+def _usual_methods(plan: _Plan) -> dict[str, PaymentMethod]:
+    """How each facility usually pays, dealt from a deck in the proportions of `_METHODS` so
+    that a demo of any size shows each about as often as in life. Facilities outside the US
+    take the transfers first: they pay on their own country's rails."""
+    count = len(plan.profiles)
+    total = sum(weight for _, weight in _METHODS)
+    dealt = {method: count * weight // total for method, weight in _METHODS}
+    by_remainder = sorted(_METHODS, key=lambda item: -(count * item[1] % total))
+    for method, _ in by_remainder[: count - sum(dealt.values())]:
+        dealt[method] += 1
+    deck = [method for method, _ in _METHODS for _ in range(dealt[method])]
+    usual: dict[str, PaymentMethod] = {}
+    for profile in plan.profiles:
+        if profile.currency != "USD":
+            usual[profile.code] = PaymentMethod.TRANSFER
+            if PaymentMethod.TRANSFER in deck:
+                deck.remove(PaymentMethod.TRANSFER)
+            else:
+                deck.pop()
+    plan.stream("payments", "methods").shuffle(deck)
+    home = [profile.code for profile in plan.profiles if profile.code not in usual]
+    usual.update(zip(home, deck, strict=True))
+    return usual
+
+
+def _payer(rng: random.Random, usual: PaymentMethod) -> _Payer:
     routing = rng.choice(_ROUTING_NUMBERS)
     account = str(rng.randint(10**9, 10**10 - 1))
     brand = rng.choices([b for b, _ in _CARD_BRANDS], [w for _, w in _CARD_BRANDS])[0]
     last4 = f"{rng.randrange(10_000):04d}"
-    if profile.currency != "USD":
-        usual = PaymentMethod.TRANSFER
     return _Payer(usual, routing, account, brand, last4)
 
 
@@ -1026,10 +1080,10 @@ class _CheckDates:
 
 
 def _check_dates(entry: _Entry) -> _CheckDates:
-    deposited = _friday_of(entry.draft.received)
+    deposited = _deposit_day(entry.draft.received)
     returned = _business_days_after(deposited, 3)
     presented_again = _business_days_after(returned, 5)
-    deposited_again = _friday_of(presented_again)
+    deposited_again = _deposit_day(presented_again)
     return _CheckDates(
         deposited,
         _business_days_after(deposited, 2),
@@ -1144,12 +1198,10 @@ class _Story:
         self._events.append((day, minute, len(self._events), actor, action))
         return True
 
-    def move(
-        self, day: date, minute: int, entry: int, target: str, reason: str | None = None
-    ) -> bool:
-        status = PaymentStatus(target)
-        actor = _APPROVED_BY if status is PaymentStatus.VOIDED else _BILLED_BY
-        return self.add(day, minute, actor, _Move(entry, status, reason or target))
+    def move(self, day: date, minute: int, entry: int, target: PaymentStatus, reason: str) -> bool:
+        """A lifecycle move by the clerk; voids are the manager's."""
+        actor = _APPROVED_BY if target is PaymentStatus.VOIDED else _BILLED_BY
+        return self.add(day, minute, actor, _Move(entry, target, reason))
 
     def events(self) -> tuple[_Event, ...]:
         """Each event a minute after the one before it at the same time of day, and each
@@ -1169,7 +1221,7 @@ class _Story:
 
 
 def _business_day_from(day: date) -> date:
-    while day.weekday() >= 5:
+    while day.weekday() >= 5 or (day.month, day.day) in _HOLIDAYS:
         day += timedelta(days=1)
     return day
 
@@ -1180,9 +1232,13 @@ def _business_days_after(day: date, count: int) -> date:
     return day
 
 
-def _friday_of(day: date) -> date:
-    """The Friday of a business day's week: when that week's checks are deposited."""
-    return day + timedelta(days=4 - day.weekday())
+def _deposit_day(day: date) -> date:
+    """When the checks of a business day's week go to the bank: its Friday, or the day before
+    when that is a holiday."""
+    deposit = day + timedelta(days=4 - day.weekday())
+    while (deposit.month, deposit.day) in _HOLIDAYS:
+        deposit -= timedelta(days=1)
+    return deposit
 
 
 def _record_payments(run: _DemoRun) -> None:
@@ -1213,7 +1269,7 @@ def _record_payments(run: _DemoRun) -> None:
         action = event.action
         if isinstance(action, _Record):
             entry = book.entries[action.entry]
-            receipt = _record(unit, entry.draft, entry.method, action.key)
+            receipt = record_in_unit(unit, entry.draft, entry.method, action.key)
             payment = session.get(Payment, receipt.payment_id)
             if payment is None:  # pragma: no cover - it was inserted in this transaction
                 raise RuntimeError(f"demo payment {receipt.payment_id} vanished")

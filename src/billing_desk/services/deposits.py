@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from billing_desk.db.models import Deposit, DepositItem, Facility, Payment
+from billing_desk.db.models import Deposit, DepositItem, Facility, Payment, PaymentStatusChange
 from billing_desk.domain.errors import BadInput, Refused
 from billing_desk.domain.money import Money
 from billing_desk.domain.payments import PaymentMethod, PaymentStatus
@@ -87,14 +87,14 @@ def create_deposit(
     idempotency_key: str | None = None,
 ) -> DepositSlip:
     """Group recorded checks and cash into one deposit and move each to deposited. Without a
-    key, the key is derived from the payments and the date, so running the same command twice
-    returns the first slip."""
+    key, the key is derived from the payments, the date and each check's presentation, so running
+    the same command twice returns the first slip while a check presented again after a return
+    makes a new deposit."""
     ids = sorted(set(payment_ids))
     if not ids:
         raise BadInput("A deposit needs payments; give their ids with --payments 12,13,14.")
     account = bank_account.strip() or DEFAULT_BANK_ACCOUNT
-    derived = hashlib.sha256(f"{ids}|{deposit_date}|{account}".encode()).hexdigest()[:32]
-    key = checked_key(idempotency_key or f"deposit-{derived}")
+    given_key = checked_key(idempotency_key) if idempotency_key is not None else None
 
     def operation(unit: UnitOfWork) -> DepositSlip:
         unit.require(Permission.RECORD_PAYMENTS)
@@ -102,6 +102,7 @@ def create_deposit(
             raise BadInput(
                 f"The deposit date {deposit_date} is in the future; use today or earlier."
             )
+        key = given_key or _derived_key(unit, ids, deposit_date, account)
         claimed = claim(
             unit,
             facility_id=None,
@@ -116,56 +117,82 @@ def create_deposit(
                 select(Payment).where(Payment.id.in_(ids)).order_by(Payment.id).with_for_update()
             )
         )
-        _check_depositable(ids, payments)
-        codes = dict(
-            (f.id, f.code)
-            for f in unit.session.scalars(
-                select(Facility).where(Facility.id.in_({p.facility_id for p in payments}))
-            )
-        )
-        total = sum(p.amount_minor for p in payments)
-        deposit = Deposit(
-            deposit_date=deposit_date,
-            bank_account=account,
-            currency=payments[0].currency,
-            total_minor=total,
-            item_count=len(payments),
-            created_at=unit.now,
-            created_by=unit.actor.name,
-        )
-        unit.session.add(deposit)
-        unit.session.flush()
-        for payment in payments:
-            unit.session.add(
-                DepositItem(
-                    deposit_id=deposit.id,
-                    payment_id=payment.id,
-                    facility_id=payment.facility_id,
-                    amount_minor=payment.amount_minor,
-                )
-            )
-            move_payment(
-                unit, payment, PaymentStatus.DEPOSITED, f"deposit {deposit.id}", on=deposit_date
-            )
-        slip = DepositSlip(
-            deposit.id,
-            deposit_date,
-            account,
-            Money.from_minor(total, deposit.currency),
-            tuple(
-                DepositItemInfo(
-                    p.id,
-                    codes[p.facility_id],
-                    p.method,
-                    Money.from_minor(p.amount_minor, p.currency),
-                )
-                for p in payments
-            ),
-        )
+        slip = deposit_payments(unit, ids, payments, deposit_date, account)
         complete(unit, claimed, slip.to_record())
         return slip
 
     return workspace.write(operation, action="deposit.create")
+
+
+def _derived_key(unit: UnitOfWork, ids: Sequence[int], deposit_date: date, account: str) -> str:
+    """Same payments, day and account give the same key, unless a check came back returned in
+    between: its latest return starts a new presentation."""
+    returns = dict(
+        unit.session.execute(
+            select(PaymentStatusChange.payment_id, func.max(PaymentStatusChange.id))
+            .where(
+                PaymentStatusChange.payment_id.in_(ids),
+                PaymentStatusChange.to_status == PaymentStatus.RETURNED.value,
+            )
+            .group_by(PaymentStatusChange.payment_id)
+        ).all()
+    )
+    presentations = [returns.get(i, 0) for i in ids]
+    text = f"{ids}|{presentations}|{deposit_date}|{account}"
+    return "deposit-" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def deposit_payments(
+    unit: UnitOfWork,
+    ids: Sequence[int],
+    payments: Sequence[Payment],
+    deposit_date: date,
+    account: str,
+) -> DepositSlip:
+    """Write the slip and move each payment to deposited, inside the caller's unit of work."""
+    _check_depositable(ids, payments)
+    codes = {
+        f.id: f.code
+        for f in unit.session.scalars(
+            select(Facility).where(Facility.id.in_({p.facility_id for p in payments}))
+        )
+    }
+    total = sum(p.amount_minor for p in payments)
+    deposit = Deposit(
+        deposit_date=deposit_date,
+        bank_account=account,
+        currency=payments[0].currency,
+        total_minor=total,
+        item_count=len(payments),
+        created_at=unit.now,
+        created_by=unit.actor.name,
+    )
+    unit.session.add(deposit)
+    unit.session.flush()
+    for payment in payments:
+        unit.session.add(
+            DepositItem(
+                deposit_id=deposit.id,
+                payment_id=payment.id,
+                facility_id=payment.facility_id,
+                amount_minor=payment.amount_minor,
+            )
+        )
+        move_payment(
+            unit, payment, PaymentStatus.DEPOSITED, f"deposit {deposit.id}", on=deposit_date
+        )
+    return DepositSlip(
+        deposit.id,
+        deposit_date,
+        account,
+        Money.from_minor(total, deposit.currency),
+        tuple(
+            DepositItemInfo(
+                p.id, codes[p.facility_id], p.method, Money.from_minor(p.amount_minor, p.currency)
+            )
+            for p in payments
+        ),
+    )
 
 
 def _check_depositable(ids: Sequence[int], payments: Sequence[Payment]) -> None:

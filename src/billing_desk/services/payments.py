@@ -52,6 +52,7 @@ from billing_desk.services.allocations import (
     allocate_oldest_first,
     credit_of,
     live_allocations,
+    reapply_released,
     release_allocations,
 )
 from billing_desk.services.facilities import get_facility
@@ -231,18 +232,19 @@ def record_payment(
     nothing."""
     key = checked_key(idempotency_key)
     method = parse_method(draft.method)
-    _check_text_fields(draft, method)
 
     def operation(unit: UnitOfWork) -> PaymentReceipt:
         unit.require(Permission.RECORD_PAYMENTS)
-        return _record(unit, draft, method, key)
+        return record_in_unit(unit, draft, method, key)
 
     return workspace.write(operation, action="payment.record")
 
 
-def _record(
+def record_in_unit(
     unit: UnitOfWork, draft: PaymentDraft, method: PaymentMethod, key: str
 ) -> PaymentReceipt:
+    """Record a payment inside the caller's unit of work (the same rules as `record_payment`)."""
+    _check_text_fields(draft, method)
     session = unit.session
     facility = get_facility(unit, draft.facility)
     amount = _amount(draft, facility)
@@ -374,6 +376,7 @@ def _check_text_fields(draft: PaymentDraft, method: PaymentMethod) -> None:
         ("card brand", draft.card_brand),
         ("card's last four digits", draft.card_last4),
         ("processor reference", draft.processor_ref),
+        ("transfer reference", draft.reference),
         ("override reason", draft.override_reason),
     ):
         if value and len(value) > MAX_TEXT:
@@ -479,9 +482,10 @@ def _digits(text: str | None, what: str, shortest: int, longest: int) -> str:
     if not cleaned:
         raise BadInput(f"A check payment needs its {what}; copy it from the check.")
     if not cleaned.isascii() or not cleaned.isdigit() or not shortest <= len(cleaned) <= longest:
+        article = "an" if what[0] in "aeiou" else "a"
         raise BadInput(
-            f"'{text}' is not a {what}; enter {shortest} to {longest} digits as printed on the "
-            "check."
+            f"'{text}' is not {article} {what}; enter {shortest} to {longest} digits as printed "
+            "on the check."
         )
     return cleaned
 
@@ -617,9 +621,12 @@ def move_payment(
         payment.approved_by = unit.actor.name
         payment.approved_at = unit.now
         allocations = _allocate_requested(unit, payment)
+    if target == PaymentStatus.VOIDED:
+        # Entered in error: the instrument is free to be entered again correctly.
+        payment.natural_key = None
     if current == PaymentStatus.RETURNED and target in LIVE_STATUSES:
         # Presented again: the money goes back where it went before, as far as still open.
-        allocations = allocate_oldest_first(unit, payment, payment.amount_minor)
+        allocations = reapply_released(unit, payment)
     return TransitionResult(
         payment.id,
         current.value,
@@ -633,11 +640,12 @@ def move_payment(
 def _require_second_manager(unit: UnitOfWork, payment: Payment, target: PaymentStatus) -> None:
     unit.require(Permission.APPROVE_PAYMENTS)
     if unit.actor.name == payment.recorded_by:
-        verb = (
-            "approve"
-            if payment.status == PaymentStatus.AWAITING_APPROVAL.value
-            else ("void" if target == PaymentStatus.VOIDED else "refund")
-        )
+        if target == PaymentStatus.VOIDED:
+            verb = "void"
+        elif target == PaymentStatus.REFUNDED:
+            verb = "refund"
+        else:
+            verb = "approve"
         raise PermissionDenied(
             f"{unit.actor.name} recorded payment {payment.id}, so another manager must {verb} it "
             "(segregation of duties)."

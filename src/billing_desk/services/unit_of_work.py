@@ -9,6 +9,7 @@ saying what to do.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import logging
 import random
@@ -26,8 +27,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from billing_desk.db.engine import SQLITE_BEGIN, DatabaseLocation, make_engine, resolve_location
 from billing_desk.db.migrate import current_revision, head_revision, upgrade_to_head
 from billing_desk.db.models import User
-from billing_desk.domain.errors import EnvironmentFault, PermissionDenied
+from billing_desk.domain.errors import EnvironmentFault, PermissionDenied, Refused
 from billing_desk.domain.roles import Permission, Role, role_allows
+from billing_desk.services.archive import is_archive
 from billing_desk.services.audit_trail import (
     AuditContext,
     SealResult,
@@ -49,6 +51,9 @@ BACKOFF_BASE_SECONDS = 0.02
 BACKOFF_CAP_SECONDS = 1.0
 # Past this many unsealed audit entries, writes stop until the chain is sealed (PostgreSQL).
 MAX_UNSEALED = 50_000
+READ_ONLY_MESSAGE = (
+    "This is an audit archive, opened read-only; export again from the live database to add to it."
+)
 
 
 @dataclass(frozen=True)
@@ -119,13 +124,15 @@ class Workspace:
         self.engine: Engine = make_engine(location)
         self.user_name = user or getpass.getuser()
         # An auditor's archive: every write is refused.
-        self.read_only = False
+        self.read_only = location.read_only
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     # -- schema ---------------------------------------------------------------------------
 
     def upgrade(self) -> bool:
         """Migrate the schema to head; True when anything changed."""
+        if self.read_only:
+            raise Refused(READ_ONLY_MESSAGE)
         return self._guard(lambda: upgrade_to_head(self.engine))
 
     def schema_is_current(self) -> bool:
@@ -136,6 +143,8 @@ class Workspace:
     def write(self, operation: Callable[[UnitOfWork], T], *, action: str) -> T:
         """Run `operation` in one write transaction, retried when the database asks for it;
         its changes are audited under `action` and sealed into the chain."""
+        if self.read_only:
+            raise Refused(READ_ONLY_MESSAGE)
         attempt = 0
         while True:
             attempt += 1
@@ -205,6 +214,8 @@ class Workspace:
 
     def seal(self) -> SealResult:
         """Seal every committed entry now."""
+        if self.read_only:
+            raise Refused(READ_ONLY_MESSAGE)
 
         def run() -> SealResult:
             total = 0
@@ -257,9 +268,21 @@ class Workspace:
 
 
 def open_workspace(db: str | None, user: str | None = None, *, migrate: bool = True) -> Workspace:
-    """Open the database named by `--db` (a path or URL; SQLite in the data folder when empty)."""
-    workspace = Workspace(resolve_location(db), user)
-    if migrate:
+    """Open the database named by `--db` (a path or URL; SQLite in the data folder when empty).
+    An auditor's archive opens read-only and is never migrated."""
+    location = resolve_location(db)
+    path = location.sqlite_path
+    if path is not None and is_archive(path):
+        location = dataclasses.replace(location, read_only=True)
+    workspace = Workspace(location, user)
+    if workspace.read_only:
+        if not workspace.schema_is_current():
+            workspace.close()
+            raise Refused(
+                f"The archive {path} was written by another version of billing-desk; open it "
+                "with that version, or export it again from the live database."
+            )
+    elif migrate:
         workspace.upgrade()
     return workspace
 
