@@ -12,7 +12,7 @@ became visible, the next sequence numbers and their hashes (see docs/integrity.m
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -63,6 +63,7 @@ class AuditContext:
     action: str
     now: datetime
     touched: dict[str, set[int]] = field(default_factory=dict)
+    appended: list[int] = field(default_factory=list)
 
     def entry(
         self,
@@ -102,7 +103,7 @@ def capture(session: Session, context: AuditContext) -> None:
         for obj in flushed.deleted:
             rows += _entries(context, obj, before=row_values(obj), after=None)
         if rows:
-            append_entries(flushed, rows)
+            context.appended += append_entries(flushed, rows)
 
     flushing = False
 
@@ -149,8 +150,11 @@ def record_event(
     facility_id: int | None = None,
     detail: Mapping[str, object] | None = None,
 ) -> None:
-    """An entry for something other than a row change: a sensitive read, an export, a run."""
-    append_entries(
+    """An entry for something other than a row change: a sensitive read, an export, a run.
+    Its entity type is never a table's name, so it cannot pass for a row's history."""
+    if entity_type in Base.metadata.tables and entity_type not in NOT_AUDITED:
+        raise ValueError(f"event entries may not use the table name {entity_type!r}")
+    context.appended += append_entries(
         session,
         [
             context.entry(
@@ -165,11 +169,14 @@ def record_event(
     )
 
 
-def append_entries(session: Session, rows: list[dict[str, Any]]) -> None:
+def append_entries(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     """Insert entries and queue them for the sealer, on the unit's own connection."""
     connection = session.connection()
-    ids = connection.execute(insert(ENTRY_TABLE).returning(ENTRY_TABLE.c.id), rows).scalars().all()
+    ids = list(
+        connection.execute(insert(ENTRY_TABLE).returning(ENTRY_TABLE.c.id), rows).scalars().all()
+    )
     connection.execute(insert(PENDING_TABLE), [{"entry_id": i} for i in ids])
+    return ids
 
 
 def _entries(
@@ -234,18 +241,28 @@ class SealResult:
     head_hash: str
 
 
-def seal_pending(session: Session, *, limit: int = SEAL_BATCH, now: datetime) -> SealResult:
-    """Give visible unsealed entries their place in the chain, oldest first, inside the caller's
-    transaction. Safe when several sealers run: they queue on the chain head row."""
+def seal_pending(
+    session: Session,
+    *,
+    limit: int = SEAL_BATCH,
+    now: datetime,
+    only: Sequence[int] | None = None,
+) -> SealResult:
+    """Give visible unsealed entries (or `only` these) their place in the chain, oldest first,
+    inside the caller's transaction. Safe when several sealers run: they queue on the chain head
+    row."""
     head = session.scalars(
         select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
     ).one()
-    pending = session.scalars(
+    query = (
         select(AuditEntry)
         .join(AuditPending, AuditPending.entry_id == AuditEntry.id)
         .order_by(AuditEntry.id)
         .limit(limit)
-    ).all()
+    )
+    if only is not None:
+        query = query.where(AuditEntry.id.in_(list(only)))
+    pending = session.scalars(query).all()
     sequence, previous = head.last_sequence, head.last_hash
     links: list[dict[str, Any]] = []
     for entry in pending:

@@ -8,6 +8,7 @@ chain no longer contains names the rewrite, the truncation or the rollback.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,13 +22,15 @@ from billing_desk.db.models import (
     AuditEntry,
     AuditLink,
     AuditPending,
+    Base,
     Invoice,
     InvoiceLine,
     Payment,
 )
+from billing_desk.domain.hashing import canonical_bytes
 from billing_desk.domain.integrity import ZERO_HASH, content_hash, link_hash
 from billing_desk.domain.roles import Permission
-from billing_desk.services.audit_trail import entry_record, unsealed_tail
+from billing_desk.services.audit_trail import NOT_AUDITED, entry_record, row_values, unsealed_tail
 from billing_desk.services.integrity import invoice_record, payment_record
 from billing_desk.services.unit_of_work import UnitOfWork, Workspace
 
@@ -97,10 +100,13 @@ class _Chain:
 
 def verify(workspace: Workspace, checkpoints: Sequence[CheckpointClaim] = ()) -> VerificationReport:
     """Recompute the whole history; the run itself is audited."""
+    # SQLite seals every entry in the transaction that wrote it: a live SQLite database has no
+    # legitimate unsealed tail. An archive keeps whatever tail its source had.
+    tail_allowed = not (workspace.location.is_sqlite and not workspace.read_only)
 
     def operation(unit: UnitOfWork) -> VerificationReport:
         unit.require(Permission.READ)
-        return verify_session(unit.session, checkpoints)
+        return verify_session(unit.session, checkpoints, tail_allowed=tail_allowed)
 
     report = workspace.read(operation)
     if not workspace.read_only:
@@ -122,14 +128,17 @@ def verify(workspace: Workspace, checkpoints: Sequence[CheckpointClaim] = ()) ->
 
 
 def verify_session(
-    session: Session, checkpoints: Sequence[CheckpointClaim] = ()
+    session: Session, checkpoints: Sequence[CheckpointClaim] = (), *, tail_allowed: bool = True
 ) -> VerificationReport:
     chain = _Chain()
     hashes_by_sequence: dict[int, str] = {}
     wanted = {c.sequence for c in checkpoints}
     checked, last_sequence, last_hash = _walk_chain(session, chain, wanted, hashes_by_sequence)
     _check_orphans(session, chain)
+    if not tail_allowed:
+        _check_no_tail(session, chain)
     _check_head(session, chain, last_sequence, last_hash)
+    _check_rows_against_trail(session, chain)
     payments = _check_payments(session, chain)
     invoices = _check_invoices(session, chain)
     _check_checkpoints(session, chain, checkpoints, hashes_by_sequence, last_sequence)
@@ -241,6 +250,70 @@ def _check_orphans(session: Session, chain: _Chain) -> None:
             f"audit entry {entry_id}",
             "neither sealed nor waiting to be sealed",
         )
+
+
+def _check_no_tail(session: Session, chain: _Chain) -> None:
+    queued = session.scalars(
+        select(AuditPending.entry_id).order_by(AuditPending.entry_id).limit(MAX_LISTED + 1)
+    ).all()
+    for entry_id in queued:
+        chain.add(
+            "entry outside the chain",
+            f"audit entry {entry_id}",
+            "queued for sealing after its transaction ended, which this database never does",
+        )
+
+
+def _check_rows_against_trail(session: Session, chain: _Chain) -> None:
+    """Each row of billing data must be what its newest audit entry says it became; a row the
+    trail does not know, or a row gone without an entry, was changed behind its back."""
+    for mapper in sorted(
+        Base.registry.mappers, key=lambda m: str(getattr(m.local_table, "name", ""))
+    ):
+        table = str(getattr(mapper.local_table, "name", ""))
+        if table in NOT_AUDITED:
+            continue
+        newest = (
+            select(func.max(AuditEntry.id))
+            .where(AuditEntry.entity_type == table)
+            .group_by(AuditEntry.entity_id)
+        )
+        recorded: dict[str, bytes | None] = {
+            entity_id: _digest(after)
+            for entity_id, after in session.execute(
+                select(AuditEntry.entity_id, AuditEntry.after).where(AuditEntry.id.in_(newest))
+            )
+        }
+        keys = mapper.primary_key
+        for row in session.scalars(
+            select(mapper).order_by(*keys).execution_options(yield_per=CHUNK)
+        ):
+            entity_id = ":".join(str(part) for part in mapper.primary_key_from_instance(row))
+            now = _digest(canonical_bytes(row_values(row)).decode())
+            if entity_id not in recorded:
+                chain.add(
+                    "row without audit entry",
+                    f"{table} {entity_id}",
+                    "no audit entry ever recorded this row",
+                )
+            elif recorded.pop(entity_id) != now:
+                chain.add(
+                    "row differs from its audit trail",
+                    f"{table} {entity_id}",
+                    "the row is not what its newest audit entry says it became",
+                )
+        session.expunge_all()
+        for entity_id, after in recorded.items():
+            if after is not None:
+                chain.add(
+                    "row deleted without audit entry",
+                    f"{table} {entity_id}",
+                    "the trail says the row exists, but it is gone",
+                )
+
+
+def _digest(text: str | None) -> bytes | None:
+    return None if text is None else hashlib.sha256(text.encode()).digest()
 
 
 def _check_head(session: Session, chain: _Chain, last_sequence: int, last_hash: str) -> None:
