@@ -287,7 +287,11 @@ def record_in_unit(
         )
     if duplicate is not None and override is None:
         raise _duplicate_refusal(duplicate, instrument)
-    held = override is not None and (duplicate is not None or instrument.natural_key is None)
+    # Held for a second manager: a deliberate duplicate, or a check that has no number.
+    # An override reason on anything else asks for nothing and changes nothing.
+    held = override is not None and (
+        duplicate is not None or (method == PaymentMethod.CHECK and instrument.natural_key is None)
+    )
     payment = Payment(
         facility_id=facility.id,
         method=method.value,
