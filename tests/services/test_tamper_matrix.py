@@ -816,6 +816,12 @@ def test_tampering_is_detected_and_named(
     report = verify_copy(history, location, notes)
 
     reported = {(f.kind, f.entity) for f in report.findings}
+    import pprint
+    with open(f"/tmp/tm_dump/{history.backend}-{case.name}.txt", "w") as fh:
+        fh.write(pprint.pformat({k: getattr(history, k) for k in ("checkpoints","head","older_head","last_entry","target","target_entry","payment","voided_payment","allocation","invoice","invoice_number","line","trip")}) + "\n")
+        fh.write(f"first_broken={report.first_broken_sequence}\n")
+        for f in report.findings:
+            fh.write(f"{f}\n")
     assert not report.ok
     assert {f.kind for f in report.findings} == case.kinds, report.findings
     expected = case.findings(history)
@@ -846,6 +852,10 @@ def test_a_tail_cut_after_the_last_checkpoint_with_the_head_adjusted_goes_unseen
 
     _apply(history, location, tamper)
     report = verify_copy(history, location)
+    with open(f"/tmp/tm_dump/{history.backend}-tailcut.txt", "w") as fh:
+        fh.write(f"first_broken={report.first_broken_sequence}\n")
+        for f in report.findings:
+            fh.write(f"{f}\n")
     assert report.ok, report.findings
     assert report.head_sequence == history.checkpoints[2] < history.head
 
@@ -894,6 +904,10 @@ def test_tampering_verification_does_not_see_yet(
         finally:
             workspace.close()
     report = verify_copy(history, location)
+    with open(f"/tmp/tm_dump/{history.backend}-gap-{gap.name}.txt", "w") as fh:
+        fh.write(f"first_broken={report.first_broken_sequence}\n")
+        for f in report.findings:
+            fh.write(f"{f}\n")
     assert not report.ok, f"undetected: {gap.name} ({gap.why})"
 
 

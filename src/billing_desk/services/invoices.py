@@ -72,6 +72,8 @@ class InvoiceLineInfo:
 
 @dataclass(frozen=True)
 class StatusChangeInfo:
+    """One move of an invoice's or a payment's status: from, to, when, who and why."""
+
     from_status: str | None
     to_status: str
     changed_at: datetime

@@ -57,6 +57,7 @@ from billing_desk.services.allocations import (
 )
 from billing_desk.services.facilities import get_facility
 from billing_desk.services.idempotency import Claim, Replay, checked_key, claim, complete
+from billing_desk.services.invoices import StatusChangeInfo
 from billing_desk.services.unit_of_work import UnitOfWork, Workspace
 
 MAX_TEXT = 500
@@ -139,15 +140,6 @@ class PaymentReceipt:
             replayed=replayed,
             duplicate_of=record.get("duplicate_of"),
         )
-
-
-@dataclass(frozen=True)
-class StatusChangeInfo:
-    from_status: str | None
-    to_status: str
-    changed_at: datetime
-    changed_by: str
-    reason: str | None
 
 
 @dataclass(frozen=True)
