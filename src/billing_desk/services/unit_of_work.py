@@ -251,7 +251,8 @@ class Workspace:
 
     def _environment_fault(self, err: OperationalError) -> EnvironmentFault:
         where = self.location.describe()
-        text = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
+        lines = str(err.orig if err.orig is not None else err).strip().splitlines()
+        text = lines[0] if lines else type(err.orig).__name__
         if self.location.is_sqlite:
             if "locked" in text or "busy" in text:
                 return EnvironmentFault(
