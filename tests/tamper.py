@@ -179,7 +179,8 @@ class Tamperer:
         self.conn.execute(statement, {**values, "entry_id": entry_id})
 
     def insert_entry(self, record: Mapping[str, object]) -> int:
-        """A new audit entry (no link, not pending) with the next free id."""
+        """A new audit entry (no link, not pending) with the next free id. On PostgreSQL the id
+        sequence is moved past it too, so the application's next entry does not collide."""
         entry_id = int(self.scalar("SELECT coalesce(max(id), 0) + 1 FROM audit_entry"))
         names = ("id", *ENTRY_FIELDS)
         statement = text(
@@ -187,6 +188,8 @@ class Tamperer:
             f"VALUES ({', '.join(':' + n for n in names)})"
         ).bindparams(*(bindparam(n, type_=_ENTRY.c[n].type) for n in ENTRY_FIELDS))
         self.conn.execute(statement, {"id": entry_id, **{n: record[n] for n in ENTRY_FIELDS}})
+        if self.dialect == "postgresql":
+            self.sql("SELECT setval(pg_get_serial_sequence('audit_entry', 'id'), :id)", id=entry_id)
         return entry_id
 
     def insert_link(self, sequence: int, entry_id: int, sealed_at: datetime) -> str:
