@@ -147,6 +147,36 @@ def upgrade() -> None:
     )
 
     _make_append_only(["audit_entry", "audit_link"])
+    _forbid_hash_version_downgrade()
+
+
+def _forbid_hash_version_downgrade() -> None:
+    """A link's hash version is never lower than any link before it."""
+    message = "audit hash version cannot go down"
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute(
+            "CREATE TRIGGER audit_link_version_monotonic BEFORE INSERT ON audit_link "
+            "WHEN NEW.hash_version < (SELECT coalesce(max(hash_version), 1) FROM audit_link) "
+            f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+        )
+        return
+    op.execute(
+        f"""
+        CREATE FUNCTION audit_link_version_monotonic() RETURNS trigger
+        LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+        BEGIN
+            IF NEW.hash_version < (SELECT coalesce(max(hash_version), 1) FROM public.audit_link) THEN
+                RAISE EXCEPTION '{message}' USING ERRCODE = 'check_violation';
+            END IF;
+            RETURN NEW;
+        END
+        $$
+        """
+    )
+    op.execute(
+        "CREATE TRIGGER audit_link_version_monotonic BEFORE INSERT ON audit_link "
+        "FOR EACH ROW EXECUTE FUNCTION audit_link_version_monotonic()"
+    )
 
 
 _APPEND_ONLY_MESSAGE = "audit history is append-only"
@@ -188,6 +218,11 @@ def _make_append_only(tables: list[str]) -> None:
 
 def downgrade() -> None:
     bind = op.get_bind()
+    if bind.dialect.name == "sqlite":
+        op.execute("DROP TRIGGER IF EXISTS audit_link_version_monotonic")
+    else:
+        op.execute("DROP TRIGGER IF EXISTS audit_link_version_monotonic ON audit_link")
+        op.execute("DROP FUNCTION IF EXISTS audit_link_version_monotonic()")
     for table in ("audit_entry", "audit_link"):
         if bind.dialect.name == "sqlite":
             op.execute(f"DROP TRIGGER IF EXISTS {table}_no_update")
