@@ -33,7 +33,8 @@ def demo(
         as_json,
         lambda: typer.echo(
             f"Loaded demo data: {summary.facilities} facilities, {summary.trips} trips, "
-            f"{summary.invoices} invoices; users {', '.join(summary.users)}. "
-            f"Try: billing-desk --user clerk invoice list"
+            f"{summary.invoices} invoices, {summary.payments} payments in "
+            f"{summary.deposits} deposits; users {', '.join(summary.users)}. "
+            f"Try: billing-desk --user clerk payment list"
         ),
     )
