@@ -336,8 +336,8 @@ class Allocation(Base):
     released_by: Mapped[str | None] = mapped_column(String(63))
 
     __table_args__ = (
-        Index("ix_allocation_facility_id_invoice_id", "facility_id", "invoice_id"),
-        Index("ix_allocation_facility_id_payment_id", "facility_id", "payment_id"),
+        Index("ix_allocation_invoice_id", "invoice_id"),
+        Index("ix_allocation_payment_id", "payment_id"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
     )
 

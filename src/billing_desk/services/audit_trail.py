@@ -247,17 +247,23 @@ def seal_pending(
     limit: int = SEAL_BATCH,
     now: datetime,
     only: Sequence[int] | None = None,
+    skip_busy: bool = False,
 ) -> SealResult:
     """Give visible unsealed entries (or `only` these) their place in the chain, oldest first,
     inside the caller's transaction. Safe when several sealers run: they queue on the chain head
-    row."""
+    row, or with `skip_busy` leave the work to the one holding it."""
     head = session.scalars(
-        select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
-    ).one()
+        select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update(skip_locked=skip_busy)
+    ).one_or_none()
+    if head is None:
+        # Another sealer holds the head: it, or the next writer, seals what is waiting.
+        return SealResult(0, -1, "")
+    # Driven by the (small) pending queue, so its cost follows the tail, not the whole log.
     query = (
         select(AuditEntry)
-        .join(AuditPending, AuditPending.entry_id == AuditEntry.id)
-        .order_by(AuditEntry.id)
+        .select_from(AuditPending)
+        .join(AuditEntry, AuditEntry.id == AuditPending.entry_id)
+        .order_by(AuditPending.entry_id)
         .limit(limit)
     )
     if only is not None:
@@ -307,6 +313,12 @@ def entry_record(entry: AuditEntry) -> dict[str, object]:
         "after": entry.after,
         "request_id": entry.request_id,
     }
+
+
+def tail_exceeds(session: Session, limit: int) -> bool:
+    """Whether more than `limit` entries wait, reading at most limit + 1 queue rows."""
+    waiting = select(AuditPending.entry_id).limit(limit + 1).subquery()
+    return (session.scalar(select(func.count()).select_from(waiting)) or 0) > limit
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from billing_desk.services.audit_trail import (
     capture,
     record_event,
     seal_pending,
-    unsealed_tail,
+    tail_exceeds,
 )
 from billing_desk.services.integrity import restamp
 
@@ -201,7 +201,7 @@ class Workspace:
             mine = unit.audit.appended
             for start in range(0, len(mine), SEAL_BATCH):
                 seal_pending(session, now=unit.now, only=mine[start : start + SEAL_BATCH])
-        elif unsealed_tail(session).count > MAX_UNSEALED:
+        elif tail_exceeds(session, MAX_UNSEALED):
             raise EnvironmentFault(
                 f"The audit trail has more than {MAX_UNSEALED} unsealed entries; run "
                 "`billing-desk audit seal`, then try again.",
@@ -212,7 +212,9 @@ class Workspace:
         """Seal what has committed (PostgreSQL). A failure leaves the tail for the next sealer."""
         try:
             with Session(bind=self.engine) as session, session.begin():
-                seal_pending(session, now=datetime.now(UTC))
+                # Writers do not queue behind one another's sealing: a busy head means another
+                # sealer is at work, and the next write (or `audit seal`) takes what it missed.
+                seal_pending(session, now=datetime.now(UTC), skip_busy=True)
         except DBAPIError:
             log.warning("sealing the audit trail failed; the next write retries", exc_info=True)
 

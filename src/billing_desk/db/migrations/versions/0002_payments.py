@@ -160,12 +160,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_allocation")),
     )
     with op.batch_alter_table("allocation", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_allocation_facility_id_invoice_id", ["facility_id", "invoice_id"], unique=False
-        )
-        batch_op.create_index(
-            "ix_allocation_facility_id_payment_id", ["facility_id", "payment_id"], unique=False
-        )
+        batch_op.create_index("ix_allocation_invoice_id", ["invoice_id"], unique=False)
+        batch_op.create_index("ix_allocation_payment_id", ["payment_id"], unique=False)
 
     op.create_table(
         "deposit_item",
@@ -269,8 +265,8 @@ def downgrade() -> None:
 
     op.drop_table("deposit_item")
     with op.batch_alter_table("allocation", schema=None) as batch_op:
-        batch_op.drop_index("ix_allocation_facility_id_payment_id")
-        batch_op.drop_index("ix_allocation_facility_id_invoice_id")
+        batch_op.drop_index("ix_allocation_payment_id")
+        batch_op.drop_index("ix_allocation_invoice_id")
 
     op.drop_table("allocation")
     with op.batch_alter_table("payment", schema=None) as batch_op:
