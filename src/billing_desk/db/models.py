@@ -493,7 +493,11 @@ class AuditLink(Base):
     entry_hash: Mapped[str] = mapped_column(String(64))
     sealed_at: Mapped[datetime]
 
-    __table_args__ = (CheckConstraint("hash_version >= 1", name="hash_version"),)
+    __table_args__ = (
+        CheckConstraint("hash_version >= 1", name="hash_version"),
+        # Lets the version trigger read the highest version without scanning the chain.
+        Index("ix_audit_link_hash_version", "hash_version"),
+    )
 
 
 class AuditChainHead(Base):

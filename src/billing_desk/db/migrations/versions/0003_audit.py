@@ -146,6 +146,7 @@ def upgrade() -> None:
         [{"id": 1, "database_id": str(uuid.uuid4()), "created_at": stamp}],
     )
 
+    op.create_index("ix_audit_link_hash_version", "audit_link", ["hash_version"], unique=False)
     _make_append_only(["audit_entry", "audit_link"])
     _forbid_hash_version_downgrade()
 
@@ -218,6 +219,7 @@ def _make_append_only(tables: list[str]) -> None:
 
 def downgrade() -> None:
     bind = op.get_bind()
+    op.drop_index("ix_audit_link_hash_version", table_name="audit_link")
     if bind.dialect.name == "sqlite":
         op.execute("DROP TRIGGER IF EXISTS audit_link_version_monotonic")
     else:
