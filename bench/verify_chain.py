@@ -6,18 +6,25 @@ billing database in which clerks recorded check payments, built quickly but with
 rows and hashes the application itself would have written:
 
     seed       users, two facilities (BULK, SEAL), trips and issued invoices, through the services
-               (bench/record_payment.py's `seed`); then one check payment in BULK through
-               `record_payment` (unallocated: it becomes the facility's credit). Its five audit
-               entries (idempotency claim, payment, status change, idempotency result, payment
-               hash stamp) and its three rows are the template.
-    bulk       the template cloned (new ids, check numbers, idempotency keys, times, request ids;
-               content hash, fingerprint, link hashes recomputed with the application's own
-               functions) until the chain holds the wanted number of entries (any remainder of
-               fewer than five is event entries describing no row). The rows the clones describe
-               (payment, payment_status_change, idempotency_record) are loaded too, and the chain
-               head row is set, so the full verification does all of its work and must report
-               nothing: the script checks that it does. Loaded with the driver (sqlite3
-               executemany; psycopg COPY), then PostgreSQL's tables are VACUUM ANALYZEd.
+               (bench/record_payment.py's `seed`); the first sealer measurement (below) then adds
+               its payments on SEAL, through the services too. Then one check payment in BULK
+               through `record_payment` (unallocated: it becomes the facility's credit); its five
+               audit entries (idempotency claim, payment, status change, idempotency result,
+               payment hash stamp) and its three rows are the template.
+    bulk       the template cloned until the chain holds the wanted number of entries (any
+               remainder of fewer than five is event entries describing no row): new ids, check
+               numbers, idempotency keys, times (1 ms apart) and request ids; the payment's
+               content hash, the idempotency fingerprint and every link hash recomputed. The JSON
+               is rendered once with markers and filled in with str.format, which builds a
+               million entries in about 25 s; the first link hash of every batch is checked
+               against the application's `link_hash`, and the verification checks them all. The
+               rows the clones describe (payment, payment_status_change, idempotency_record) are
+               loaded too and the chain head row is set, so the full verification does all of its
+               work and must report nothing (the script says whether it did). Loaded with the
+               driver (sqlite3 executemany; psycopg COPY) with foreign keys checked; the audit
+               tables' INSERT triggers (the hash-version guard) are suspended during the load and
+               restored afterwards, every loaded link having the current version. PostgreSQL's
+               tables are then VACUUM ANALYZEd.
 
 Verification:
     ours      `verify_session` in a read transaction of a `Workspace` (as `verify` runs it, without
@@ -25,20 +32,26 @@ Verification:
               (`_walk_chain`: audit_link left-joined with audit_entry in keyset chunks of
               verification.CHUNK, every link hash recomputed) and the full verification (walk,
               orphans, head, every row against its newest entry, payment and invoice hashes).
+              On PostgreSQL `_check_orphans` is first run alone under a statement timeout
+              (`--orphans-timeout`): past a few hundred thousand links its NOT IN subquery no
+              longer fits work_mem and runs once per entry. If it times out, its plan is printed
+              and verify_session is measured with work_mem raised on this bench's connections.
     baseline  the same SELECTs through the same driver and connection set-up
               (`engine.raw_connection()`), keyset-paged alike, SHA-256 of each row's fields joined
-              with a separator: for the walk, the link-entry join with the same columns; for the
-              full verification also every row of every audited table, the newest entry per row,
-              payments with allocations and invoices with lines. Each baseline runs before and
-              after ours; the faster run counts.
+              with a separator: for the walk, the link-entry join with the same columns (run
+              before and after ours; the faster run counts); for the full verification, that plus
+              every row of every audited table, the newest entry per row, payments with
+              allocations and invoices with lines.
     target    ours within 2x of the baseline (time ratio ours / baseline <= 2).
 
-Sealer cost: `record_payment` exactly as bench/record_payment.py's guarded path (a new check and
-idempotency key each time, auto-allocated) on the SEAL facility of the same database, timed in
-this process with sealing on and off in alternating rounds. Off means the seal is replaced by a
-no-op in this process only: on SQLite the in-transaction `seal_pending` call of
-`Workspace._finish`, on PostgreSQL `Workspace._seal_after_commit`. After each round without
-sealing the queued entries are sealed, untimed, so every round starts with an empty queue.
+Sealer cost, measured on the seeded database (a chain of a few hundred entries) and again on the
+long chain: `record_payment` exactly as bench/record_payment.py's guarded path (a new check and
+idempotency key each time, auto-allocated) on the SEAL facility, timed in this process with
+sealing on and off in alternating rounds (`--payments` per mode, fewer if the rounds with sealing
+would take longer than `--sealer-seconds`). Off means the seal is replaced by a no-op in this
+process only: on SQLite the in-transaction `seal_pending` call of `Workspace._finish`, on
+PostgreSQL `Workspace._seal_after_commit`. After each round without sealing the queued entries
+are sealed, untimed, so every round starts with an empty queue.
 
 `--profile` runs the chain walk once more under cProfile (about twice as slow; use with
 `--quick`).
@@ -896,25 +909,28 @@ def profile_walk(workspace: Workspace, top: int) -> None:
 
 @contextmanager
 def sealing_disabled(workspace: Workspace) -> Iterator[None]:
-    """Replace the seal with a no-op in this process (application code untouched)."""
+    """Replace the seal with a no-op in this process (application code untouched): on SQLite
+    the `seal_pending` that `Workspace._finish` calls inside the transaction, on PostgreSQL
+    `Workspace._seal_after_commit`."""
+
+    def no_seal(*_args: Any, **_kwargs: Any) -> SealResult:
+        return SealResult(0, 0, "")
+
+    def no_seal_after_commit(_self: Workspace) -> None:
+        return None
+
+    owner: object
+    stand_in: Callable[..., object]
     if workspace.location.is_sqlite:
-        original = unit_of_work.seal_pending
-
-        def no_seal(*_args: Any, **_kwargs: Any) -> SealResult:
-            return SealResult(0, 0, "")
-
-        unit_of_work.seal_pending = no_seal  # type: ignore[assignment]
-        try:
-            yield
-        finally:
-            unit_of_work.seal_pending = original
+        owner, name, stand_in = unit_of_work, "seal_pending", no_seal
     else:
-        original_method = Workspace._seal_after_commit
-        Workspace._seal_after_commit = lambda _self: None  # type: ignore[method-assign]
-        try:
-            yield
-        finally:
-            Workspace._seal_after_commit = original_method  # type: ignore[method-assign]
+        owner, name, stand_in = Workspace, "_seal_after_commit", no_seal_after_commit
+    original = getattr(owner, name)
+    setattr(owner, name, stand_in)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
 
 
 def seal_backlog(workspace: Workspace) -> None:
