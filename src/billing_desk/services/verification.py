@@ -9,9 +9,10 @@ chain no longer contains names the rewrite, the truncation or the rollback.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
@@ -334,58 +335,65 @@ def _check_head(session: Session, chain: _Chain, last_sequence: int, last_hash: 
 
 
 def _check_payments(session: Session, chain: _Chain) -> int:
-    count = 0
-    after = 0
-    while True:
-        payments = session.scalars(
-            select(Payment).where(Payment.id > after).order_by(Payment.id).limit(CHUNK)
-        ).all()
-        if not payments:
-            return count
-        allocations: dict[int, list[Allocation]] = {}
-        for allocation in session.scalars(
-            select(Allocation).where(Allocation.payment_id.in_([p.id for p in payments]))
-        ):
-            allocations.setdefault(allocation.payment_id, []).append(allocation)
-        for payment in payments:
-            count += 1
-            digest = content_hash(
-                "payment", payment_record(payment, allocations.get(payment.id, []))
-            )
-            if payment.content_hash != digest:
-                chain.add(
-                    "payment hash mismatch",
-                    f"payment {payment.id}",
-                    "its amount, state or allocations changed without an audited change",
-                )
-        after = payments[-1].id
-        session.expunge_all()
+    return _check_content_hashes(
+        session,
+        chain,
+        parent=Payment,
+        children=Allocation,
+        owner=Allocation.payment_id,
+        record=lambda p, items: content_hash("payment", payment_record(p, items)),
+        finding=lambda p: (
+            "payment hash mismatch",
+            f"payment {p.id}",
+            "its amount, state or allocations changed without an audited change",
+        ),
+    )
 
 
 def _check_invoices(session: Session, chain: _Chain) -> int:
+    return _check_content_hashes(
+        session,
+        chain,
+        parent=Invoice,
+        children=InvoiceLine,
+        owner=InvoiceLine.invoice_id,
+        record=lambda i, items: content_hash("invoice", invoice_record(i, items)),
+        finding=lambda i: (
+            "invoice hash mismatch",
+            f"invoice {i.number}",
+            "its total, state or lines changed without an audited change",
+        ),
+    )
+
+
+def _check_content_hashes(
+    session: Session,
+    chain: _Chain,
+    *,
+    parent: Any,
+    children: Any,
+    owner: Any,
+    record: Callable[[Any, list[Any]], str],
+    finding: Callable[[Any], tuple[str, str, str]],
+) -> int:
+    """Recompute the stored content hash of every payment (with its allocations) or invoice
+    (with its lines), in keyset-paged chunks."""
     count = 0
     after = 0
     while True:
-        invoices = session.scalars(
-            select(Invoice).where(Invoice.id > after).order_by(Invoice.id).limit(CHUNK)
+        rows = session.scalars(
+            select(parent).where(parent.id > after).order_by(parent.id).limit(CHUNK)
         ).all()
-        if not invoices:
+        if not rows:
             return count
-        lines: dict[int, list[InvoiceLine]] = {}
-        for line in session.scalars(
-            select(InvoiceLine).where(InvoiceLine.invoice_id.in_([i.id for i in invoices]))
-        ):
-            lines.setdefault(line.invoice_id, []).append(line)
-        for invoice in invoices:
+        items: dict[int, list[Any]] = {}
+        for item in session.scalars(select(children).where(owner.in_([r.id for r in rows]))):
+            items.setdefault(getattr(item, owner.key), []).append(item)
+        for row in rows:
             count += 1
-            digest = content_hash("invoice", invoice_record(invoice, lines.get(invoice.id, [])))
-            if invoice.content_hash != digest:
-                chain.add(
-                    "invoice hash mismatch",
-                    f"invoice {invoice.number}",
-                    "its total, state or lines changed without an audited change",
-                )
-        after = invoices[-1].id
+            if row.content_hash != record(row, items.get(row.id, [])):
+                chain.add(*finding(row))
+        after = rows[-1].id
         session.expunge_all()
 
 
