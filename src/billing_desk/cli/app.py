@@ -28,6 +28,7 @@ from billing_desk.cli import (
 )
 from billing_desk.cli.demo import demo
 from billing_desk.cli.state import CliState, state
+from billing_desk.cli.watch import watch
 from billing_desk.domain.errors import BillingError
 from billing_desk.services.overview import overview
 
@@ -50,6 +51,7 @@ app.add_typer(credit.app, name="credit")
 app.add_typer(maintenance.app, name="maintenance")
 app.add_typer(audit.app, name="audit")
 app.command("demo")(demo)
+app.command("watch")(watch)
 
 
 @app.callback(invoke_without_command=True)
