@@ -270,6 +270,15 @@ class Workspace:
             return EnvironmentFault(
                 f"Cannot open the database {where} ({text}); check the path and its permissions."
             )
+        if err.connection_invalidated:
+            # Lost mid-work (a restart, a killed backend): the transaction rolled back, unless
+            # the loss came between COMMIT and its answer; a retry with the same key settles it.
+            return EnvironmentFault(
+                f"The connection to the database at {where} was lost before the work was "
+                f"confirmed ({text}); try again, and a request retried with its idempotency key "
+                "is carried out once, never twice.",
+                retryable=True,
+            )
         return EnvironmentFault(
             f"Cannot use the database at {where} ({text}); check that the server is running "
             "and the URL is right, then try again.",
