@@ -13,12 +13,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
 from billing_desk.cli.app import run
+from billing_desk.cli.watch import _json_line, _line
+from billing_desk.services.live import ConnectionLost, LiveEvent, Reconnected
 from billing_desk.services.payments import PaymentDraft, record_payment
 from tests.conftest import Database
 from tests.support import seed_facility, seed_users
@@ -113,6 +115,23 @@ def test_watch_refuses_an_unknown_kind(pg: Database, capsys: pytest.CaptureFixtu
     code = run(["--db", pg.url, "--user", "clerk", "watch", "--kinds", "payments"])
     assert code == 2
     assert "choose from payment, statement, alert" in capsys.readouterr().err
+
+
+def test_watch_says_when_it_lost_and_regained_the_connection() -> None:
+    since = datetime(2026, 6, 2, 9, 30, 5, tzinfo=UTC)
+    assert _line(ConnectionLost(since, "terminating connection")) == (
+        "2026-06-02 09:30:05  connection lost (terminating connection); reconnecting"
+    )
+    assert _line(Reconnected(since, 1)) == (
+        "reconnected; 1 event follows, committed since 2026-06-02 09:30:05"
+    )
+    missed = LiveEvent("payment", 9, 1, "STMARY", "4", since, "clerk", missed=True)
+    assert _line(missed).endswith("(audit entry 9)  (missed)")
+    assert json.loads(_json_line(Reconnected(since, 3))) == {
+        "type": "reconnected",
+        "since": "2026-06-02T09:30:05+00:00",
+        "missed_count": 3,
+    }
 
 
 def _line_within(stream: object, seconds: float) -> str:

@@ -56,11 +56,12 @@ def _line(update: LiveUpdate) -> str:
     if isinstance(update, ConnectionLost):
         return f"{update.at:%Y-%m-%d %H:%M:%S}  connection lost ({update.reason}); reconnecting"
     if isinstance(update, Reconnected):
-        plural = "" if update.missed_count == 1 else "s"
-        return (
-            f"reconnected; {update.missed_count} event{plural} committed since "
-            f"{update.since:%Y-%m-%d %H:%M:%S} follow"
+        events = (
+            "1 event follows"
+            if update.missed_count == 1
+            else f"{update.missed_count} events follow"
         )
+        return f"reconnected; {events}, committed since {update.since:%Y-%m-%d %H:%M:%S}"
     where = update.facility or "-"
     missed = "  (missed)" if update.missed else ""
     return (
