@@ -149,11 +149,18 @@ class Subscription:
         self._rebased_at = 0.0
         _ensure_ready(workspace)
         self._connect_or_fault()
-        if after_entry_id is not None:
-            self._floor = after_entry_id
-            self._pending = self._catch_up()
-        else:
-            self._floor = self._newest_visible()
+        try:
+            if after_entry_id is not None:
+                self._floor = after_entry_id
+                self._pending = self._catch_up()
+            else:
+                self._floor = self._newest_visible()
+        except BaseException as err:
+            lost = isinstance(err, psycopg.Error) and self._lost(err)
+            self.close()
+            if lost:
+                raise self._fault(err) from err
+            raise
 
     # -- the front ends' side --------------------------------------------------------------
 
@@ -190,6 +197,8 @@ class Subscription:
                 try:
                     events = self._next_events()
                 except (psycopg.Error, DBAPIError) as err:
+                    if not self._lost(err):
+                        raise  # not the connection's fault: a bug or a refusal, never retried
                     lost_at = datetime.now(UTC)
                     yield ConnectionLost(lost_at, _reason(err))
                     if not self._reconnect():
@@ -319,11 +328,21 @@ class Subscription:
         try:
             self._connect()
         except (psycopg.Error, DBAPIError) as err:
-            raise EnvironmentFault(
-                f"Cannot listen for live updates at {self._workspace.location.describe()} "
-                f"({_reason(err)}); check that the server is running, then try again.",
-                retryable=True,
-            ) from err
+            raise self._fault(err) from err
+
+    def _fault(self, err: BaseException) -> EnvironmentFault:
+        return EnvironmentFault(
+            f"Cannot listen for live updates at {self._workspace.location.describe()} "
+            f"({_reason(err)}); check that the server is running, then try again.",
+            retryable=True,
+        )
+
+    def _lost(self, err: BaseException) -> bool:
+        """Whether `err` means the connection is gone (rather than a refused query)."""
+        if isinstance(err, psycopg.OperationalError | psycopg.InterfaceError):
+            return True
+        connection = self._connection
+        return connection is None or connection.closed or connection.broken
 
     def _disconnect(self) -> None:
         proxy, self._proxy, self._connection = self._proxy, None, None
