@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from billing_desk.db.models import AuditEntry, AuditLink, Base
-from billing_desk.domain.integrity import CURRENT_HASH_VERSION, ZERO_HASH, link_hash
+from billing_desk.domain.integrity import CURRENT_HASH_VERSION, ZERO_HASH, entry_digest, link_hash
 from billing_desk.services.audit_trail import entry_record
 from tests.conftest import pg_admin_connection, pg_url
 
@@ -179,15 +179,19 @@ class Tamperer:
         self.conn.execute(statement, {**values, "entry_id": entry_id})
 
     def insert_entry(self, record: Mapping[str, object]) -> int:
-        """A new audit entry (no link, not pending) with the next free id. On PostgreSQL the id
-        sequence is moved past it too, so the application's next entry does not collide."""
+        """A new audit entry (no link, not pending) with the next free id and its correct
+        digest, as the application would write it. On PostgreSQL the id sequence is moved past
+        it too, so the application's next entry does not collide."""
         entry_id = int(self.scalar("SELECT coalesce(max(id), 0) + 1 FROM audit_entry"))
-        names = ("id", *ENTRY_FIELDS)
+        names = ("id", *ENTRY_FIELDS, "entry_digest")
         statement = text(
             f"INSERT INTO audit_entry ({', '.join(names)}) "
             f"VALUES ({', '.join(':' + n for n in names)})"
         ).bindparams(*(bindparam(n, type_=_ENTRY.c[n].type) for n in ENTRY_FIELDS))
-        self.conn.execute(statement, {"id": entry_id, **{n: record[n] for n in ENTRY_FIELDS}})
+        content = {n: record[n] for n in ENTRY_FIELDS}
+        self.conn.execute(
+            statement, {"id": entry_id, **content, "entry_digest": entry_digest(content)}
+        )
         if self.dialect == "postgresql":
             self.sql("SELECT setval(pg_get_serial_sequence('audit_entry', 'id'), :id)", id=entry_id)
         return entry_id
@@ -224,9 +228,17 @@ class Tamperer:
         )
         self.sql("UPDATE audit_link SET sequence = -sequence WHERE sequence < 0")
 
+    def set_digest(self, entry_id: int) -> str:
+        """Store the digest of the entry's (possibly edited) content, as its writer would have."""
+        self.session.expire_all()
+        digest = entry_digest(entry_record(self.session.get_one(AuditEntry, entry_id)))
+        self.sql("UPDATE audit_entry SET entry_digest = :d WHERE id = :id", d=digest, id=entry_id)
+        return digest
+
     def rechain(self, from_sequence: int) -> None:
-        """The administrator's rewrite: recompute every link from `from_sequence` to the end so
-        the chain is consistent again, and move the head to match."""
+        """The administrator's rewrite: recompute every link (and, from version 2, every entry
+        digest) from `from_sequence` to the end so the chain is consistent again, and move the
+        head to match."""
         previous = self.link_hash_at(from_sequence - 1)
         self.session.expire_all()
         rows = self.session.execute(
@@ -237,7 +249,14 @@ class Tamperer:
         ).all()
         updates = []
         for sequence, version, entry in rows:
-            digest = link_hash(version, sequence, previous, entry_record(entry))
+            record = entry_record(entry)
+            if version >= 2 and entry.entry_digest != entry_digest(record):
+                self.sql(
+                    "UPDATE audit_entry SET entry_digest = :d WHERE id = :id",
+                    d=entry_digest(record),
+                    id=entry.id,
+                )
+            digest = link_hash(version, sequence, previous, record)
             updates.append({"s": sequence, "prev": previous, "hash": digest})
             previous = digest
         self.conn.execute(

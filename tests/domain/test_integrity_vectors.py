@@ -48,5 +48,5 @@ def test_vectors_chain_from_zero() -> None:
 
 
 def test_an_unknown_hash_version_is_refused() -> None:
-    with pytest.raises(ValueError, match="hash version 2"):
-        link_bytes(2, 1, ZERO_HASH, {})
+    with pytest.raises(ValueError, match="hash version 3"):
+        link_bytes(3, 1, ZERO_HASH, {})

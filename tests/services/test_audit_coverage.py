@@ -33,10 +33,11 @@ from billing_desk.db.engine import SQLITE_BEGIN
 from billing_desk.db.models import Base, Trip
 from billing_desk.domain.errors import Refused
 from billing_desk.domain.hashing import canonical_bytes
+from billing_desk.domain.integrity import entry_digest
 from billing_desk.domain.states import TripStatus
 from billing_desk.services.archive import export_archive
 from billing_desk.services.audit import audit_log
-from billing_desk.services.audit_trail import NOT_AUDITED
+from billing_desk.services.audit_trail import ENTRY_FIELDS, NOT_AUDITED
 from billing_desk.services.checkpoints import generate_key, register_key, sign_checkpoint
 from billing_desk.services.credits import apply_credit
 from billing_desk.services.demo import load_demo_data
@@ -130,6 +131,7 @@ class Entry:
     before: str | None
     after: str | None
     request_id: str
+    entry_digest: str | None
 
 
 def last_entry_id(workspace: Workspace) -> int:
@@ -140,7 +142,12 @@ def last_entry_id(workspace: Workspace) -> int:
 def entries_after(workspace: Workspace, entry_id: int) -> list[Entry]:
     with _reader(workspace).connect() as conn:
         rows = conn.execute(select(ENTRY).where(ENTRY.c.id > entry_id).order_by(ENTRY.c.id))
-        return [Entry(**row) for row in rows.mappings()]
+        entries = [Entry(**row) for row in rows.mappings()]
+    # Every write path stores the digest of exactly what a verifier reads back (version 2).
+    for entry in entries:
+        content = {name: getattr(entry, name) for name in ENTRY_FIELDS}
+        assert entry.entry_digest == entry_digest(content), entry
+    return entries
 
 
 def unlinked(workspace: Workspace, entry_ids: list[int]) -> tuple[list[int], int]:

@@ -458,6 +458,9 @@ class AuditEntry(Base):
     before: Mapped[str | None]
     after: Mapped[str | None]
     request_id: Mapped[str] = mapped_column(String(36))
+    # SHA-256 of the entry's canonical content, computed by its writer (hash version 2; null
+    # only for entries written before it). The sealer chains this digest, never the content.
+    entry_digest: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_audit_entry_facility_id_recorded_at", "facility_id", "recorded_at"),

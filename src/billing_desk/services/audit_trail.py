@@ -4,9 +4,12 @@ same transaction, and entries are sealed into the hash chain after commit.
 Capture hangs on the session's flush: each inserted, updated or deleted row of an audited table
 yields one entry (entity type = table, entity id = primary key, before and after = the row's
 canonical JSON). Bulk statements that would bypass the flush are refused outright, so no write
-path can skip the trail. Sealing takes the chain head row as a lock, so sealers take turns while
-business transactions never wait on it; it gives the visible unsealed entries, in the order they
-became visible, the next sequence numbers and their hashes (see docs/integrity.md).
+path can skip the trail. Every entry is written with its digest (hash version 2), so sealing
+never reads entry content. Sealing takes the chain head row as a lock, so sealers take turns
+while business transactions never wait on it; it gives the unsealed entries, oldest first, the
+next sequence numbers and their link hashes (see docs/integrity.md). On PostgreSQL the database
+function SEAL_FUNCTION does it (no application role may write links); on SQLite, Python, with the
+same bytes.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, event, func, insert, inspect, select, type_coerce
+from sqlalchemy import Table, delete, event, func, insert, inspect, select, text, type_coerce
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.orm.attributes import get_history
 
@@ -30,7 +33,13 @@ from billing_desk.db.models import (
     UtcDateTime,
 )
 from billing_desk.domain.hashing import canonical_bytes
-from billing_desk.domain.integrity import CURRENT_HASH_VERSION, ZERO_HASH, link_hash
+from billing_desk.domain.integrity import (
+    CURRENT_HASH_VERSION,
+    SEAL_FUNCTION,
+    ZERO_HASH,
+    entry_digest,
+    sealed_link_hash,
+)
 
 # Tables whose rows are history or secrets rather than billing data.
 NOT_AUDITED = frozenset(
@@ -170,7 +179,10 @@ def record_event(
 
 
 def append_entries(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert entries and queue them for the sealer, on the unit's own connection."""
+    """Insert entries, each with its digest, and queue them for the sealer, on the unit's own
+    connection. The only way entries are written."""
+    for row in rows:
+        row["entry_digest"] = entry_digest(entry_record_of(row))
     connection = session.connection()
     ids = list(
         connection.execute(insert(ENTRY_TABLE).returning(ENTRY_TABLE.c.id), rows).scalars().all()
@@ -249,9 +261,38 @@ def seal_pending(
     only: Sequence[int] | None = None,
     skip_busy: bool = False,
 ) -> SealResult:
-    """Give visible unsealed entries (or `only` these) their place in the chain, oldest first,
-    inside the caller's transaction. Safe when several sealers run: they queue on the chain head
-    row, or with `skip_busy` leave the work to the one holding it."""
+    """Give unsealed entries (or, on SQLite, `only` these) their place in the chain, oldest
+    first, inside the caller's transaction. Safe when several sealers run: they queue on the
+    chain head row, or with `skip_busy` leave the work to the one holding it (and report
+    sealing nothing). On PostgreSQL the database function SEAL_FUNCTION seals; it reads only
+    the digests the writers stored."""
+    if session.get_bind().dialect.name == "postgresql":
+        if only is not None:
+            raise ValueError("on PostgreSQL the sealer takes every waiting entry, not a chosen few")
+        return _seal_in_database(session, limit=limit, skip_busy=skip_busy)
+    return _seal_in_python(session, limit=limit, now=now, only=only, skip_busy=skip_busy)
+
+
+def _seal_in_database(session: Session, *, limit: int, skip_busy: bool) -> SealResult:
+    sealed = session.scalar(
+        text(f"SELECT {SEAL_FUNCTION}(:limit, :wait)"),
+        {"limit": limit, "wait": not skip_busy},
+    )
+    head = session.execute(
+        select(AuditChainHead.last_sequence, AuditChainHead.last_hash).where(AuditChainHead.id == 1)
+    ).one()
+    return SealResult(int(sealed or 0), head.last_sequence, head.last_hash)
+
+
+def _seal_in_python(
+    session: Session,
+    *,
+    limit: int,
+    now: datetime,
+    only: Sequence[int] | None,
+    skip_busy: bool,
+) -> SealResult:
+    """SQLite's sealer: the same version-2 links the database function builds."""
     head = session.scalars(
         select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update(skip_locked=skip_busy)
     ).one_or_none()
@@ -260,7 +301,7 @@ def seal_pending(
         return SealResult(0, -1, "")
     # Driven by the (small) pending queue, so its cost follows the tail, not the whole log.
     query = (
-        select(AuditEntry)
+        select(AuditEntry.id, AuditEntry.entry_digest)
         .select_from(AuditPending)
         .join(AuditEntry, AuditEntry.id == AuditPending.entry_id)
         .order_by(AuditPending.entry_id)
@@ -268,23 +309,25 @@ def seal_pending(
     )
     if only is not None:
         query = query.where(AuditEntry.id.in_(list(only)))
-    pending = session.scalars(query).all()
+    pending = session.execute(query).all()
     sequence, previous = head.last_sequence, head.last_hash
     links: list[dict[str, Any]] = []
-    for entry in pending:
+    for entry_id, digest in pending:
+        if digest is None:
+            raise ValueError(f"audit entry {entry_id} has no entry digest and cannot be sealed")
         sequence += 1
-        digest = link_hash(CURRENT_HASH_VERSION, sequence, previous, entry_record(entry))
+        link = sealed_link_hash(sequence, previous, digest)
         links.append(
             {
                 "sequence": sequence,
-                "entry_id": entry.id,
+                "entry_id": entry_id,
                 "hash_version": CURRENT_HASH_VERSION,
                 "prev_hash": previous,
-                "entry_hash": digest,
+                "entry_hash": link,
                 "sealed_at": now,
             }
         )
-        previous = digest
+        previous = link
     if links:
         connection = session.connection()
         connection.execute(insert(LINK_TABLE), links)
@@ -299,8 +342,28 @@ def seal_pending(
     return SealResult(len(links), sequence, previous)
 
 
+ENTRY_FIELDS = (
+    "recorded_at",
+    "user_name",
+    "user_role",
+    "facility_id",
+    "action",
+    "entity_type",
+    "entity_id",
+    "before",
+    "after",
+    "request_id",
+)
+
+
+def entry_record_of(row: Mapping[str, Any]) -> dict[str, object]:
+    """The hashed content of an entry given as a mapping of its columns."""
+    return {name: row[name] for name in ENTRY_FIELDS}
+
+
 def entry_record(entry: AuditEntry) -> dict[str, object]:
-    """The entry's hashed content (docs/integrity.md, version 1)."""
+    """The entry's hashed content (docs/integrity.md): what version 1 chains, and what version 2
+    digests into `entry_digest`."""
     return {
         "recorded_at": entry.recorded_at,
         "user_name": entry.user_name,
@@ -337,6 +400,8 @@ def unsealed_tail(session: Session) -> UnsealedTail:
 
 
 __all__ = [
+    "ENTRY_FIELDS",
+    "SEAL_FUNCTION",
     "ZERO_HASH",
     "AuditContext",
     "SealResult",

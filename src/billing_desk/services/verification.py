@@ -9,12 +9,14 @@ chain no longer contains names the rewrite, the truncation or the rollback.
 from __future__ import annotations
 
 import hashlib
+import json.encoder
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import DateTime, String, exists, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from billing_desk.db.models import (
@@ -29,13 +31,20 @@ from billing_desk.db.models import (
     Payment,
 )
 from billing_desk.domain.hashing import canonical_bytes
-from billing_desk.domain.integrity import ZERO_HASH, content_hash, link_hash
+from billing_desk.domain.integrity import (
+    ZERO_HASH,
+    content_hash,
+    is_hex_digest,
+    sealed_link_hash,
+)
 from billing_desk.domain.roles import Permission
 from billing_desk.services.audit_trail import NOT_AUDITED, entry_record, row_values, unsealed_tail
 from billing_desk.services.integrity import invoice_record, payment_record
 from billing_desk.services.unit_of_work import UnitOfWork, Workspace
 
 CHUNK = 5000
+# A row of `_links`: the link's columns, then its entry's (a SQLAlchemy Row, indexed).
+_LinkRow = Any
 # Findings of one kind listed one by one before they are summarised.
 MAX_LISTED = 200
 
@@ -159,12 +168,37 @@ def verify_session(
     )
 
 
-def _links(session: Session) -> Iterator[tuple[AuditLink, AuditEntry | None]]:
-    """Every link in sequence order with its entry, read in keyset-paged chunks."""
+def _links(session: Session) -> Iterator[_LinkRow]:
+    """Every link in sequence order with its entry's columns (all None when the entry row is
+    gone), read as plain rows in keyset-paged chunks. On SQLite `recorded_at` comes as the
+    stored text, on PostgreSQL as the driver's aware datetime (see `_entry_bytes`)."""
+    if session.get_bind().dialect.name == "sqlite":
+        recorded_at: Any = type_coerce(AuditEntry.recorded_at, String())
+    else:
+        recorded_at = type_coerce(AuditEntry.recorded_at, DateTime(timezone=True))
+    columns = (
+        AuditLink.sequence,
+        AuditLink.entry_id,
+        AuditLink.hash_version,
+        AuditLink.prev_hash,
+        AuditLink.entry_hash,
+        AuditEntry.id,
+        recorded_at,
+        AuditEntry.user_name,
+        AuditEntry.user_role,
+        AuditEntry.facility_id,
+        AuditEntry.action,
+        AuditEntry.entity_type,
+        AuditEntry.entity_id,
+        AuditEntry.before,
+        AuditEntry.after,
+        AuditEntry.request_id,
+        AuditEntry.entry_digest,
+    )
     after = -1
     while True:
         rows = session.execute(
-            select(AuditLink, AuditEntry)
+            select(*columns)
             .outerjoin(AuditEntry, AuditEntry.id == AuditLink.entry_id)
             .where(AuditLink.sequence > after)
             .order_by(AuditLink.sequence)
@@ -172,9 +206,105 @@ def _links(session: Session) -> Iterator[tuple[AuditLink, AuditEntry | None]]:
         ).all()
         if not rows:
             return
-        yield from ((link, entry) for link, entry in rows)
-        after = rows[-1][0].sequence
-        session.expunge_all()
+        yield from rows
+        after = rows[-1][0]
+
+
+_quote = json.encoder.encode_basestring  # the escaper of json.dumps(..., ensure_ascii=False)
+_SQLITE_STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}")
+
+
+def _stamp(value: object) -> str | None:
+    """`recorded_at` as canonical text, or None when only the general path can say: SQLite's
+    stored `YYYY-MM-DD HH:MM:SS.ffffff` (naive UTC) or PostgreSQL's aware datetime."""
+    if type(value) is str:
+        if _SQLITE_STAMP.fullmatch(value) is None:
+            return None
+        try:
+            datetime.fromisoformat(value)  # a real date and time, as the general path parses
+        except ValueError:
+            return None
+        return f"{value[:10]}T{value[11:]}Z"
+    if type(value) is datetime and value.tzinfo is not None:
+        text = value.astimezone(UTC).isoformat(timespec="microseconds")
+        return f"{text[:-6]}Z" if text.endswith("+00:00") and len(text) == 32 else None
+    return None
+
+
+def _entry_bytes(
+    stamp: str,
+    user_name: object,
+    user_role: object,
+    facility_id: object,
+    action: object,
+    entity_type: object,
+    entity_id: object,
+    before: object,
+    after: object,
+    request_id: object,
+) -> bytes | None:
+    """canonical_bytes(entry_record(entry)) for the usual shape, concatenated in sorted key
+    order; None when a value is not exactly str (or None where allowed) or int, so the caller
+    takes the general encoder. A lone surrogate raises ValueError, as canonical_bytes does."""
+    if not (
+        type(user_name) is str
+        and type(action) is str
+        and type(entity_type) is str
+        and type(entity_id) is str
+        and type(request_id) is str
+        and (user_role is None or type(user_role) is str)
+        and (before is None or type(before) is str)
+        and (after is None or type(after) is str)
+        and (facility_id is None or type(facility_id) is int)
+    ):
+        return None
+    return "".join(
+        (
+            '{"action":',
+            _quote(action),
+            ',"after":',
+            "null" if after is None else _quote(after),
+            ',"before":',
+            "null" if before is None else _quote(before),
+            ',"entity_id":',
+            _quote(entity_id),
+            ',"entity_type":',
+            _quote(entity_type),
+            ',"facility_id":',
+            "null" if facility_id is None else str(facility_id),
+            ',"recorded_at":"',
+            stamp,
+            '","request_id":',
+            _quote(request_id),
+            ',"user_name":',
+            _quote(user_name),
+            ',"user_role":',
+            "null" if user_role is None else _quote(user_role),
+            "}",
+        )
+    ).encode()
+
+
+def _content_bytes(session: Session, row: _LinkRow) -> bytes:
+    """The canonical bytes of a link row's entry content: fast when it has the usual shape,
+    otherwise through the ORM and the general encoder (exactly as written)."""
+    stamp = _stamp(row[6])
+    if stamp is not None:
+        fast = _entry_bytes(stamp, *row[7:16])
+        if fast is not None:
+            return fast
+    entry = session.get_one(AuditEntry, row[5])
+    return canonical_bytes(entry_record(entry))
+
+
+def _link_digest(version: int, sequence: int, prev_hash: str, content: bytes) -> str:
+    """The version-1 link hash over entry content bytes (the entry object nests as-is)."""
+    if version != 1:
+        raise ValueError(f"hash version {version} is not one this verifier knows")
+    if type(prev_hash) is not str:
+        raise TypeError(f"prev_hash: {type(prev_hash).__name__} is not allowed")
+    tail = f',"prev_hash":{_quote(prev_hash)},"sequence":{sequence},"v":1}}'.encode()
+    return hashlib.sha256(b'{"entry":' + content + tail).hexdigest()
 
 
 def _walk_chain(
@@ -182,56 +312,75 @@ def _walk_chain(
 ) -> tuple[int, int, str]:
     expected, previous, version, checked = 1, ZERO_HASH, 1, 0
     last_sequence = 0
-    for link, entry in _links(session):
+    for row in _links(session):
         checked += 1
-        sequence = link.sequence
+        sequence, entry_id, link_version, prev_hash, stored_hash = row[:5]
         if sequence > expected:
             missing = f"{expected}" if sequence == expected + 1 else f"{expected} to {sequence - 1}"
             chain.add("gap", f"sequence {missing}", "links are missing from the chain", expected)
         elif sequence < expected:
             chain.add("duplicate", f"sequence {sequence}", "sequence number repeated", sequence)
-        if link.prev_hash != previous:
+        if prev_hash != previous:
             chain.add(
                 "broken link",
                 f"sequence {sequence}",
                 "does not follow the link before it (entries deleted, inserted or reordered)",
                 sequence,
             )
-        if link.hash_version < version:
+        if link_version < version:
             chain.add(
                 "hash version downgraded",
                 f"sequence {sequence}",
-                f"hash version {link.hash_version} after version {version}",
+                f"hash version {link_version} after version {version}",
                 sequence,
             )
-        version = max(version, link.hash_version)
-        if entry is None:
+        version = max(version, link_version)
+        if row[5] is None:
             chain.add(
                 "entry missing",
                 f"sequence {sequence}",
-                f"audit entry {link.entry_id} was deleted",
+                f"audit entry {entry_id} was deleted",
                 sequence,
             )
         else:
-            try:
-                digest = link_hash(link.hash_version, sequence, link.prev_hash, entry_record(entry))
-            except (ValueError, TypeError) as err:
-                chain.add("unreadable entry", f"sequence {sequence}", str(err), sequence)
-            else:
-                if digest != link.entry_hash:
-                    chain.add(
-                        "entry altered",
-                        f"sequence {sequence}",
-                        f"audit entry {entry.id} ({entry.action} {entry.entity_type} "
-                        f"{entry.entity_id}) does not match its hash",
-                        sequence,
-                    )
+            problem = _check_link(session, row)
+            if problem is not None:
+                kind, detail = problem
+                chain.add(kind, f"sequence {sequence}", detail, sequence)
         if sequence in wanted:
-            hashes[sequence] = link.entry_hash
-        previous = link.entry_hash
+            hashes[sequence] = stored_hash
+        previous = stored_hash
         expected = max(expected, sequence + 1)
         last_sequence = sequence
     return checked, last_sequence, previous
+
+
+def _check_link(session: Session, row: _LinkRow) -> tuple[str, str] | None:
+    """What is wrong with one link over a present entry: its content against its stored digest
+    (version 2) and the link hash against the link (from the stored digest in version 2, from
+    the content in version 1); None when nothing is."""
+    sequence, _entry_id, link_version, prev_hash, stored_hash = row[:5]
+    entry = f"audit entry {row[5]} ({row[10]} {row[11]} {row[12]})"
+    stored_digest = row[16]
+    try:
+        if link_version == 2:
+            content_digest = hashlib.sha256(_content_bytes(session, row)).hexdigest()
+            if stored_digest != content_digest:
+                return "entry altered", f"{entry} does not match its digest"
+            if not (is_hex_digest(prev_hash) and is_hex_digest(stored_digest)):
+                link = sealed_link_hash(sequence, prev_hash, stored_digest)  # raises ValueError
+            else:
+                link = hashlib.sha256(
+                    f'{{"entry_digest":"{stored_digest}","prev_hash":"{prev_hash}",'
+                    f'"sequence":{sequence},"v":2}}'.encode()
+                ).hexdigest()
+        else:
+            link = _link_digest(link_version, sequence, prev_hash, _content_bytes(session, row))
+    except (ValueError, TypeError) as err:
+        return "unreadable entry", str(err)
+    if link != stored_hash:
+        return "entry altered", f"{entry} does not match its hash"
+    return None
 
 
 def _check_orphans(session: Session, chain: _Chain) -> None:
