@@ -50,7 +50,7 @@ from billing_desk.db.models import (
     Payment,
 )
 from billing_desk.domain.hashing import canonical_bytes
-from billing_desk.domain.integrity import content_hash
+from billing_desk.domain.integrity import content_hash, entry_digest
 from billing_desk.domain.notes import (
     NoteSignature,
     build_body,
@@ -483,6 +483,22 @@ def _swap_with_previous(t: Tamperer, h: History) -> None:
     t.set_entry(second.id, first_record)
 
 
+def _edit_digest(t: Tamperer, h: History) -> None:
+    """The stored digest of a sealed entry changed (its content left alone)."""
+    t.unlock()
+    entry = t.entry_at(h.target)
+    assert entry.entry_digest is not None
+    t.set_entry(entry.id, {"entry_digest": entry_digest({"forged": entry.entry_digest})})
+
+
+def _edit_entry_with_matching_digest(t: Tamperer, h: History) -> None:
+    """An entry edited and its digest recomputed to match, the links left as they were."""
+    t.unlock()
+    entry = t.entry_at(h.target)
+    t.set_entry(entry.id, {"user_name": "clerk", "request_id": str(uuid.uuid4())})
+    t.set_digest(entry.id)
+
+
 def _delete_entry_and_link(t: Tamperer, h: History) -> None:
     t.unlock()
     t.sql("DELETE FROM audit_link WHERE sequence = :s", s=h.target)
@@ -693,6 +709,20 @@ CASES = [
         frozenset({"entry altered"}),
         lambda h: h.target - 1,
         lambda h: {("entry altered", _seq(h.target - 1)), ("entry altered", _seq(h.target))},
+    ),
+    Case(
+        "entry digest of a sealed entry edited",
+        _edit_digest,
+        frozenset({"entry altered"}),
+        lambda h: h.target,
+        lambda h: {("entry altered", _seq(h.target))},
+    ),
+    Case(
+        "entry edited with its digest forged to match, link left alone",
+        _edit_entry_with_matching_digest,
+        frozenset({"entry altered"}),
+        lambda h: h.target,
+        lambda h: {("entry altered", _seq(h.target))},
     ),
     Case(
         "middle entry deleted with its link",
