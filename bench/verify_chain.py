@@ -14,7 +14,8 @@ rows and hashes the application itself would have written:
     bulk       the template cloned until the chain holds the wanted number of entries (any
                remainder of fewer than five is event entries describing no row): new ids, check
                numbers, idempotency keys, times (1 ms apart) and request ids; the payment's
-               content hash, the idempotency fingerprint and every link hash recomputed. The JSON
+               content hash, the idempotency fingerprint, every entry digest and every (version
+               2) link hash recomputed. The JSON
                is rendered once with markers and filled in with str.format, which builds a
                million entries in about 25 s; the first link hash of every batch is checked
                against the application's `link_hash`, and the verification checks them all. The
@@ -98,7 +99,7 @@ from billing_desk.db.models import (
     UtcDateTime,
 )
 from billing_desk.domain.hashing import canonical_bytes
-from billing_desk.domain.integrity import CURRENT_HASH_VERSION, link_hash
+from billing_desk.domain.integrity import CURRENT_HASH_VERSION, entry_digest, link_hash
 from billing_desk.services import unit_of_work, verification
 from billing_desk.services.audit_trail import NOT_AUDITED, SealResult, seal_pending
 from billing_desk.services.integrity import PAYMENT_FIELDS
@@ -125,6 +126,7 @@ ENTRY_COLUMNS = (
     "before",
     "after",
     "request_id",
+    "entry_digest",
 )
 LINK_COLUMNS = ("sequence", "entry_id", "hash_version", "prev_hash", "entry_hash", "sealed_at")
 
@@ -221,29 +223,22 @@ class Cloner:
                 if side is not None and side not in self.marked:
                     self.marked[side] = self._mark(entry.entity_type, side)
         self.texts = {side: _format_string(marked) for side, marked in self.marked.items()}
+        # Each entry's canonical content (what its digest covers), with markers.
         self.links = [
             _format_string(
-                _unquote(
-                    _json(
-                        {
-                            "v": CURRENT_HASH_VERSION,
-                            "sequence": _marker("Q"),
-                            "prev_hash": _marker("H"),
-                            "entry": {
-                                "recorded_at": _marker("T"),
-                                "user_name": e.user_name,
-                                "user_role": e.user_role,
-                                "facility_id": e.facility_id,
-                                "action": e.action,
-                                "entity_type": e.entity_type,
-                                "entity_id": _marker("E"),
-                                "before": self._in_link(e.before),
-                                "after": self._in_link(e.after),
-                                "request_id": _marker("R"),
-                            },
-                        }
-                    ),
-                    ("Q",),
+                _json(
+                    {
+                        "recorded_at": _marker("T"),
+                        "user_name": e.user_name,
+                        "user_role": e.user_role,
+                        "facility_id": e.facility_id,
+                        "action": e.action,
+                        "entity_type": e.entity_type,
+                        "entity_id": _marker("E"),
+                        "before": self._in_link(e.before),
+                        "after": self._in_link(e.after),
+                        "request_id": _marker("R"),
+                    }
                 )
             )
             for e in template.entries
@@ -340,15 +335,7 @@ class Cloner:
                         request_id,
                         before,
                         after,
-                        link.format(
-                            **values,
-                            **{
-                                "Q": chain.sequence + 1,
-                                "H": chain.head_hash,
-                                "E": entity_id,
-                                "R": request_id,
-                            },
-                        ),
+                        link.format(**values, **{"E": entity_id, "R": request_id}),
                     )
                 for table, row in final.items():
                     batch.rows.setdefault(table, []).append(json.loads(row))
@@ -376,7 +363,7 @@ class Cloner:
         request_id: str,
         before: str | None,
         after: str | None,
-        link_text: str | None = None,
+        entry_text: str | None = None,
     ) -> None:
         entry_id = chain.next_entry_id
         chain.next_entry_id += 1
@@ -393,15 +380,26 @@ class Cloner:
             "after": after,
             "request_id": request_id,
         }
-        if link_text is None or not batch.links:
-            # The application's own hash: always for event entries, and for the first entry of
-            # every batch, to check the format-string shortcut.
+        if entry_text is None or not batch.links:
+            # The application's own hashes: always for event entries, and for the first entry
+            # of every batch, to check the format-string shortcut.
+            content_digest = entry_digest(content)
             digest = link_hash(CURRENT_HASH_VERSION, chain.sequence, chain.head_hash, content)
-            if link_text is not None and _sha256(link_text) != digest:
-                raise SystemExit("the cloned link hash differs from the application's link_hash")
+            if entry_text is not None and _sha256(entry_text) != content_digest:
+                raise SystemExit("the cloned entry digest differs from the application's")
         else:
-            digest = _sha256(link_text)
-        batch.entries.append((entry_id, *(content[name] for name in ENTRY_COLUMNS[1:])))
+            content_digest = _sha256(entry_text)
+            digest = None
+        link_text = (
+            f'{{"entry_digest":"{content_digest}","prev_hash":"{chain.head_hash}",'
+            f'"sequence":{chain.sequence},"v":2}}'
+        )
+        if digest is not None and _sha256(link_text) != digest:
+            raise SystemExit("the cloned link hash differs from the application's link_hash")
+        digest = _sha256(link_text)
+        batch.entries.append(
+            (entry_id, *(content[name] for name in ENTRY_COLUMNS[1:-1]), content_digest)
+        )
         batch.links.append(
             (chain.sequence, entry_id, CURRENT_HASH_VERSION, chain.head_hash, digest, sealed_at)
         )
