@@ -114,7 +114,7 @@ def test_unreachable_database_exits_4(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 4
-    assert "Cannot use the database at postgresql" in done.stderr
+    assert "Cannot reach the database server at 127.0.0.1:1" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 
 from billing_desk.cli import (
+    admin,
     audit,
     credit,
     db,
@@ -27,9 +28,11 @@ from billing_desk.cli import (
     user,
 )
 from billing_desk.cli.demo import demo
+from billing_desk.cli.login import login, logout
 from billing_desk.cli.state import CliState, state
 from billing_desk.cli.watch import watch
 from billing_desk.domain.errors import BillingError
+from billing_desk.services.credentials import NO_KEYRING, keyring_available, use_saved_passwords
 from billing_desk.services.overview import overview
 
 EXIT_INTERNAL_ERROR = 70
@@ -50,6 +53,9 @@ app.add_typer(deposit.app, name="deposit")
 app.add_typer(credit.app, name="credit")
 app.add_typer(maintenance.app, name="maintenance")
 app.add_typer(audit.app, name="audit")
+app.add_typer(admin.app, name="admin")
+app.command("login")(login)
+app.command("logout")(logout)
 app.command("demo")(demo)
 app.command("watch")(watch)
 
@@ -71,6 +77,7 @@ def root(
         help="Acting local user in embedded mode (default: your login name).",
     ),
 ) -> None:
+    use_saved_passwords(_ask_password)
     ctx.obj = CliState(db_option, user_option)
     ctx.call_on_close(ctx.obj.close)
     if ctx.invoked_subcommand is None:
@@ -88,6 +95,15 @@ def root(
                 f"{summary.facilities} facilities, {summary.trips} trips, "
                 f"{summary.invoices} invoices, {summary.users} users."
             )
+
+
+def _ask_password(account: str) -> str | None:
+    """Asked when the keyring holds no password for `account`: only at a terminal."""
+    if not sys.stdin.isatty():
+        return None
+    if not keyring_available():
+        typer.echo(NO_KEYRING, err=True)
+    return str(typer.prompt(f"Password for {account}", hide_input=True))
 
 
 def _log_file() -> Path:

@@ -9,6 +9,7 @@ SQLAlchemy's begin is taken over (the recipe from SQLAlchemy's pysqlite document
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,16 +83,37 @@ def resolve_location(db: str | None) -> DatabaseLocation:
     return DatabaseLocation(url)
 
 
+# Where a PostgreSQL password comes from when the URL carries none (the OS keyring, or a prompt):
+# set once by the front end. Kept out of the URL so it never shows in a repr, a log or a message.
+PasswordSource = Callable[[URL], "str | None"]
+_password_source: PasswordSource | None = None
+
+
+def set_password_source(source: PasswordSource | None) -> None:
+    global _password_source
+    _password_source = source
+
+
 def make_engine(location: DatabaseLocation, *, pool_size: int = 4) -> Engine:
     if location.is_sqlite:
         return _sqlite_engine(location.url, read_only=location.read_only)
-    return create_engine(
+    engine = create_engine(
         location.url,
         pool_size=pool_size,
         max_overflow=4,
         pool_pre_ping=True,
         connect_args={"connect_timeout": 10, "application_name": "billing-desk"},
     )
+    url = location.url
+
+    @event.listens_for(engine, "do_connect")
+    def _password(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+        if cparams.get("password") is None and _password_source is not None:
+            password = _password_source(url)
+            if password is not None:
+                cparams["password"] = password
+
+    return engine
 
 
 def _sqlite_engine(url: URL, *, read_only: bool = False) -> Engine:

@@ -553,3 +553,21 @@ class Checkpoint(Base):
     note: Mapped[str]
     signed_by: Mapped[str] = mapped_column(String(63))
     created_at: Mapped[datetime]
+
+
+class FacilityAccess(Base):
+    """Which facilities a user works for (shared PostgreSQL mode): row-level security lets a
+    user see and write the rows of exactly these. `facility_id` NULL means every facility."""
+
+    __tablename__ = "facility_access"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(63), ForeignKey("app_user.name"))
+    facility_id: Mapped[int | None] = mapped_column(ForeignKey("facility.id"))
+    granted_at: Mapped[datetime]
+    granted_by: Mapped[str] = mapped_column(String(63))
+
+    __table_args__ = (
+        UniqueConstraint("user_name", "facility_id"),
+        Index("ix_facility_access_facility_id", "facility_id"),
+    )

@@ -39,6 +39,7 @@ from billing_desk.services.audit_trail import (
     seal_pending,
     tail_exceeds,
 )
+from billing_desk.services.credentials import connection_failure
 from billing_desk.services.integrity import restamp
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,10 @@ class Workspace:
     def __init__(self, location: DatabaseLocation, user: str | None = None) -> None:
         self.location = location
         self.engine: Engine = make_engine(location)
-        self.user_name = user or getpass.getuser()
+        # On a shared database you act as the role you log in as (row-level security and the
+        # audit trail both name it); elsewhere, as the local user.
+        login = location.url.username if location.is_postgresql else None
+        self.user_name = user or login or getpass.getuser()
         # An auditor's archive: every write is refused.
         self.read_only = location.read_only
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -279,11 +283,8 @@ class Workspace:
                 "is carried out once, never twice.",
                 retryable=True,
             )
-        return EnvironmentFault(
-            f"Cannot use the database at {where} ({text}); check that the server is running "
-            "and the URL is right, then try again.",
-            retryable=True,
-        )
+        # Refused at the door: a wrong or missing password, an expired or disabled login.
+        return connection_failure(self.location, err)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -1,0 +1,827 @@
+"""Shared PostgreSQL mode: the roles, grants, row-level security and triggers that make the
+database itself decide who reads and writes what (DESIGN.md, promise 5).
+
+Applied by `billing-desk admin init` with a superuser connection, after the migrations, and
+safe to apply again: every statement either checks first or replaces what it made. Nothing here
+runs on SQLite, nor on a PostgreSQL database that was never set up for sharing.
+
+The model:
+- Tables, sequences and functions belong to OWNER_ROLE, a role nobody logs in as and nobody is
+  a member of. Login roles belong to one of the four group roles (clerk, manager, auditor,
+  admin) and get what the grants below give that group, nothing else.
+- Every table holding facility data has row-level security enabled and forced. Policies key on
+  `current_user` and the facility_access table (never on a session setting a user could change):
+  a user reads and writes the rows of the facilities they work for; auditors and administrators
+  read every row; nobody but the owner's own functions goes further.
+- Child rows reference their parents together with the facility (composite foreign keys), so a
+  row of one facility can never point at another facility's invoice, payment or trip, and the
+  foreign-key check cannot be used to probe another facility's rows.
+- Columns a group may change are granted column by column; what the grants allow is further
+  held by triggers: payment status moves follow the lifecycle, voids, refunds and approvals
+  need a manager who did not record the payment, allocations never exceed the payment or the
+  invoice, an invoice's status always matches its allocations, history is append-only.
+- The acting-user columns (recorded_by, changed_by, created_by, user_name ...) must name
+  `current_user`, so the audit trail and the status history say who really acted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
+
+from billing_desk.domain.payments import MANAGER_MOVES, PAYMENT_STATES
+from billing_desk.domain.roles import Role
+
+OWNER_ROLE = "billing_desk_owner"
+GROUP_ROLES: tuple[str, ...] = tuple(role.value for role in Role)
+WRITERS = (Role.CLERK.value, Role.MANAGER.value)
+
+# Tables whose rows belong to one facility, and the column naming it.
+TENANT_TABLES: dict[str, str] = {
+    "facility": "id",
+    "client": "facility_id",
+    "trip": "facility_id",
+    "invoice_counter": "facility_id",
+    "invoice": "facility_id",
+    "invoice_line": "facility_id",
+    "invoice_status_change": "facility_id",
+    "payment": "facility_id",
+    "payment_status_change": "facility_id",
+    "allocation": "facility_id",
+    "refund": "facility_id",
+    "deposit_item": "facility_id",
+    "idempotency_record": "facility_id",
+    "audit_entry": "facility_id",
+    "facility_access": "facility_id",
+}
+# Tables that hold no facility's rows but get row-level security all the same.
+OTHER_SECURED_TABLES = ("deposit",)
+
+# Who the acting-user column of each table must name on INSERT.
+ACTOR_COLUMNS: dict[str, str] = {
+    "invoice": "created_by",
+    "invoice_status_change": "changed_by",
+    "payment": "recorded_by",
+    "payment_status_change": "changed_by",
+    "allocation": "created_by",
+    "refund": "created_by",
+    "deposit": "created_by",
+    "idempotency_record": "created_by",
+    "audit_entry": "user_name",
+    "signing_key": "registered_by",
+    "checkpoint": "signed_by",
+    "maintenance_run": "ran_by",
+}
+
+# (child table, child column, parent table): children carry their parent's facility.
+FACILITY_REFERENCES: tuple[tuple[str, str, str], ...] = (
+    ("trip", "client_id", "client"),
+    ("invoice_line", "invoice_id", "invoice"),
+    ("invoice_line", "trip_id", "trip"),
+    ("invoice_status_change", "invoice_id", "invoice"),
+    ("payment", "duplicate_of_id", "payment"),
+    ("payment_status_change", "payment_id", "payment"),
+    ("allocation", "payment_id", "payment"),
+    ("allocation", "invoice_id", "invoice"),
+    ("refund", "payment_id", "payment"),
+    ("deposit_item", "payment_id", "payment"),
+)
+
+# Unique constraints that do not start with the facility, replaced by ones that do.
+FACILITY_FIRST_UNIQUES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (
+        "invoice_line",
+        "uq_invoice_line_invoice_id_line_no",
+        ("facility_id", "invoice_id", "line_no"),
+    ),
+)
+
+_ALL = ("SELECT",)
+# What each group may do, table by table: privileges, or UPDATE with its columns.
+GRANTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "clerk": {
+        "facility": _ALL,
+        "client": ("SELECT", "INSERT", "UPDATE(name)"),
+        "trip": (
+            "SELECT",
+            "INSERT",
+            "UPDATE(service_date, pickup, dropoff, status, fare_minor, currency, billable, "
+            "updated_at, client_id)",
+        ),
+        "invoice_counter": ("SELECT", "INSERT", "UPDATE(last_number)"),
+        "invoice": ("SELECT", "INSERT", "UPDATE(status, content_hash)"),
+        "invoice_line": ("SELECT", "INSERT"),
+        "invoice_status_change": ("SELECT", "INSERT"),
+        "payment": ("SELECT", "INSERT", "UPDATE(status, content_hash)"),
+        "payment_status_change": ("SELECT", "INSERT"),
+        "allocation": ("SELECT", "INSERT", "UPDATE(released, released_at, released_by)"),
+        "refund": _ALL,
+        "deposit": ("SELECT", "INSERT"),
+        "deposit_item": ("SELECT", "INSERT"),
+        "idempotency_record": ("SELECT", "INSERT", "UPDATE(result)"),
+        "database_secret": _ALL,
+    },
+    "manager": {
+        "facility": (
+            "SELECT",
+            "UPDATE(name, billing_contact_name, billing_contact_email, "
+            "billing_address, payment_terms_days)",
+        ),
+        "client": ("SELECT", "INSERT", "UPDATE(name)"),
+        "trip": (
+            "SELECT",
+            "INSERT",
+            "UPDATE(service_date, pickup, dropoff, status, fare_minor, currency, billable, "
+            "updated_at, client_id)",
+        ),
+        "invoice_counter": ("SELECT", "INSERT", "UPDATE(last_number)"),
+        "invoice": (
+            "SELECT",
+            "INSERT",
+            "UPDATE(status, content_hash, void_reason, voided_by, voided_at)",
+        ),
+        "invoice_line": ("SELECT", "INSERT", "UPDATE(released)"),
+        "invoice_status_change": ("SELECT", "INSERT"),
+        "payment": (
+            "SELECT",
+            "INSERT",
+            "UPDATE(status, content_hash, natural_key, approved_by, approved_at)",
+        ),
+        "payment_status_change": ("SELECT", "INSERT"),
+        "allocation": ("SELECT", "INSERT", "UPDATE(released, released_at, released_by)"),
+        "refund": ("SELECT", "INSERT"),
+        "deposit": ("SELECT", "INSERT"),
+        "deposit_item": ("SELECT", "INSERT"),
+        "idempotency_record": ("SELECT", "INSERT", "UPDATE(result)"),
+        "database_secret": _ALL,
+        "signing_key": ("SELECT", "INSERT"),
+        "checkpoint": ("SELECT", "INSERT"),
+    },
+    "auditor": {},
+    "admin": {
+        "facility": (
+            "SELECT",
+            "INSERT",
+            "UPDATE(name, billing_contact_name, "
+            "billing_contact_email, billing_address, payment_terms_days)",
+        ),
+        "invoice_counter": ("SELECT", "INSERT"),
+        "idempotency_record": ("SELECT", "DELETE"),
+        "maintenance_run": ("SELECT", "INSERT"),
+        "signing_key": ("SELECT", "INSERT"),
+        "checkpoint": ("SELECT", "INSERT"),
+    },
+}
+# Everybody reads these (auditors read every table but the account-hash key).
+READ_BY_ALL = (
+    "app_user",
+    "facility_access",
+    "database_identity",
+    "signing_key",
+    "checkpoint",
+    "audit_link",
+    "audit_chain_head",
+    "audit_pending",
+    "audit_entry",
+    "alembic_version",
+)
+# Tables whose UPDATE policy decides which rows may be touched, not only what they become.
+OWN_UPDATE_USING = ("facility", "idempotency_record")
+# Everybody appends to the audit trail (the sealer function does the rest).
+APPEND_BY_ALL = ("audit_entry", "audit_pending")
+
+
+@dataclass(frozen=True)
+class SharedSetup:
+    """What `apply` found and did, for the administrator's report."""
+
+    created_roles: tuple[str, ...]
+    tables: int
+    policies: int
+
+
+def apply(connection: Connection, *, seal_function: str | None) -> SharedSetup:
+    """Set the database up for sharing, in the caller's transaction (a superuser's)."""
+    created = tuple(_ensure_roles(connection))
+    database = connection.execute(text("SELECT current_database()")).scalar_one()
+    tables = [
+        row[0]
+        for row in connection.execute(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+        )
+    ]
+    _lock_down_database(connection, database)
+    _own_everything(connection)
+    _facility_first_uniques(connection)
+    _facility_references(connection)
+    _grant(connection, tables, seal_function)
+    _functions(connection)
+    policies = _policies(connection)
+    _triggers(connection)
+    return SharedSetup(created, len(tables), policies)
+
+
+# -- roles and ownership ----------------------------------------------------------------------
+
+
+def _ensure_roles(connection: Connection) -> Iterable[str]:
+    """Create the owner and group roles, or put back their attributes. Roles are shared by the
+    whole server, so another database's setup may be creating them at this very moment: a
+    collision rolls back to a savepoint and looks again."""
+    for name in (OWNER_ROLE, *GROUP_ROLES):
+        for attempt in range(5):
+            row = connection.execute(
+                text(
+                    "SELECT rolcanlogin OR rolsuper OR rolcreatedb OR rolcreaterole "
+                    "OR rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = :name"
+                ),
+                {"name": name},
+            ).first()
+            if row is not None and not row[0]:
+                break
+            statement = "ALTER" if row is not None else "CREATE"
+            try:
+                with connection.begin_nested():
+                    _execute(
+                        connection,
+                        f'{statement} ROLE "{name}" NOLOGIN NOSUPERUSER NOCREATEDB '
+                        "NOCREATEROLE NOBYPASSRLS",
+                    )
+            except DBAPIError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+                continue
+            if statement == "CREATE":
+                yield name
+            break
+
+
+def _lock_down_database(connection: Connection, database: str) -> None:
+    quoted = _quote(database)
+    # No temporary objects (no search_path games), no connecting without a billing role.
+    _execute(connection, f"REVOKE ALL ON DATABASE {quoted} FROM PUBLIC")
+    _execute(connection, "REVOKE ALL ON SCHEMA public FROM PUBLIC")
+    for group in GROUP_ROLES:
+        _execute(connection, f'GRANT CONNECT ON DATABASE {quoted} TO "{group}"')
+        _execute(connection, f'GRANT USAGE ON SCHEMA public TO "{group}"')
+
+
+def _own_everything(connection: Connection) -> None:
+    _execute(connection, f'ALTER SCHEMA public OWNER TO "{OWNER_ROLE}"')
+    rows = connection.execute(
+        text(
+            """
+            SELECT c.relname, c.relkind FROM pg_class c
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'public' AND c.relkind IN ('r', 'S', 'v', 'p')
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                              AND d.objid = c.oid AND d.deptype IN ('a', 'i'))
+            """
+        )
+    ).all()
+    for name, kind in rows:
+        what = {"r": "TABLE", "p": "TABLE", "S": "SEQUENCE", "v": "VIEW"}[kind]
+        _execute(connection, f'ALTER {what} public."{name}" OWNER TO "{OWNER_ROLE}"')
+    functions = connection.execute(
+        text(
+            """
+            SELECT p.oid::regprocedure::text FROM pg_proc p
+            JOIN pg_namespace n ON n.oid = p.pronamespace
+            WHERE n.nspname = 'public'
+            """
+        )
+    ).scalars()
+    for signature in list(functions):
+        _execute(connection, f'ALTER FUNCTION {signature} OWNER TO "{OWNER_ROLE}"')
+        _execute(connection, f"REVOKE ALL ON FUNCTION {signature} FROM PUBLIC")
+
+
+# -- constraints ------------------------------------------------------------------------------
+
+
+def _constraint_exists(connection: Connection, table: str, name: str) -> bool:
+    return (
+        connection.execute(
+            text(
+                "SELECT 1 FROM pg_constraint WHERE conname = :name "
+                "AND conrelid = (:table)::regclass"
+            ),
+            {"name": name, "table": f"public.{table}"},
+        ).first()
+        is not None
+    )
+
+
+def _facility_first_uniques(connection: Connection) -> None:
+    for table, old, columns in FACILITY_FIRST_UNIQUES:
+        new = f"uq_{table}_{'_'.join(columns)}"
+        if not _constraint_exists(connection, table, new):
+            _execute(
+                connection,
+                f"ALTER TABLE public.{table} ADD CONSTRAINT {new} UNIQUE ({', '.join(columns)})",
+            )
+        if _constraint_exists(connection, table, old):
+            _execute(connection, f"ALTER TABLE public.{table} DROP CONSTRAINT {old}")
+
+
+def _facility_references(connection: Connection) -> None:
+    parents = sorted({parent for _child, _column, parent in FACILITY_REFERENCES})
+    for parent in parents:
+        name = f"uq_{parent}_facility_id_id"
+        if not _constraint_exists(connection, parent, name):
+            _execute(
+                connection,
+                f"ALTER TABLE public.{parent} ADD CONSTRAINT {name} UNIQUE (facility_id, id)",
+            )
+    for child, column, parent in FACILITY_REFERENCES:
+        name = f"fk_{child}_facility_{column}"
+        if not _constraint_exists(connection, child, name):
+            _execute(
+                connection,
+                f"ALTER TABLE public.{child} ADD CONSTRAINT {name} "
+                f"FOREIGN KEY (facility_id, {column}) REFERENCES public.{parent} (facility_id, id)",
+            )
+
+
+# -- privileges -------------------------------------------------------------------------------
+
+
+def _grant(connection: Connection, tables: list[str], seal_function: str | None) -> None:
+    for group in GROUP_ROLES:
+        for table in tables:
+            _execute(connection, f'REVOKE ALL ON public."{table}" FROM "{group}"')
+    for table in tables:
+        _execute(connection, f'REVOKE ALL ON public."{table}" FROM PUBLIC')
+    for group, table_grants in GRANTS.items():
+        for table, privileges in table_grants.items():
+            if table in tables:
+                for privilege in privileges:
+                    _execute(connection, f'GRANT {privilege} ON public."{table}" TO "{group}"')
+    for group in GROUP_ROLES:
+        for table in READ_BY_ALL:
+            if table in tables:
+                _execute(connection, f'GRANT SELECT ON public."{table}" TO "{group}"')
+    for table in tables:
+        if table != "database_secret":
+            _execute(connection, f'GRANT SELECT ON public."{table}" TO "auditor"')
+            _execute(connection, f'GRANT SELECT ON public."{table}" TO "admin"')
+    for group in GROUP_ROLES:
+        # Auditors change no billing data, but their sensitive reads are audit entries too.
+        for table in APPEND_BY_ALL:
+            _execute(connection, f'GRANT INSERT ON public."{table}" TO "{group}"')
+        _execute(connection, f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{group}"')
+    if seal_function:
+        # Every writer may seal; the function (SECURITY DEFINER) reads only entry digests.
+        signatures = connection.execute(
+            text(
+                "SELECT p.oid::regprocedure::text FROM pg_proc p "
+                "JOIN pg_namespace n ON n.oid = p.pronamespace "
+                "WHERE n.nspname = 'public' AND p.proname = :name"
+            ),
+            {"name": seal_function.rsplit(".", 1)[-1]},
+        ).scalars()
+        for signature in list(signatures):
+            for group in GROUP_ROLES:
+                _execute(connection, f'GRANT EXECUTE ON FUNCTION {signature} TO "{group}"')
+
+
+# -- row-level security -----------------------------------------------------------------------
+
+_READS_ALL = (
+    f"(pg_catalog.pg_has_role(current_user, 'auditor', 'MEMBER') "
+    f"OR pg_catalog.pg_has_role(current_user, 'admin', 'MEMBER') "
+    f"OR current_user = '{OWNER_ROLE}')"
+)
+
+
+def _functions(connection: Connection) -> None:
+    # SQL functions without SET clauses so the planner inlines them into the policies; they run
+    # as the caller, so facility_access's own policy applies to what they read.
+    _execute(
+        connection,
+        f"""
+        CREATE OR REPLACE FUNCTION public.billing_desk_reads_all() RETURNS boolean
+        LANGUAGE sql STABLE AS $$ SELECT {_READS_ALL} $$
+        """,
+    )
+    _execute(
+        connection,
+        f"""
+        CREATE OR REPLACE FUNCTION public.billing_desk_works_for(facility integer)
+        RETURNS boolean LANGUAGE sql STABLE AS $$
+            SELECT current_user = '{OWNER_ROLE}' OR EXISTS (
+                SELECT 1 FROM public.facility_access a
+                JOIN public.app_user u ON u.name = a.user_name AND u.active
+                WHERE a.user_name = current_user
+                  AND (a.facility_id IS NULL OR a.facility_id = facility))
+        $$
+        """,
+    )
+    _execute(
+        connection,
+        f"""
+        CREATE OR REPLACE FUNCTION public.billing_desk_works_for_all() RETURNS boolean
+        LANGUAGE sql STABLE AS $$
+            SELECT current_user = '{OWNER_ROLE}' OR EXISTS (
+                SELECT 1 FROM public.facility_access a
+                JOIN public.app_user u ON u.name = a.user_name AND u.active
+                WHERE a.user_name = current_user AND a.facility_id IS NULL)
+        $$
+        """,
+    )
+    for name in (
+        "billing_desk_reads_all()",
+        "billing_desk_works_for(integer)",
+        "billing_desk_works_for_all()",
+    ):
+        _execute(connection, f'ALTER FUNCTION public.{name} OWNER TO "{OWNER_ROLE}"')
+        _execute(connection, f"REVOKE ALL ON FUNCTION public.{name} FROM PUBLIC")
+        for group in GROUP_ROLES:
+            _execute(connection, f'GRANT EXECUTE ON FUNCTION public.{name} TO "{group}"')
+
+
+def _policy(connection: Connection, table: str, name: str, clause: str) -> None:
+    _execute(connection, f'DROP POLICY IF EXISTS {name} ON public."{table}"')
+    _execute(connection, f'CREATE POLICY {name} ON public."{table}" {clause}')
+
+
+def _policies(connection: Connection) -> int:
+    count = 0
+    reads_all = "public.billing_desk_reads_all()"
+    for table, column in TENANT_TABLES.items():
+        _execute(connection, f'ALTER TABLE public."{table}" ENABLE ROW LEVEL SECURITY')
+        _execute(connection, f'ALTER TABLE public."{table}" FORCE ROW LEVEL SECURITY')
+        works_for = f"public.billing_desk_works_for({column})"
+        actor = ACTOR_COLUMNS.get(table)
+        pinned = f" AND {actor} = current_user" if actor else ""
+        is_admin = "pg_catalog.pg_has_role(current_user, 'admin', 'MEMBER')"
+        if table == "facility":
+            read = f"{reads_all} OR {works_for}"
+            insert = f"{is_admin} OR public.billing_desk_works_for_all()"
+        elif table == "facility_access":
+            read = f"{reads_all} OR user_name = current_user"
+            insert = "false"
+        elif table == "invoice_counter":
+            read = f"{reads_all} OR {works_for}"
+            insert = f"{works_for} OR {is_admin}"
+        elif table in ("audit_entry", "idempotency_record"):
+            # Rows of no facility (exports, user changes, deposits' keys) are their author's.
+            read = f"{reads_all} OR ({column} IS NULL AND {actor} = current_user) OR {works_for}"
+            insert = f"({column} IS NULL OR {works_for} OR {is_admin}){pinned}"
+            if table == "audit_entry":
+                # The role an entry names is the one the user holds.
+                insert += (
+                    " AND user_role IS NOT DISTINCT FROM (SELECT u.role FROM public.app_user u"
+                    " WHERE u.name = current_user AND u.active)"
+                )
+        else:
+            read = f"{reads_all} OR {works_for}"
+            insert = f"{works_for}{pinned}"
+        _policy(connection, table, "bd_read", f"FOR SELECT USING ({read})")
+        _policy(connection, table, "bd_insert", f"FOR INSERT WITH CHECK ({insert})")
+        if table == "idempotency_record":
+            # A claim's result is written by whoever claimed it; only expired keys are removed,
+            # by an administrator's purge.
+            update = f"({column} IS NULL OR {works_for}) AND created_by = current_user"
+            _policy(
+                connection,
+                table,
+                "bd_delete",
+                "FOR DELETE USING (pg_catalog.pg_has_role(current_user, 'admin', 'MEMBER'))",
+            )
+            count += 1
+        elif table == "facility":
+            update = f"{works_for} OR {is_admin}"
+        else:
+            update = works_for
+        _policy(
+            connection,
+            table,
+            "bd_update",
+            f"FOR UPDATE USING ({update if table in OWN_UPDATE_USING else works_for}) "
+            f"WITH CHECK ({update})",
+        )
+        count += 3
+    # Deposits span facilities: one sees a deposit one made, or one with an item one can see.
+    _execute(connection, 'ALTER TABLE public."deposit" ENABLE ROW LEVEL SECURITY')
+    _execute(connection, 'ALTER TABLE public."deposit" FORCE ROW LEVEL SECURITY')
+    _policy(
+        connection,
+        "deposit",
+        "bd_read",
+        f"FOR SELECT USING ({reads_all} OR created_by = current_user OR EXISTS "
+        "(SELECT 1 FROM public.deposit_item i WHERE i.deposit_id = deposit.id))",
+    )
+    _policy(connection, "deposit", "bd_insert", "FOR INSERT WITH CHECK (created_by = current_user)")
+    count += 2
+    return count
+
+
+# -- triggers ---------------------------------------------------------------------------------
+
+
+def _payment_moves_sql() -> str:
+    rows = []
+    for method, machine in PAYMENT_STATES.items():
+        for current, target in sorted(machine.transitions):
+            rows.append(f"('{method.value}', '{current.value}', '{target.value}')")
+    return ",\n                ".join(rows)
+
+
+def _triggers(connection: Connection) -> None:
+    manager_moves = ", ".join(f"'{s.value}'" for s in sorted(MANAGER_MOVES))
+    owner_or_super = (
+        f"(current_user = '{OWNER_ROLE}' OR (SELECT rolsuper FROM pg_catalog.pg_roles "
+        "WHERE rolname = current_user))"
+    )
+    statements = [
+        # Payment: the lifecycle, segregation of duties, and fields that never change.
+        f"""
+        CREATE OR REPLACE FUNCTION public.billing_desk_payment_guard() RETURNS trigger
+        LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+        BEGIN
+            IF (NEW.facility_id, NEW.method, NEW.amount_minor, NEW.currency, NEW.received_date,
+                NEW.payer, NEW.memo, NEW.check_number, NEW.routing_number, NEW.account_last4,
+                NEW.account_hash, NEW.transfer_reference, NEW.card_brand, NEW.card_last4,
+                NEW.processor_ref, NEW.duplicate_of_id, NEW.override_reason,
+                NEW.allocation_request, NEW.recorded_by, NEW.recorded_at)
+               IS DISTINCT FROM
+               (OLD.facility_id, OLD.method, OLD.amount_minor, OLD.currency, OLD.received_date,
+                OLD.payer, OLD.memo, OLD.check_number, OLD.routing_number, OLD.account_last4,
+                OLD.account_hash, OLD.transfer_reference, OLD.card_brand, OLD.card_last4,
+                OLD.processor_ref, OLD.duplicate_of_id, OLD.override_reason,
+                OLD.allocation_request, OLD.recorded_by, OLD.recorded_at) THEN
+                RAISE EXCEPTION 'payment %: what was received never changes', OLD.id
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            IF NEW.natural_key IS DISTINCT FROM OLD.natural_key AND NEW.natural_key IS NOT NULL
+            THEN
+                RAISE EXCEPTION 'payment %: its duplicate key can only be cleared', OLD.id
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            IF NEW.status IS DISTINCT FROM OLD.status THEN
+                IF NOT EXISTS (SELECT 1 FROM (VALUES
+                    {_payment_moves_sql()}
+                    ) AS m(method, from_status, to_status)
+                    WHERE m.method = OLD.method AND m.from_status = OLD.status
+                      AND m.to_status = NEW.status) THEN
+                    RAISE EXCEPTION 'payment % cannot go from % to %', OLD.id, OLD.status,
+                        NEW.status USING ERRCODE = 'check_violation';
+                END IF;
+                IF (NEW.status IN ({manager_moves}) OR OLD.status = 'awaiting approval')
+                   AND NOT {owner_or_super} THEN
+                    IF NOT pg_has_role(current_user, 'manager', 'MEMBER') THEN
+                        RAISE EXCEPTION 'payment %: only a manager may void, refund or approve '
+                            'it', OLD.id USING ERRCODE = 'insufficient_privilege';
+                    END IF;
+                    IF OLD.recorded_by = current_user THEN
+                        RAISE EXCEPTION 'payment %: whoever recorded a payment cannot void, '
+                            'refund or approve it', OLD.id
+                            USING ERRCODE = 'insufficient_privilege';
+                    END IF;
+                END IF;
+            END IF;
+            IF NEW.approved_by IS DISTINCT FROM OLD.approved_by AND NOT {owner_or_super}
+               AND (NEW.approved_by IS DISTINCT FROM current_user
+                    OR OLD.recorded_by = current_user) THEN
+                RAISE EXCEPTION 'payment %: an approval names the manager giving it, who did '
+                    'not record the payment', OLD.id USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            RETURN NEW;
+        END
+        $$
+        """,
+        "DROP TRIGGER IF EXISTS billing_desk_payment_guard ON public.payment",
+        "CREATE TRIGGER billing_desk_payment_guard BEFORE UPDATE ON public.payment "
+        "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_payment_guard()",
+        # History rows that claim a manager's move must come from a manager who did not record
+        # the payment (a forged 'voided' row is refused as firmly as the void itself).
+        f"""
+        CREATE OR REPLACE FUNCTION public.billing_desk_payment_history_guard() RETURNS trigger
+        LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+        DECLARE
+            recorder text;
+        BEGIN
+            IF {owner_or_super} THEN
+                RETURN NEW;
+            END IF;
+            SELECT p.recorded_by INTO recorder FROM public.payment p
+                WHERE p.id = NEW.payment_id;
+            IF TG_TABLE_NAME = 'refund' OR NEW.to_status IN ({manager_moves})
+               OR NEW.from_status = 'awaiting approval' THEN
+                IF NOT pg_has_role(current_user, 'manager', 'MEMBER')
+                   OR recorder = current_user THEN
+                    RAISE EXCEPTION 'payment %: only a manager who did not record it may void, '
+                        'refund or approve it', NEW.payment_id
+                        USING ERRCODE = 'insufficient_privilege';
+                END IF;
+            END IF;
+            RETURN NEW;
+        END
+        $$
+        """,
+        "DROP TRIGGER IF EXISTS billing_desk_payment_history_guard ON public.payment_status_change",
+        "CREATE TRIGGER billing_desk_payment_history_guard BEFORE INSERT "
+        "ON public.payment_status_change "
+        "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_payment_history_guard()",
+        "DROP TRIGGER IF EXISTS billing_desk_refund_guard ON public.refund",
+        "CREATE TRIGGER billing_desk_refund_guard BEFORE INSERT ON public.refund "
+        "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_payment_history_guard()",
+        # Money adds up, checked at commit when every row of the transaction is in place.
+        """
+        CREATE OR REPLACE FUNCTION public.billing_desk_allocation_check() RETURNS trigger
+        LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+        DECLARE
+            paid bigint;
+            limit_minor bigint;
+        BEGIN
+            SELECT coalesce(sum(a.amount_minor), 0), min(p.amount_minor) INTO paid, limit_minor
+                FROM public.payment p LEFT JOIN public.allocation a
+                  ON a.payment_id = p.id AND NOT a.released
+                WHERE p.id = NEW.payment_id;
+            IF paid > limit_minor THEN
+                RAISE EXCEPTION 'payment %: allocations exceed its amount', NEW.payment_id
+                    USING ERRCODE = 'check_violation';
+            END IF;
+            SELECT coalesce(sum(a.amount_minor), 0), min(i.total_minor) INTO paid, limit_minor
+                FROM public.invoice i LEFT JOIN public.allocation a
+                  ON a.invoice_id = i.id AND NOT a.released
+                WHERE i.id = NEW.invoice_id;
+            IF paid > limit_minor THEN
+                RAISE EXCEPTION 'invoice %: allocations exceed its total', NEW.invoice_id
+                    USING ERRCODE = 'check_violation';
+            END IF;
+            RETURN NULL;
+        END
+        $$
+        """,
+        f"""
+        CREATE OR REPLACE FUNCTION public.billing_desk_allocation_guard() RETURNS trigger
+        LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+        BEGIN
+            IF (NEW.facility_id, NEW.payment_id, NEW.invoice_id, NEW.amount_minor,
+                NEW.via_credit, NEW.created_at, NEW.created_by)
+               IS DISTINCT FROM
+               (OLD.facility_id, OLD.payment_id, OLD.invoice_id, OLD.amount_minor,
+                OLD.via_credit, OLD.created_at, OLD.created_by)
+               OR (OLD.released AND NOT NEW.released) THEN
+                RAISE EXCEPTION 'allocation %: only releasing it may change it', OLD.id
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            IF NEW.released_by IS DISTINCT FROM OLD.released_by AND NOT {owner_or_super}
+               AND NEW.released_by IS DISTINCT FROM current_user THEN
+                RAISE EXCEPTION 'allocation %: a release names who releases it', OLD.id
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            RETURN NEW;
+        END
+        $$
+        """,
+        "DROP TRIGGER IF EXISTS billing_desk_allocation_guard ON public.allocation",
+        "CREATE TRIGGER billing_desk_allocation_guard BEFORE UPDATE ON public.allocation "
+        "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_allocation_guard()",
+        "DROP TRIGGER IF EXISTS billing_desk_allocation_check ON public.allocation",
+        "CREATE CONSTRAINT TRIGGER billing_desk_allocation_check "
+        "AFTER INSERT OR UPDATE ON public.allocation DEFERRABLE INITIALLY DEFERRED "
+        "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_allocation_check()",
+        # An invoice's status is what its allocations say, and only a manager voids one.
+        f"""
+        CREATE OR REPLACE FUNCTION public.billing_desk_invoice_guard() RETURNS trigger
+        LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+        BEGIN
+            IF NEW.status = 'void' AND OLD.status IS DISTINCT FROM 'void'
+               AND NOT {owner_or_super}
+               AND NOT pg_has_role(current_user, 'manager', 'MEMBER') THEN
+                RAISE EXCEPTION 'invoice %: only a manager may void it', OLD.number
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            IF NEW.voided_by IS DISTINCT FROM OLD.voided_by AND NOT {owner_or_super}
+               AND NEW.voided_by IS DISTINCT FROM current_user THEN
+                RAISE EXCEPTION 'invoice %: a void names the manager voiding it', OLD.number
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            IF OLD.status = 'void' AND NEW.status IS DISTINCT FROM 'void' THEN
+                RAISE EXCEPTION 'invoice %: a void invoice stays void', OLD.number
+                    USING ERRCODE = 'check_violation';
+            END IF;
+            RETURN NEW;
+        END
+        $$
+        """,
+        "DROP TRIGGER IF EXISTS billing_desk_invoice_guard ON public.invoice",
+        "CREATE TRIGGER billing_desk_invoice_guard BEFORE UPDATE ON public.invoice "
+        "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_invoice_guard()",
+        """
+        CREATE OR REPLACE FUNCTION public.billing_desk_invoice_status_check() RETURNS trigger
+        LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+        DECLARE
+            inv record;
+            paid bigint;
+            expected text;
+        BEGIN
+            SELECT i.id, i.number, i.status, i.total_minor INTO inv
+                FROM public.invoice i WHERE i.id = NEW.id;
+            IF inv.status IN ('void', 'draft') THEN
+                RETURN NULL;
+            END IF;
+            SELECT coalesce(sum(a.amount_minor), 0) INTO paid FROM public.allocation a
+                WHERE a.invoice_id = inv.id AND NOT a.released;
+            expected := CASE WHEN paid <= 0 THEN 'issued'
+                             WHEN paid >= inv.total_minor THEN 'paid'
+                             ELSE 'partially paid' END;
+            IF inv.status IS DISTINCT FROM expected THEN
+                RAISE EXCEPTION 'invoice %: status % does not match its payments (%)',
+                    inv.number, inv.status, expected USING ERRCODE = 'check_violation';
+            END IF;
+            RETURN NULL;
+        END
+        $$
+        """,
+        "DROP TRIGGER IF EXISTS billing_desk_invoice_status_check ON public.invoice",
+        "CREATE CONSTRAINT TRIGGER billing_desk_invoice_status_check "
+        "AFTER UPDATE OF status ON public.invoice DEFERRABLE INITIALLY DEFERRED "
+        "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_invoice_status_check()",
+        # Status history is history: append-only for everyone, like the audit trail.
+        """
+        CREATE OR REPLACE FUNCTION public.billing_desk_history_append_only() RETURNS trigger
+        LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+        BEGIN
+            RAISE EXCEPTION '% is history and is append-only', TG_TABLE_NAME
+                USING ERRCODE = 'insufficient_privilege';
+        END
+        $$
+        """,
+    ]
+    for table in ("invoice_status_change", "payment_status_change", "refund"):
+        statements += [
+            f"DROP TRIGGER IF EXISTS billing_desk_{table}_append_only ON public.{table}",
+            f"CREATE TRIGGER billing_desk_{table}_append_only BEFORE UPDATE OR DELETE "
+            f"ON public.{table} FOR EACH ROW "
+            "EXECUTE FUNCTION public.billing_desk_history_append_only()",
+            f"DROP TRIGGER IF EXISTS billing_desk_{table}_no_truncate ON public.{table}",
+            f"CREATE TRIGGER billing_desk_{table}_no_truncate BEFORE TRUNCATE "
+            f"ON public.{table} FOR EACH STATEMENT "
+            "EXECUTE FUNCTION public.billing_desk_history_append_only()",
+        ]
+    # An issued invoice's lines never change, except being released when the invoice is void.
+    statements += [
+        """
+        CREATE OR REPLACE FUNCTION public.billing_desk_invoice_line_guard() RETURNS trigger
+        LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+        BEGIN
+            IF TG_OP = 'DELETE' THEN
+                RAISE EXCEPTION 'invoice lines are never deleted'
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            IF (NEW.invoice_id, NEW.facility_id, NEW.trip_id, NEW.line_no, NEW.service_date,
+                NEW.description, NEW.amount_minor)
+               IS DISTINCT FROM
+               (OLD.invoice_id, OLD.facility_id, OLD.trip_id, OLD.line_no, OLD.service_date,
+                OLD.description, OLD.amount_minor)
+               OR (OLD.released AND NOT NEW.released) THEN
+                RAISE EXCEPTION 'invoice line %: an issued line never changes', OLD.id
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            IF NEW.released AND NOT OLD.released AND NOT EXISTS (
+                SELECT 1 FROM public.invoice i WHERE i.id = NEW.invoice_id
+                AND i.status = 'void') THEN
+                RAISE EXCEPTION 'invoice line %: released only with its invoice void', OLD.id
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            RETURN NEW;
+        END
+        $$
+        """,
+        "DROP TRIGGER IF EXISTS billing_desk_invoice_line_guard ON public.invoice_line",
+        "CREATE TRIGGER billing_desk_invoice_line_guard BEFORE UPDATE OR DELETE "
+        "ON public.invoice_line FOR EACH ROW "
+        "EXECUTE FUNCTION public.billing_desk_invoice_line_guard()",
+    ]
+    for statement in statements:
+        _execute(connection, statement)
+    for name in (
+        "billing_desk_payment_guard()",
+        "billing_desk_payment_history_guard()",
+        "billing_desk_allocation_check()",
+        "billing_desk_allocation_guard()",
+        "billing_desk_invoice_guard()",
+        "billing_desk_invoice_status_check()",
+        "billing_desk_history_append_only()",
+        "billing_desk_invoice_line_guard()",
+    ):
+        _execute(connection, f'ALTER FUNCTION public.{name} OWNER TO "{OWNER_ROLE}"')
+        _execute(connection, f"REVOKE ALL ON FUNCTION public.{name} FROM PUBLIC")
+
+
+def _execute(connection: Connection, statement: str) -> None:
+    # The driver reads % as a placeholder even without parameters; plpgsql uses it in RAISE.
+    connection.exec_driver_sql(statement.replace("%", "%%"))
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'

@@ -1,0 +1,134 @@
+"""What the catalog must say of a shared database: row security enabled and forced on every
+tenant table, no application role with power it should not have, functions locked down."""
+
+from __future__ import annotations
+
+import psycopg
+
+from billing_desk.db.shared import GROUP_ROLES, OWNER_ROLE, TENANT_TABLES
+from tests.security.conftest import SharedDatabase
+
+# Unique indexes allowed not to start with the facility: sequence-made primary keys (they
+# name no facility's data), and keys of rows that belong to no facility.
+NOT_FACILITY_SCOPED = {"uq_idempotency_record_global_key", "uq_facility_code"}
+
+
+def _rows(shared: SharedDatabase, query: str, *args: object) -> list[tuple[object, ...]]:
+    with psycopg.connect(shared.admin_url) as conn:
+        return conn.execute(query, args).fetchall()
+
+
+def test_every_tenant_table_has_row_security_enabled_and_forced(shared: SharedDatabase) -> None:
+    rows = dict(
+        (str(name), (bool(on), bool(forced)))
+        for name, on, forced in _rows(
+            shared,
+            "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
+            "WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'",
+        )
+    )
+    for table in TENANT_TABLES:
+        assert rows[table] == (True, True), table
+
+
+def test_every_table_with_a_facility_column_is_a_tenant_table(shared: SharedDatabase) -> None:
+    tables = {
+        str(r[0])
+        for r in _rows(
+            shared,
+            "SELECT table_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND column_name = 'facility_id'",
+        )
+    }
+    assert tables <= set(TENANT_TABLES)
+
+
+def test_no_application_role_is_superuser_bypassrls_or_owner(shared: SharedDatabase) -> None:
+    app_roles = _rows(
+        shared,
+        "SELECT r.rolname, r.rolsuper, r.rolbypassrls, r.rolcreaterole, r.rolcreatedb "
+        "FROM pg_roles r WHERE r.rolname = ANY(%s) OR EXISTS (SELECT 1 FROM pg_auth_members m "
+        "JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid AND g.rolname = ANY(%s))",
+        list(GROUP_ROLES),
+        list(GROUP_ROLES),
+    )
+    assert len(app_roles) >= len(GROUP_ROLES) + 5
+    for name, *powers in app_roles:
+        assert not any(powers), name
+    owners = {
+        str(r[0])
+        for r in _rows(
+            shared, "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'"
+        )
+    }
+    assert owners == {OWNER_ROLE}
+    owner = _rows(shared, "SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", OWNER_ROLE)
+    assert owner == [(False,)]
+    members = _rows(
+        shared,
+        "SELECT count(*) FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+        "WHERE g.rolname = %s",
+        OWNER_ROLE,
+    )
+    assert members == [(0,)]
+
+
+def test_security_definer_functions_have_a_fixed_search_path_and_no_public_execute(
+    shared: SharedDatabase,
+) -> None:
+    definers = _rows(
+        shared,
+        "SELECT p.proname, p.proconfig, p.proacl::text FROM pg_proc p "
+        "WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef",
+    )
+    assert definers
+    for name, config, acl in definers:
+        assert any(str(c).startswith("search_path=") for c in config or []), name
+        # An ACL entry "=X/owner" would be PUBLIC's execute right.
+        assert acl is not None and "{=X" not in str(acl) and ",=X" not in str(acl), name
+
+
+def test_no_function_in_the_schema_is_executable_by_public(shared: SharedDatabase) -> None:
+    rows = _rows(
+        shared,
+        "SELECT p.proname FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace "
+        "AND (p.proacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(p.proacl) a "
+        "WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE'))",
+    )
+    assert rows == []
+
+
+def test_unique_indexes_on_tenant_tables_start_with_the_facility(shared: SharedDatabase) -> None:
+    rows = _rows(
+        shared,
+        "SELECT t.relname, i.relname, a.attname FROM pg_index x "
+        "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+        "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = x.indkey[0] "
+        "WHERE x.indisunique AND NOT x.indisprimary "
+        "AND t.relnamespace = 'public'::regnamespace",
+    )
+    for table, index, first in rows:
+        if table in TENANT_TABLES and index not in NOT_FACILITY_SCOPED:
+            assert first == TENANT_TABLES[str(table)] or (table, first) == (
+                "facility_access",
+                "user_name",
+            ), (table, index, first)
+
+
+def test_views_over_protected_tables_are_security_invoker(shared: SharedDatabase) -> None:
+    views = _rows(
+        shared,
+        "SELECT c.relname, c.reloptions FROM pg_class c "
+        "WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'v'",
+    )
+    for name, options in views:
+        assert "security_invoker=true" in (options or []), name
+
+
+def test_nobody_connects_or_makes_temporary_objects_without_a_billing_role(
+    shared: SharedDatabase,
+) -> None:
+    acl = _rows(shared, "SELECT datacl::text FROM pg_database WHERE datname = %s", shared.name)
+    text = str(acl[0][0])
+    # PUBLIC's entry would read "=Tc/owner" (an empty grantee).
+    assert "{=" not in text and ",=" not in text, text
