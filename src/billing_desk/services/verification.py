@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, String, exists, func, select, type_coerce
+from sqlalchemy import DateTime, String, exists, func, inspect, select, type_coerce
 from sqlalchemy.orm import Session
 
 from billing_desk.db.models import (
@@ -38,7 +38,7 @@ from billing_desk.domain.integrity import (
     sealed_link_hash,
 )
 from billing_desk.domain.roles import Permission
-from billing_desk.services.audit_trail import NOT_AUDITED, entry_record, row_values, unsealed_tail
+from billing_desk.services.audit_trail import NOT_AUDITED, entry_record, unsealed_tail
 from billing_desk.services.integrity import invoice_record, payment_record
 from billing_desk.services.unit_of_work import UnitOfWork, Workspace
 
@@ -118,7 +118,7 @@ def verify(workspace: Workspace, checkpoints: Sequence[CheckpointClaim] = ()) ->
         unit.require(Permission.READ)
         return verify_session(unit.session, checkpoints, tail_allowed=tail_allowed)
 
-    report = workspace.read(operation)
+    report = workspace.reports.read(operation)
     if not workspace.read_only:
         workspace.write(
             lambda unit: unit.record_event(
@@ -436,12 +436,16 @@ def _check_rows_against_trail(session: Session, chain: _Chain) -> None:
                 select(AuditEntry.entity_id, AuditEntry.after).where(AuditEntry.id.in_(newest))
             )
         }
-        keys = mapper.primary_key
-        for row in session.scalars(
-            select(mapper).order_by(*keys).execution_options(yield_per=CHUNK)
-        ):
-            entity_id = ":".join(str(part) for part in mapper.primary_key_from_instance(row))
-            now = _digest(canonical_bytes(row_values(row)).decode())
+        # Plain rows with the ORM's own column types (so the same values as row_values of an
+        # entity), without building an entity per row.
+        names = [attr.key for attr in mapper.column_attrs]
+        columns = [attr.columns[0].label(attr.key) for attr in mapper.column_attrs]
+        key_names = [mapper.get_property_by_column(c).key for c in mapper.primary_key]
+        for row in session.execute(
+            select(*columns).order_by(*mapper.primary_key).execution_options(yield_per=CHUNK)
+        ).mappings():
+            entity_id = ":".join(str(row[name]) for name in key_names)
+            now = _digest(canonical_bytes({name: row[name] for name in names}).decode())
             if entity_id not in recorded:
                 chain.add(
                     "row without audit entry",
@@ -454,7 +458,6 @@ def _check_rows_against_trail(session: Session, chain: _Chain) -> None:
                     f"{table} {entity_id}",
                     "the row is not what its newest audit entry says it became",
                 )
-        session.expunge_all()
         for entity_id, after in recorded.items():
             if after is not None:
                 chain.add(
@@ -529,21 +532,29 @@ def _check_content_hashes(
     (with its lines), in keyset-paged chunks."""
     count = 0
     after = 0
+    # Plain rows, read by attribute name like the entities the records are built from.
+    parents = _columns_of(parent)
+    kids = _columns_of(children)
     while True:
-        rows = session.scalars(
-            select(parent).where(parent.id > after).order_by(parent.id).limit(CHUNK)
+        rows = session.execute(
+            select(*parents).where(parent.id > after).order_by(parent.id).limit(CHUNK)
         ).all()
         if not rows:
             return count
         items: dict[int, list[Any]] = {}
-        for item in session.scalars(select(children).where(owner.in_([r.id for r in rows]))):
+        for item in session.execute(select(*kids).where(owner.in_([r.id for r in rows]))):
             items.setdefault(getattr(item, owner.key), []).append(item)
         for row in rows:
             count += 1
             if row.content_hash != record(row, items.get(row.id, [])):
                 chain.add(*finding(row))
         after = rows[-1].id
-        session.expunge_all()
+
+
+def _columns_of(entity: Any) -> list[Any]:
+    """An entity's columns, each labelled with its attribute name."""
+    mapper = inspect(entity)
+    return [attr.columns[0].label(attr.key) for attr in mapper.column_attrs]
 
 
 def _check_checkpoints(
