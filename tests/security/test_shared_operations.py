@@ -10,7 +10,7 @@ from datetime import date
 import psycopg
 import pytest
 
-from billing_desk.domain.errors import PermissionDenied
+from billing_desk.domain.errors import PermissionDenied, Refused
 from billing_desk.services import admin
 from billing_desk.services.audit import seal
 from billing_desk.services.credits import apply_credit
@@ -18,6 +18,7 @@ from billing_desk.services.deposits import create_deposit
 from billing_desk.services.idempotency import purge_keys
 from billing_desk.services.invoices import run_invoice, void_invoice
 from billing_desk.services.payments import PaymentDraft, change_status, record_payment
+from billing_desk.services.unit_of_work import open_workspace
 from billing_desk.services.verification import verify
 from tests.security.conftest import (
     SharedDatabase,
@@ -147,9 +148,40 @@ def test_init_is_idempotent_and_keeps_data(shared_fresh: SharedDatabase) -> None
 
 
 def _admin_workspace(shared: SharedDatabase, password: str):  # type: ignore[no-untyped-def]
-    from billing_desk.services.unit_of_work import open_workspace
-
     url = f"postgresql://{shared.login('admin')}:{password}@127.0.0.1:5432/{shared.name}"
     workspace = open_workspace(url)
     shared.opened.append(workspace)
     return workspace
+
+
+def test_users_cannot_change_the_schema_and_are_told_who_can(
+    shared_fresh: SharedDatabase,
+) -> None:
+    shared = shared_fresh
+    with psycopg.connect(shared.admin_url, autocommit=True) as conn:
+        head = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        assert head is not None
+        try:
+            conn.execute("UPDATE alembic_version SET version_num = '0004'")
+            with pytest.raises(Refused, match="only an administrator may upgrade"):
+                open_workspace(shared.url("clerk_a"))
+            conn.execute("UPDATE alembic_version SET version_num = 'ffff'")
+            with pytest.raises(Refused, match="upgraded by a newer billing-desk"):
+                open_workspace(shared.url("clerk_a"))
+        finally:
+            conn.execute("UPDATE alembic_version SET version_num = %s", (head[0],))
+
+
+def test_what_the_database_refuses_is_one_sentence_and_nothing_is_written(
+    shared: SharedDatabase,
+) -> None:
+    """A clerk claiming to be a manager gets past the application's own check, and the
+    database's policy stops the void: PermissionDenied, exit 3, nothing written."""
+    pretender = open_workspace(shared.url("clerk_a"), shared.login("manager_a"))
+    shared.opened.append(pretender)
+    before = _status(shared, "SELECT count(*) FROM payment_status_change")
+    with pytest.raises(PermissionDenied, match="The database refused this") as refused:
+        change_status(pretender, shared.payment_ids["a"], "voided", "pretend", "k-pretend")
+    assert refused.value.exit_code == 3
+    assert len(str(refused.value.message).splitlines()) == 1
+    assert _status(shared, "SELECT count(*) FROM payment_status_change") == before

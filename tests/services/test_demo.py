@@ -273,7 +273,7 @@ def test_sizes_out_of_range_are_bad_input(
 # Columns of the audit trail that record the real load (who ran the demo, when, in which
 # request) and the chain hashes that cover them; what was audited must still be identical.
 _REAL_LOAD = {
-    "audit_entry": {"recorded_at", "user_name", "user_role", "request_id"},
+    "audit_entry": {"recorded_at", "user_name", "user_role", "request_id", "entry_digest"},
     "audit_link": {"prev_hash", "entry_hash", "sealed_at"},
     "audit_chain_head": {"last_hash"},
 }

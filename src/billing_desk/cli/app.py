@@ -76,9 +76,16 @@ def root(
         envvar="BILLING_DESK_USER",
         help="Acting local user in embedded mode (default: your login name).",
     ),
+    report_db_option: str | None = typer.Option(
+        None,
+        "--report-db",
+        envvar="BILLING_DESK_REPORT_DB",
+        help="A read replica of a shared --db: verification, exports and the audit log read "
+        "from it (what they record still goes to --db).",
+    ),
 ) -> None:
     use_saved_passwords(_ask_password)
-    ctx.obj = CliState(db_option, user_option)
+    ctx.obj = CliState(db_option, user_option, report_db_option)
     ctx.call_on_close(ctx.obj.close)
     if ctx.invoked_subcommand is None:
         summary = overview(state(ctx).workspace())

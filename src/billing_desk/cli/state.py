@@ -13,11 +13,12 @@ from billing_desk.services.unit_of_work import Workspace, open_workspace
 class CliState:
     db: str | None
     user: str | None
+    report_db: str | None = None
     _workspace: Workspace | None = field(default=None, repr=False)
 
     def workspace(self) -> Workspace:
         if self._workspace is None:
-            self._workspace = open_workspace(self.db, self.user)
+            self._workspace = open_workspace(self.db, self.user, report_db=self.report_db)
         return self._workspace
 
     def close(self) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -43,6 +44,8 @@ Progress = Callable[[str, int, int], None]
 
 # "BDAR": billing-desk archive, in the SQLite header's application id field.
 ARCHIVE_APPLICATION_ID = 0x42444152
+# How long an export from a read replica waits for it to catch up with the primary.
+REPLICA_WAIT_SECONDS = 30.0
 # Rows read and written per round trip; memory stays bounded whatever the table size.
 CHUNK = 5000
 # Page cache of the file being built: keeps index updates in memory for large tables.
@@ -122,9 +125,10 @@ def export_archive(
             upgrade_to_head(target)
             _record_export(workspace, out)
             workspace.seal()
-            summary = _guard_source(
-                workspace, lambda: _copy_snapshot(workspace, target, out, report)
-            )
+            source = workspace.reports
+            if source is not workspace:
+                _wait_for_replica(workspace, source)
+            summary = _guard_source(source, lambda: _copy_snapshot(source, target, out, report))
         finally:
             target.dispose()
         _sync(partial)
@@ -155,6 +159,28 @@ def _record_export(workspace: Workspace, out: Path) -> None:
         )
 
     workspace.write(operation, action=EXPORT_ACTION)
+
+
+def _wait_for_replica(primary: Workspace, replica: Workspace) -> None:
+    """Exporting from a read replica: wait until it has replayed the history up to the export's
+    own entry, so the archive holds its export entry as it would from the primary."""
+
+    def head(unit: UnitOfWork) -> int:
+        return int(unit.session.scalar(select(AuditChainHead.last_sequence)) or 0)
+
+    wanted = primary.read(head)
+    deadline = time.monotonic() + REPLICA_WAIT_SECONDS
+    while True:
+        have = replica.read(head)
+        if have >= wanted:
+            return
+        if time.monotonic() >= deadline:
+            raise EnvironmentFault(
+                f"The report database is behind the primary (its history reaches entry {have} "
+                f"of {wanted}); try again in a moment, or export without --report-db.",
+                retryable=True,
+            )
+        time.sleep(0.2)
 
 
 def _guard_source(workspace: Workspace, work: Callable[[], ArchiveSummary]) -> ArchiveSummary:

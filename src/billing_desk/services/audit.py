@@ -76,7 +76,7 @@ def audit_log(
             for e, sequence in reversed(rows)
         ]
 
-    entries = workspace.read(operation)
+    entries = workspace.reports.read(operation)
     if not workspace.read_only:
         workspace.write(
             lambda unit: unit.record_event(

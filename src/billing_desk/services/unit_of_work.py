@@ -21,13 +21,18 @@ from datetime import UTC, date, datetime
 from typing import TypeVar
 
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing_desk.db.engine import SQLITE_BEGIN, DatabaseLocation, make_engine, resolve_location
-from billing_desk.db.migrate import current_revision, head_revision, upgrade_to_head
+from billing_desk.db.migrate import (
+    current_revision,
+    head_revision,
+    known_revisions,
+    upgrade_to_head,
+)
 from billing_desk.db.models import User
-from billing_desk.domain.errors import EnvironmentFault, PermissionDenied, Refused
+from billing_desk.domain.errors import BadInput, EnvironmentFault, PermissionDenied, Refused
 from billing_desk.domain.roles import Permission, Role, role_allows
 from billing_desk.services.archive import is_archive
 from billing_desk.services.audit_trail import (
@@ -48,6 +53,7 @@ T = TypeVar("T")
 
 # SQLSTATEs after which the whole transaction may simply run again.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+INSUFFICIENT_PRIVILEGE = "42501"
 MAX_ATTEMPTS = 6
 BACKOFF_BASE_SECONDS = 0.02
 BACKOFF_CAP_SECONDS = 1.0
@@ -131,6 +137,9 @@ class Workspace:
         # An auditor's archive: every write is refused.
         self.read_only = location.read_only
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Where long read-only work (verification, exports, the log) goes: a read replica
+        # given with --report-db, or this database itself.
+        self.reports: Workspace = self
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -138,7 +147,27 @@ class Workspace:
         """Migrate the schema to head; True when anything changed."""
         if self.read_only:
             raise Refused(READ_ONLY_MESSAGE)
-        return self._guard(lambda: upgrade_to_head(self.engine))
+
+        def upgrade() -> bool:
+            current = current_revision(self.engine)
+            if current is not None and current not in known_revisions():
+                raise Refused(
+                    f"This database was upgraded by a newer billing-desk (schema {current}); "
+                    "install that version to use it."
+                )
+            try:
+                return upgrade_to_head(self.engine)
+            except ProgrammingError as err:
+                if _sqlstate(err) != INSUFFICIENT_PRIVILEGE:
+                    raise
+                # A shared database's users have no rights to change its schema.
+                raise Refused(
+                    "This database's schema is older than this billing-desk, and only an "
+                    "administrator may upgrade it, with `billing-desk admin init --admin-url "
+                    "URL`."
+                ) from err
+
+        return self._guard(upgrade)
 
     def schema_is_current(self) -> bool:
         return self._guard(lambda: current_revision(self.engine) == head_revision())
@@ -260,6 +289,15 @@ class Workspace:
             if _sqlstate(err) in RETRYABLE_SQLSTATES:
                 raise
             raise self._environment_fault(err) from err
+        except DBAPIError as err:
+            if _sqlstate(err) != INSUFFICIENT_PRIVILEGE:
+                raise
+            # A shared database's own rules (grants, row security, its triggers) said no.
+            lines = str(err.orig if err.orig is not None else err).strip().splitlines()
+            why = lines[0] if lines else "permission denied"
+            raise PermissionDenied(
+                f"The database refused this for {self.user_name}: {why}."
+            ) from err
 
     def _environment_fault(self, err: OperationalError) -> EnvironmentFault:
         where = self.location.describe()
@@ -287,12 +325,21 @@ class Workspace:
         return connection_failure(self.location, err)
 
     def close(self) -> None:
+        if self.reports is not self:
+            self.reports.close()
         self.engine.dispose()
 
 
-def open_workspace(db: str | None, user: str | None = None, *, migrate: bool = True) -> Workspace:
+def open_workspace(
+    db: str | None,
+    user: str | None = None,
+    *,
+    migrate: bool = True,
+    report_db: str | None = None,
+) -> Workspace:
     """Open the database named by `--db` (a path or URL; SQLite in the data folder when empty).
-    An auditor's archive opens read-only and is never migrated."""
+    An auditor's archive opens read-only and is never migrated. `report_db` names a read
+    replica of it for read-only work (`Workspace.reports`)."""
     location = resolve_location(db)
     path = location.sqlite_path
     if path is not None and is_archive(path):
@@ -306,8 +353,33 @@ def open_workspace(db: str | None, user: str | None = None, *, migrate: bool = T
                 "with that version, or export it again from the live database."
             )
     elif migrate:
-        workspace.upgrade()
+        try:
+            workspace.upgrade()
+        except BaseException:
+            workspace.close()
+            raise
+    if report_db:
+        workspace.reports = _open_replica(workspace, report_db)
     return workspace
+
+
+def _open_replica(primary: Workspace, report_db: str) -> Workspace:
+    location = resolve_location(report_db)
+    if not (location.is_postgresql and primary.location.is_postgresql):
+        primary.close()
+        raise BadInput(
+            "--report-db names a PostgreSQL read replica of a PostgreSQL --db; leave it out "
+            "for an SQLite database."
+        )
+    replica = Workspace(dataclasses.replace(location, read_only=True), primary.user_name)
+    if not replica.schema_is_current():
+        replica.close()
+        primary.close()
+        raise Refused(
+            "The report database's schema is not this version's; it should be a replica of "
+            "--db, which replicates the schema once the primary is upgraded."
+        )
+    return replica
 
 
 def _sqlstate(err: DBAPIError) -> str | None:
