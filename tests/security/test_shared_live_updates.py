@@ -1,0 +1,52 @@
+"""Live updates on a shared database, as real login roles: a payment reaches the people who may
+see it and nobody else, though every listener receives the same notification."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import date
+
+import pytest
+
+from billing_desk.services.live import LiveEvent, Subscription, subscribe
+from billing_desk.services.payments import PaymentDraft, record_payment
+from tests.security.conftest import SharedDatabase
+from tests.services.test_live_updates import Feed
+
+
+@pytest.fixture
+def feeds() -> Iterator[Callable[[Subscription], Feed]]:
+    started: list[Feed] = []
+
+    def start(subscription: Subscription) -> Feed:
+        feed = Feed(subscription)
+        started.append(feed)
+        return feed
+
+    yield start
+    for feed in started:
+        feed.subscription.stop()
+
+
+def test_a_payment_reaches_only_those_who_may_see_it(
+    shared: SharedDatabase, feeds: Callable[[Subscription], Feed]
+) -> None:
+    same_facility = feeds(subscribe(shared.workspace("manager_a")))
+    other_facility = feeds(subscribe(shared.workspace("clerk_b")))
+    auditor = feeds(subscribe(shared.workspace("auditor")))
+    receipt = record_payment(
+        shared.workspace("clerk_a"),
+        PaymentDraft("FACA", "transfer", "1.00", date(2026, 6, 9), reference="LIVE-1"),
+        "k-live-1",
+    )
+    for feed in (same_facility, auditor):
+        event = feed.next(5.0)
+        assert isinstance(event, LiveEvent)
+        assert (event.kind, event.entity_id, event.facility) == (
+            "payment",
+            str(receipt.payment_id),
+            "FACA",
+        )
+    other_facility.quiet_for(1.0)
+    for feed in (same_facility, other_facility, auditor):
+        feed.stop()
