@@ -33,6 +33,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from sqlalchemy import Engine, event
+from sqlalchemy.orm import Session
 
 PG_ADMIN_URL = os.environ.get(
     "BILLING_DESK_BENCH_PG",
@@ -392,6 +393,26 @@ def statement_timer(engine: Engine, width: int = 90) -> Iterator[StatementTimes]
     finally:
         event.remove(engine, "before_cursor_execute", before)
         event.remove(engine, "after_cursor_execute", after)
+
+
+@dataclass
+class FlushCount:
+    count: int = 0
+
+
+@contextmanager
+def flush_counter() -> Iterator[FlushCount]:
+    """Count the ORM flushes that write something, in any session, inside the block."""
+    counted = FlushCount()
+
+    def after_flush(*_args: Any) -> None:
+        counted.count += 1
+
+    event.listen(Session, "after_flush", after_flush)
+    try:
+        yield counted
+    finally:
+        event.remove(Session, "after_flush", after_flush)
 
 
 @dataclass(frozen=True)

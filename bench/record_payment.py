@@ -55,6 +55,7 @@ from _common import (
     Row,
     code_version,
     exit_on_sigterm,
+    flush_counter,
     format_table,
     load_average,
     machine_description,
@@ -348,7 +349,7 @@ def profile_backend(url: str, args: ClientArgs, options: argparse.Namespace) -> 
         base = bare_operation(engine, bare_args, 99)
         time_operations(ours, 20)
         time_operations(base, 20)
-        with statement_timer(workspace.engine) as ours_sql:
+        with statement_timer(workspace.engine) as ours_sql, flush_counter() as flushes:
             ours_time = time_operations(ours, count, first_seq=20)
         with statement_timer(engine) as base_sql:
             base_time = time_operations(base, count, first_seq=20)
@@ -380,6 +381,7 @@ def profile_backend(url: str, args: ClientArgs, options: argparse.Namespace) -> 
         f"    statements executed per operation         {ours_sql.total_calls / count:7.1f}  "
         f"{base_sql.total_calls / count:7.1f}"
     )
+    say(f"    ORM flushes per operation                 {flushes.count / count:7.1f}")
     say("  slowest statements of the guarded path (ms per payment, executions per payment):")
     for statement, seconds, calls in ours_sql.slowest(options.top):
         say(f"    {ms(seconds)}  x{calls / count:<4.1f} {statement}")

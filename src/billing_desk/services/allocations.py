@@ -9,7 +9,7 @@ amount is read, so two payments cannot both fill the same open amount.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -20,6 +20,7 @@ from billing_desk.domain.errors import BadInput, Refused
 from billing_desk.domain.money import Money
 from billing_desk.domain.payments import LIVE_STATUSES, PaymentStatus
 from billing_desk.domain.states import InvoiceStatus, invoice_status_for
+from billing_desk.services.integrity import stamp_invoice
 from billing_desk.services.invoices import record_invoice_status
 from billing_desk.services.unit_of_work import UnitOfWork
 
@@ -59,7 +60,15 @@ def credit_of(session: Session, payment: Payment) -> int:
     """The unallocated rest of a live payment (0 for any other)."""
     if PaymentStatus(payment.status) not in LIVE_STATUSES:
         return 0
-    return payment.amount_minor - payment_allocated(session, [payment.id]).get(payment.id, 0)
+    return unallocated(payment, payment_allocated(session, [payment.id]).get(payment.id, 0))
+
+
+def unallocated(payment: Payment, allocated: int) -> int:
+    """The rest of `payment` once `allocated` of it is applied: its credit while it is live, 0
+    otherwise."""
+    if PaymentStatus(payment.status) not in LIVE_STATUSES:
+        return 0
+    return payment.amount_minor - allocated
 
 
 def _locked_invoices(session: Session, query: object) -> list[Invoice]:
@@ -115,7 +124,7 @@ def allocate_explicit(
                 f"allocate at most that (the rest stays as credit)."
             )
         plan.append((invoice, amount))
-    return _apply(unit, payment, plan, via_credit=via_credit)
+    return _apply(unit, payment, plan, open_amounts, via_credit=via_credit)
 
 
 def allocate_oldest_first(
@@ -142,7 +151,7 @@ def allocate_oldest_first(
         if take > 0:
             plan.append((invoice, take))
             left -= take
-    return _apply(unit, payment, plan, via_credit=via_credit)
+    return _apply(unit, payment, plan, open_amounts, via_credit=via_credit)
 
 
 def open_amount(session: Session, facility_id: int, number: str) -> int:
@@ -177,8 +186,16 @@ def _open_amounts(session: Session, invoices: Sequence[Invoice]) -> dict[int, in
 
 
 def _apply(
-    unit: UnitOfWork, payment: Payment, plan: Sequence[tuple[Invoice, int]], *, via_credit: bool
+    unit: UnitOfWork,
+    payment: Payment,
+    plan: Sequence[tuple[Invoice, int]],
+    open_amounts: Mapping[int, int],
+    *,
+    via_credit: bool,
 ) -> list[AllocationInfo]:
+    """Add the planned allocations and the invoice moves they cause (unflushed unless an
+    invoice moved). `open_amounts` were read under the invoices' locks, so what each invoice has
+    paid after the plan follows from them without reading the allocations again."""
     for invoice, amount in plan:
         unit.session.add(
             Allocation(
@@ -192,18 +209,34 @@ def _apply(
                 released=False,
             )
         )
-    unit.session.flush()
-    settle_invoice_statuses(unit, [invoice for invoice, _ in plan], reason=f"payment {payment.id}")
+    settle_invoice_statuses(
+        unit,
+        [invoice for invoice, _ in plan],
+        reason=f"payment {payment.id}",
+        paid={
+            invoice.id: invoice.total_minor - open_amounts[invoice.id] + amount
+            for invoice, amount in plan
+        },
+    )
     return [
         AllocationInfo(invoice.number, Money.from_minor(amount, payment.currency))
         for invoice, amount in plan
     ]
 
 
-def settle_invoice_statuses(unit: UnitOfWork, invoices: Sequence[Invoice], *, reason: str) -> None:
+def settle_invoice_statuses(
+    unit: UnitOfWork,
+    invoices: Sequence[Invoice],
+    *,
+    reason: str,
+    paid: Mapping[int, int] | None = None,
+) -> None:
     """Move each invoice to the status its live allocations call for (issued, partially paid,
-    paid), recording each move."""
-    paid = live_allocated(unit.session, [i.id for i in invoices])
+    paid), recording each move and flushing it with the invoice's new stamp, one invoice a
+    flush. `paid`: what the live allocations of each invoice add up to, when the caller knows
+    it; otherwise it is read."""
+    if paid is None:
+        paid = live_allocated(unit.session, [i.id for i in invoices])
     for invoice in invoices:
         current = InvoiceStatus(invoice.status)
         if current not in (InvoiceStatus.ISSUED, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.PAID):
@@ -211,7 +244,8 @@ def settle_invoice_statuses(unit: UnitOfWork, invoices: Sequence[Invoice], *, re
         target = invoice_status_for(invoice.total_minor, paid.get(invoice.id, 0))
         if target != current:
             record_invoice_status(unit, invoice, current, target, reason)
-    unit.session.flush()
+            stamp_invoice(unit.session, invoice)
+            unit.session.flush()
 
 
 def release_allocations(unit: UnitOfWork, payment: Payment, *, reason: str) -> list[AllocationInfo]:
@@ -274,7 +308,7 @@ def reapply_released(unit: UnitOfWork, payment: Payment) -> list[AllocationInfo]
         take = min(amount, open_amounts[invoice.id])
         if invoice.status in OPEN_INVOICE_STATUSES and take > 0:
             plan.append((invoice, take))
-    return _apply(unit, payment, plan, via_credit=False)
+    return _apply(unit, payment, plan, open_amounts, via_credit=False)
 
 
 def live_allocations(session: Session, payment: Payment) -> list[AllocationInfo]:

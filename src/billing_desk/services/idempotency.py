@@ -1,17 +1,18 @@
 """Idempotency keys: a retried request returns the first result, and nothing is written twice.
 
 A write claims its key at the start of its transaction by inserting an `IdempotencyRecord`
-(facility, key, fingerprint of the canonical request). The unique index makes a concurrent
-request with the same key wait for the first: when the first commits, the second finds its record
-and replays it; when the first rolls back, the second carries on as if alone. The result is
-stored in the same transaction as the change, so a key exists exactly when its change does.
+(facility, key, fingerprint of the canonical request). The unique index refuses a key already
+used, and makes a concurrent request with the same key wait for the first: when the first
+commits, the second finds its record and replays it; when the first rolls back, the second
+carries on as if alone. The result is stored in the same transaction as the change, so a key
+exists exactly when its change does.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -68,15 +69,15 @@ def claim(
     key: str,
     operation: str,
     request: Mapping[str, object],
+    inserting: Sequence[object] = (),
 ) -> Claim | Replay:
     """Claim `key` for `request`, or return the replay of the request that already used it.
     Refuses (writing nothing) a key used for a different request, naming the fields that
-    differ."""
+    differ. `inserting`: new rows of the request, written in the same flush as the key; when
+    one of them breaks a unique index and the key is free, that IntegrityError is raised (and
+    nothing is written) for the caller to explain."""
     fields = {"operation": operation, **request}
     fingerprint = record_digest(fields)
-    found = _find(unit, facility_id, key)
-    if found is not None:
-        return _replay(found, fingerprint, fields, key)
     session = unit.session
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text(f"SET LOCAL lock_timeout = '{IN_PROGRESS_WAIT}'"))
@@ -93,9 +94,12 @@ def claim(
     try:
         with session.begin_nested():
             session.add(record)
+            session.add_all(inserting)
             session.flush()
     except IntegrityError:
-        # Another request with this key committed while we waited on the unique index.
+        # The key is taken, by a request that committed before or while we waited on the
+        # unique index; or another index refused. Whichever it was, the key decides first.
+        # (Trying the insert first spares the common case a look-up.)
         found = _find(unit, facility_id, key)
         if found is None:
             raise

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import re
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -54,9 +55,11 @@ from billing_desk.services.allocations import (
     live_allocations,
     reapply_released,
     release_allocations,
+    unallocated,
 )
 from billing_desk.services.facilities import get_facility
 from billing_desk.services.idempotency import Claim, Replay, checked_key, claim, complete
+from billing_desk.services.integrity import stamp_payment
 from billing_desk.services.invoices import StatusChangeInfo
 from billing_desk.services.unit_of_work import UnitOfWork, Workspace
 
@@ -264,30 +267,23 @@ def record_in_unit(
         "auto_allocate": draft.auto_allocate,
         "override_reason": override,
     }
-    claimed = claim(
-        unit, facility_id=facility.id, key=key, operation="payment.record", request=request
+    # With an override the new payment names the one it duplicates; without, the unique index
+    # refuses a duplicate as the payment is inserted.
+    duplicate = (
+        _existing_payment(session, facility, instrument.natural_key)
+        if override is not None
+        else None
     )
-    if isinstance(claimed, Replay):
-        return PaymentReceipt.from_record(claimed.result, replayed=True)
-    faults.reached("payment.claimed")
-
-    duplicate = _existing_payment(session, facility, instrument.natural_key)
-    if instrument.natural_key is None and method == PaymentMethod.CHECK and override is None:
-        raise Refused(
-            "A check without a number needs a manager's approval; record it with "
-            "--override-reason saying why, and a manager approves it."
-        )
-    if duplicate is not None and override is None:
-        raise _duplicate_refusal(duplicate, instrument)
     # Held for a second manager: a deliberate duplicate, or a check that has no number.
     # An override reason on anything else asks for nothing and changes nothing.
     held = override is not None and (
         duplicate is not None or (method == PaymentMethod.CHECK and instrument.natural_key is None)
     )
+    status = PaymentStatus.AWAITING_APPROVAL if held else FIRST_STATUS[method]
     payment = Payment(
         facility_id=facility.id,
         method=method.value,
-        status=(PaymentStatus.AWAITING_APPROVAL if held else FIRST_STATUS[method]).value,
+        status=status.value,
         amount_minor=amount.minor,
         currency=amount.currency,
         received_date=draft.received,
@@ -309,20 +305,43 @@ def record_in_unit(
         else None,
         recorded_by=unit.actor.name,
         recorded_at=unit.now,
+        content_hash=None,  # stamped once its allocations are known
     )
     try:
-        with session.begin_nested():
-            session.add(payment)
-            session.flush()
+        # The key and the payment go in together: a replay or a key used for another request
+        # is answered first, as if the key had been claimed alone.
+        claimed = claim(
+            unit,
+            facility_id=facility.id,
+            key=key,
+            operation="payment.record",
+            request=request,
+            inserting=[payment],
+        )
     except IntegrityError:
-        # The same instrument was recorded by a concurrent request that committed first.
+        # The same instrument is already recorded, or was by a concurrent request that
+        # committed first.
         duplicate = _existing_payment(session, facility, instrument.natural_key)
         if duplicate is None:
             raise
         raise _duplicate_refusal(duplicate, instrument) from None
+    if isinstance(claimed, Replay):
+        return PaymentReceipt.from_record(claimed.result, replayed=True)
+    faults.reached("payment.claimed")
+    if instrument.natural_key is None and method == PaymentMethod.CHECK and override is None:
+        raise Refused(
+            "A check without a number needs a manager's approval; record it with "
+            "--override-reason saying why, and a manager approves it."
+        )
     faults.reached("payment.inserted")
-    _record_move(unit, payment, None, PaymentStatus(payment.status), override or "recorded")
     allocations = [] if held else _allocate(unit, payment, wanted, draft.auto_allocate)
+    session.add(_history_row(unit, payment, None, status, override or "recorded"))
+    # One flush writes the allocations, the status history and the payment's stamp; the
+    # receipt follows in a flush of its own. (Each invoice that moved was flushed on its own:
+    # the audit trail lists the rows one flush updates in no fixed order, so a flush updates
+    # one row, and the trail is the same on every run.)
+    stamp_payment(session, payment)
+    session.flush()
     faults.reached("payment.allocated")
     receipt = PaymentReceipt(
         payment.id,
@@ -331,7 +350,9 @@ def record_in_unit(
         payment.status,
         amount,
         tuple(allocations),
-        Money.from_minor(credit_of(session, payment), amount.currency),
+        Money.from_minor(
+            unallocated(payment, sum(a.amount.minor for a in allocations)), amount.currency
+        ),
         duplicate_of=payment.duplicate_of_id,
     )
     complete(unit, claimed, receipt.to_record())
@@ -494,12 +515,28 @@ def _aba_valid(routing: str) -> bool:
 def _account_hash(session: Session, account: str) -> str:
     """A keyed hash of the account number: equal accounts compare equal, and the number itself
     is never stored."""
-    key = session.scalar(
-        select(DatabaseSecret.value).where(DatabaseSecret.name == "account_hash_key")
-    )
+    return hmac.new(_account_hash_key(session), account.encode(), hashlib.sha256).hexdigest()
+
+
+# The account-hash key of each open database, by engine: made once, when the database is
+# created, and never changed, so it is read once per engine.
+_ACCOUNT_HASH_KEYS: weakref.WeakKeyDictionary[object, bytes] = weakref.WeakKeyDictionary()
+
+
+def _account_hash_key(session: Session) -> bytes:
+    bind = session.get_bind()
+    engine = getattr(bind, "engine", bind)
+    key = _ACCOUNT_HASH_KEYS.get(engine)
     if key is None:
-        raise RuntimeError("the database has no account-hash key; run `billing-desk db upgrade`")
-    return hmac.new(bytes.fromhex(key), account.encode(), hashlib.sha256).hexdigest()
+        stored = session.scalar(
+            select(DatabaseSecret.value).where(DatabaseSecret.name == "account_hash_key")
+        )
+        if stored is None:
+            raise RuntimeError(
+                "the database has no account-hash key; run `billing-desk db upgrade`"
+            )
+        key = _ACCOUNT_HASH_KEYS[engine] = bytes.fromhex(stored)
+    return key
 
 
 def _existing_payment(
@@ -662,18 +699,27 @@ def _record_move(
     reason: str | None,
 ) -> None:
     payment.status = target.value
-    unit.session.add(
-        PaymentStatusChange(
-            payment_id=payment.id,
-            facility_id=payment.facility_id,
-            from_status=current.value if current is not None else None,
-            to_status=target.value,
-            changed_at=unit.now,
-            changed_by=unit.actor.name,
-            reason=reason,
-        )
-    )
+    unit.session.add(_history_row(unit, payment, current, target, reason))
+    stamp_payment(unit.session, payment)
     unit.session.flush()
+
+
+def _history_row(
+    unit: UnitOfWork,
+    payment: Payment,
+    current: PaymentStatus | None,
+    target: PaymentStatus,
+    reason: str | None,
+) -> PaymentStatusChange:
+    return PaymentStatusChange(
+        payment_id=payment.id,
+        facility_id=payment.facility_id,
+        from_status=current.value if current is not None else None,
+        to_status=target.value,
+        changed_at=unit.now,
+        changed_by=unit.actor.name,
+        reason=reason,
+    )
 
 
 # -- reading --------------------------------------------------------------------------------
