@@ -401,6 +401,29 @@ def test_prcd_is_the_opening_when_there_is_no_opbd_and_debit_balances_are_negati
     assert [check.ok for check in statement.checks()] == [True]
 
 
+def test_v02_transaction_summary_is_checked_and_a_failing_sum_is_a_finding() -> None:
+    summary = (
+        "<TxsSummry><TtlNtries><NbOfNtries>3</NbOfNtries><Sum>7.00</Sum>"
+        "<TtlNetNtryAmt>3.00</TtlNetNtryAmt><CdtDbtInd>CRDT</CdtDbtInd></TtlNtries>"
+        "<TtlCdtNtries><NbOfNtries>1</NbOfNtries><Sum>5.01</Sum></TtlCdtNtries>"
+        "<TtlDbtNtries><NbOfNtries>2</NbOfNtries><Sum>2.00</Sum></TtlDbtNtries></TxsSummry>"
+    )
+    entries = entry("5.00") + entry("0.00", "DBIT") + entry("2.00", "DBIT")
+    (statement,) = parse_ok(camt053(entries, balances=summary))
+    assert [(check.name, check.ok) for check in statement.declared_checks] == [
+        ("entry count", True),
+        ("entry total", True),
+        ("credit count", True),  # the zero DBIT entry counts as a debit
+        ("credit total", False),
+        ("debit count", True),
+        ("debit total", True),
+        ("net total", True),
+    ]
+    assert statement.declared_checks[3].detail == (
+        "Stmt 1: TxsSummry TtlCdtNtries declares 5.01, the entries add up to 5.00"
+    )
+
+
 def test_jpy_amounts_without_decimals() -> None:
     (statement,) = parse_ok(camt053(entry("2700", "DBIT", ccy="JPY")))
     assert statement.lines[0].amount == Money.from_minor(-2700, "JPY")

@@ -187,18 +187,18 @@ def _echo(text: str) -> str:
     return text if len(text) <= _ECHO else text[: _ECHO - 1] + "…"
 
 
-def _provenance(entry: Element, detail: Element | None) -> dict[str, str]:
-    """The entry's text fields as "path": "text" (the bank's own words, for provenance).
+def _provenance(top: Element, prefix: str = "", *, without_details: bool = False) -> dict[str, str]:
+    """The text fields under `top` as "path": "text" (the bank's own words, for provenance).
 
-    When `detail` is given, the other TxDtls of a split batch are left out. Repeated elements
-    get "[2]", "[3]" ...; attributes are "path@name".
+    Repeated elements get "[2]", "[3]" ...; attributes are "path@name". `without_details`
+    leaves the TxDtls out (a split batch adds each line's own TxDtls to the entry's fields).
     """
     fields: dict[str, str] = {}
-    stack: list[tuple[Element, str]] = [(entry, "")]
+    stack: list[tuple[Element, str]] = [(top, prefix)]
     while stack:
         node, path = stack.pop()
         for name, value in node.attrib.items():
-            fields[f"{path}@{etree.QName(name).localname}"] = str(value)
+            fields[f"{path}@{str(name).rpartition('}')[2]}"] = str(value)
         text = node.text.strip() if isinstance(node.text, str) else ""
         if text and path:
             fields[path] = text
@@ -206,7 +206,7 @@ def _provenance(entry: Element, detail: Element | None) -> dict[str, str]:
         below: list[tuple[Element, str]] = []
         for child in node:
             name = _local(child)
-            if name is None or (name == "TxDtls" and detail is not None and child is not detail):
+            if name is None or (without_details and name == "TxDtls"):
                 continue
             seen[name] += 1
             step = name if seen[name] == 1 else f"{name}[{seen[name]}]"
@@ -224,6 +224,7 @@ class _Entry:
     where: str  # "Stmt 1 / Ntry 3"
     amount: Money  # signed
     booked: bool
+    debit: bool  # as CdtDbtInd says, which a zero amount's sign cannot
 
 
 @dataclass
@@ -353,8 +354,8 @@ class _StatementReader:
             return
         groups = (
             ("TtlNtries", "entry", [entry.amount for entry in entries]),
-            ("TtlCdtNtries", "credit", [e.amount for e in entries if not e.amount.is_negative()]),
-            ("TtlDbtNtries", "debit", [e.amount for e in entries if e.amount.is_negative()]),
+            ("TtlCdtNtries", "credit", [e.amount for e in entries if not e.debit]),
+            ("TtlDbtNtries", "debit", [e.amount for e in entries if e.debit]),
         )
         for block, label, amounts in groups:
             node = _child(summary, block)
@@ -435,7 +436,8 @@ class _StatementReader:
             self.notes.append(
                 f"{path} is {_NOT_BOOKED[status]} ({status}), not booked: it is left out"
             )
-        return _Entry(element, path, amount, booked)
+        debit = (_text(element, "CdtDbtInd") or "").upper() == "DBIT"
+        return _Entry(element, path, amount, booked, debit)
 
     def _lines(self, entry: _Entry) -> list[StatementLine]:
         """One line per entry, or one per TxDtls when a batch's details add up to it."""
@@ -462,6 +464,8 @@ class _StatementReader:
         if len(details) > 1:
             parts = self._split(entry, details)
             if parts is not None:
+                # The entry's own fields are collected once: a batch may hold thousands.
+                entry_fields = _provenance(element, without_details=True)
                 return [
                     self._line(
                         entry,
@@ -470,13 +474,22 @@ class _StatementReader:
                         detail,
                         f"{entry.where} / TxDtls {number}",
                         split=True,
+                        raw=entry_fields | _provenance(detail, "NtryDtls/TxDtls"),
                     )
                     for number, (detail, amount) in enumerate(zip(details, parts, strict=True), 1)
                 ]
         single = details[0] if len(details) == 1 else None
-        line = self._line(entry, common, entry.amount, single, entry.where, split=False)
+        line = self._line(
+            entry,
+            common,
+            entry.amount,
+            single,
+            entry.where,
+            split=False,
+            raw=_provenance(element),
+        )
         if len(details) > 1:
-            line = _with_common_details(line, details, self._is_credit(entry.amount, None))
+            line = _with_common_details(line, details, _is_credit(entry, entry.amount, None))
         return [line]
 
     def _batch_count_check(self, entry: _Entry, details: list[Element]) -> None:
@@ -555,9 +568,10 @@ class _StatementReader:
         path: str,
         *,
         split: bool,
+        raw: dict[str, str],
     ) -> StatementLine:
         element = entry.element
-        credit = self._is_credit(amount, detail)
+        credit = _is_credit(entry, amount, detail)
         entry_ref = _text(element, "AcctSvcrRef")
         detail_ref = _text(detail, "Refs", "AcctSvcrRef")
         # A split line is best known by its own transaction reference; a whole entry by the
@@ -573,15 +587,16 @@ class _StatementReader:
             counterparty=_counterparty(detail, credit),
             description=_description(detail) or _one_line(_text(element, "AddtlNtryInf")),
             kind=_bank_code(_child(detail, "BkTxCd")) or _bank_code(_child(element, "BkTxCd")),
-            raw=_provenance(element, detail if split else None),
+            raw=raw,
         )
 
-    def _is_credit(self, amount: Money, detail: Element | None) -> bool:
-        if amount.is_zero() and detail is not None:
-            indicator = _text(detail, "CdtDbtInd")
-            if indicator is not None:
-                return indicator.upper() == "CRDT"
-        return not amount.is_negative()
+
+def _is_credit(entry: _Entry, amount: Money, detail: Element | None) -> bool:
+    """Whether the line is money in; a zero amount goes by its CdtDbtInd."""
+    if not amount.is_zero():
+        return amount.is_positive()
+    indicator = _text(detail, "CdtDbtInd")
+    return indicator.upper() == "CRDT" if indicator is not None else not entry.debit
 
 
 @dataclass(frozen=True)
