@@ -34,10 +34,12 @@ from sqlalchemy.orm import Session
 
 import billing_desk.services
 from billing_desk.db.engine import SQLITE_BEGIN
-from billing_desk.db.models import Base, Trip
+from billing_desk.db.models import BankLine, Base, Trip
 from billing_desk.domain.errors import Refused
-from billing_desk.domain.hashing import canonical_bytes
+from billing_desk.domain.hashing import canonical_bytes, sha256_hex
 from billing_desk.domain.integrity import entry_digest
+from billing_desk.domain.money import Money
+from billing_desk.domain.statements import Statement, StatementLine
 from billing_desk.domain.states import TripStatus
 from billing_desk.services import admin
 from billing_desk.services.archive import export_archive
@@ -50,7 +52,14 @@ from billing_desk.services.deposits import create_deposit
 from billing_desk.services.facilities import NewFacility, add_facility
 from billing_desk.services.idempotency import purge_keys
 from billing_desk.services.invoices import list_invoices, run_invoice, void_invoice
+from billing_desk.services.matching import auto_match, match_line, unmatch_line
 from billing_desk.services.payments import PaymentDraft, change_status, record_payment
+from billing_desk.services.reconciliation import (
+    close_run,
+    resolve_discrepancy,
+    run_reconciliation,
+)
+from billing_desk.services.statements import import_statements
 from billing_desk.services.trips import import_trips
 from billing_desk.services.unit_of_work import UnitOfWork, Workspace
 from billing_desk.services.users import add_user
@@ -63,6 +72,8 @@ T = TypeVar("T")
 # The chain's own tables: history, not data. Every other table is read, NOT_AUDITED ones included
 # (nothing an operation does may change them).
 AUDIT_TABLES = frozenset({"audit_entry", "audit_link", "audit_pending", "audit_chain_head"})
+# Unaudited but written: a statement file's bytes, each proved by its audited file row's hash.
+FILE_CONTENT = "statement_file_content"
 TABLES = tuple(t for t in Base.metadata.sorted_tables if t.name not in AUDIT_TABLES)
 TABLE_NAMES = frozenset(t.name for t in TABLES)
 ENTRY = Base.metadata.tables["audit_entry"]
@@ -88,8 +99,15 @@ COVERED_WRITE_SERVICES = frozenset(
         "idempotency.purge_keys",
         "invoices.run_invoice",
         "invoices.void_invoice",
+        "matching.auto_match",
+        "matching.match_line",
+        "matching.unmatch_line",
         "payments.change_status",
         "payments.record_payment",
+        "reconciliation.close_run",
+        "reconciliation.resolve_discrepancy",
+        "reconciliation.run_reconciliation",
+        "statements.import_statements",
         "trips.import_trips",
         "users.add_user",
         "verification.verify",
@@ -125,7 +143,11 @@ def snapshot(workspace: Workspace) -> Snapshot:
             key_columns = list(table.primary_key.columns)
             for row in conn.execute(select(table)).mappings():
                 pk = ":".join(str(row[c.name]) for c in key_columns)
-                rows[(table.name, pk)] = canonical_bytes(dict(row)).decode()
+                values = dict(row)
+                if table.name == FILE_CONTENT:
+                    # The bytes are proved by the SHA-256 their audited file row carries.
+                    values = {"file_id": row["file_id"], "sha256": sha256_hex(row["content"])}
+                rows[(table.name, pk)] = canonical_bytes(values).decode()
     return rows
 
 
@@ -239,6 +261,17 @@ def audit_problems(
     for key in sorted(changed):
         table, pk = key
         kind = "inserted" if key not in before else "deleted" if key not in after else "updated"
+        if table == FILE_CONTENT:
+            file_row = after.get(("statement_file", pk))
+            content = json.loads(after[key]) if key in after else None
+            if (
+                kind != "inserted"
+                or content is None
+                or file_row is None
+                or (json.loads(file_row)["sha256"] != content["sha256"])
+            ):
+                problems.append(f"{table} {pk} was {kind} without its audited file row and SHA-256")
+            continue
         trail = trails.get(key)
         if not trail:
             problems.append(f"{table} {pk} was {kind} without an audit entry")
@@ -650,6 +683,70 @@ def test_every_write_service_is_fully_audited(
         lambda w: apply_credit(w, STMARY, inv2, "20.00", "credit-1"),
         # inv2 stays partially paid: 20.00 moves no status line, so only money rows change.
         touches={"allocation", "payment", "idempotency_record"},
+    )
+
+    # The bank: a statement, matching by the rules and by hand, a reconciliation run.
+    bank = Statement(
+        "csv",
+        "US-OPS",
+        "USD",
+        (
+            StatementLine(
+                RECEIVED, Money("80.00", "USD"), "line 2", bank_id="B1", reference="WIRE 77"
+            ),
+            StatementLine(RECEIVED, Money("12.34", "USD"), "line 3", bank_id="B2"),
+        ),
+    )
+    cov.run(
+        import_statements,
+        "clerk",
+        "statement.import",
+        lambda w: import_statements(w, "bank.csv", b"bank file", "csv", [bank], commit=True),
+        touches={"statement_file", "bank_statement", "bank_line"},
+    )
+    matched = cov.run(
+        auto_match, "clerk", "reconcile.match", lambda w: auto_match(w), touches={"bank_match"}
+    )
+    assert [m.payment_id for m in matched.matched] == [transfer.payment_id]
+    stray = matched.unmatched_lines and cov.ws("clerk").read(
+        lambda u: u.session.scalar(select(BankLine.id).where(BankLine.bank_id == "B2"))
+    )
+    cov.run(
+        match_line,
+        "clerk",
+        "reconcile.match_manual",
+        lambda w: match_line(w, stray, payment_id=card.payment_id),
+        touches={"bank_match"},
+    )
+    cov.run(
+        unmatch_line,
+        "clerk",
+        "reconcile.unmatch",
+        lambda w: unmatch_line(w, stray, "not the card"),
+        touches={"bank_match"},
+    )
+    reconciled = cov.run(
+        run_reconciliation,
+        "clerk",
+        "reconcile.run",
+        lambda w: run_reconciliation(w, date(2026, 6, 1), date(2026, 6, 30)),
+        touches={"reconciliation_run", "discrepancy"},
+    )
+    for finding in reconciled.discrepancies:
+        cov.run(
+            resolve_discrepancy,
+            "manager",
+            "reconcile.resolve",
+            lambda w, found=finding: resolve_discrepancy(w, found.id, "checked"),
+            touches={"discrepancy"},
+        )
+    cov.run(
+        close_run,
+        "manager",
+        "reconcile.close",
+        lambda w: close_run(w, reconciled.run_id),
+        touches={"reconciliation_run"},
+        events=1,
     )
 
     # Housekeeping: two keys made old, then purged.

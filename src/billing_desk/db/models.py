@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -296,6 +297,9 @@ class Payment(Base):
             postgresql_where=text("natural_key IS NOT NULL"),
         ),
         Index("ix_payment_facility_id_received_date", "facility_id", "received_date"),
+        # Matching bank lines: by amount near a date, and by the reference the payer gave.
+        Index("ix_payment_amount_minor_received_date", "amount_minor", "received_date"),
+        Index("ix_payment_transfer_reference", "transfer_reference"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
         CheckConstraint("method IN ('check', 'transfer', 'card', 'cash')", name="method"),
     )
@@ -373,6 +377,8 @@ class Deposit(Base):
     item_count: Mapped[int]
     created_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(String(63))
+
+    __table_args__ = (Index("ix_deposit_total_minor_deposit_date", "total_minor", "deposit_date"),)
 
 
 class DepositItem(Base):
@@ -570,4 +576,184 @@ class FacilityAccess(Base):
     __table_args__ = (
         UniqueConstraint("user_name", "facility_id"),
         Index("ix_facility_access_facility_id", "facility_id"),
+    )
+
+
+class StatementFile(Base):
+    """A bank statement file as it arrived: its bytes, kept whole, and who imported it when."""
+
+    __tablename__ = "statement_file"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    format: Mapped[str] = mapped_column(String(16))
+    imported_at: Mapped[datetime]
+    imported_by: Mapped[str] = mapped_column(String(63))
+
+
+class StatementFileContent(Base):
+    """The file's bytes. Kept beside its audited row rather than in it: the audit trail records
+    the SHA-256 and size, which prove these bytes, without copying megabytes into history."""
+
+    __tablename__ = "statement_file_content"
+
+    file_id: Mapped[int] = mapped_column(
+        ForeignKey("statement_file.id"), primary_key=True, autoincrement=False
+    )
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class BankStatement(Base):
+    """One account's statement for one period, out of a file, with what the file declares."""
+
+    __tablename__ = "bank_statement"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("statement_file.id"))
+    account: Mapped[str]
+    currency: Mapped[str] = mapped_column(String(3))
+    statement_ref: Mapped[str | None]
+    period_start: Mapped[date | None]
+    period_end: Mapped[date | None]
+    opening_minor: Mapped[int | None] = mapped_column(BigInteger)
+    closing_minor: Mapped[int | None] = mapped_column(BigInteger)
+    checks: Mapped[str]  # canonical JSON: [{name, ok, detail}, ...]
+
+    __table_args__ = (Index("ix_bank_statement_file_id", "file_id"),)
+
+
+class BankLine(Base):
+    """One booked movement on a bank account. `fingerprint` recognises the same line in a later,
+    overlapping file; `line_key` (file hash and place in the file) makes imports idempotent."""
+
+    __tablename__ = "bank_line"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    statement_id: Mapped[int] = mapped_column(ForeignKey("bank_statement.id"))
+    account: Mapped[str]
+    currency: Mapped[str] = mapped_column(String(3))
+    booked: Mapped[date]
+    value_date: Mapped[date | None]
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    bank_id: Mapped[str | None]
+    reference: Mapped[str | None]
+    counterparty: Mapped[str | None]
+    description: Mapped[str | None]
+    kind: Mapped[str | None]
+    location: Mapped[str]
+    raw: Mapped[str]  # canonical JSON of the bank's own fields
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    line_key: Mapped[str] = mapped_column(String(64), unique=True)
+
+    __table_args__ = (
+        UniqueConstraint("account", "fingerprint"),
+        Index("ix_bank_line_currency_amount_minor_booked", "currency", "amount_minor", "booked"),
+        Index("ix_bank_line_reference", "reference"),
+        Index("ix_bank_line_booked", "booked"),
+    )
+
+
+class CsvMappingRecord(Base):
+    """A saved column mapping for one bank's CSV exports (domain.csv_mappings)."""
+
+    __tablename__ = "csv_mapping"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    record: Mapped[str]  # canonical JSON of the mapping
+    saved_at: Mapped[datetime]
+    saved_by: Mapped[str] = mapped_column(String(63))
+
+
+class BankMatch(Base):
+    """Why a bank line is one payment's or one deposit's money: the rule and the fields that
+    agreed, who matched it and who confirmed it. Unmatching keeps the row (active = false)."""
+
+    __tablename__ = "bank_match"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    line_id: Mapped[int] = mapped_column(ForeignKey("bank_line.id"))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payment.id"))
+    deposit_id: Mapped[int | None] = mapped_column(ForeignKey("deposit.id"))
+    rule: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str]  # canonical JSON: the fields that agreed
+    matched_at: Mapped[datetime]
+    matched_by: Mapped[str] = mapped_column(String(63))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    unmatched_at: Mapped[datetime | None]
+    unmatched_by: Mapped[str | None] = mapped_column(String(63))
+    unmatch_reason: Mapped[str | None]
+
+    __table_args__ = (
+        Index(
+            "uq_bank_match_line_active",
+            "line_id",
+            unique=True,
+            sqlite_where=text("active"),
+            postgresql_where=text("active"),
+        ),
+        Index(
+            "uq_bank_match_payment_active",
+            "payment_id",
+            unique=True,
+            sqlite_where=text("active AND payment_id IS NOT NULL"),
+            postgresql_where=text("active AND payment_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_bank_match_deposit_active",
+            "deposit_id",
+            unique=True,
+            sqlite_where=text("active AND deposit_id IS NOT NULL"),
+            postgresql_where=text("active AND deposit_id IS NOT NULL"),
+        ),
+        CheckConstraint("(payment_id IS NULL) <> (deposit_id IS NULL)", name="one_target"),
+    )
+
+
+class ReconciliationRun(Base):
+    """Expected money against the bank's, for a period; closed runs are sealed by their hash."""
+
+    __tablename__ = "reconciliation_run"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    date_from: Mapped[date]
+    date_to: Mapped[date]
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime]
+    started_by: Mapped[str] = mapped_column(String(63))
+    closed_at: Mapped[datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(String(63))
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (CheckConstraint("status IN ('open', 'closed')", name="status"),)
+
+
+class Discrepancy(Base):
+    """One difference a reconciliation run found, and how it was resolved."""
+
+    __tablename__ = "discrepancy"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("reconciliation_run.id"))
+    kind: Mapped[str] = mapped_column(String(48))
+    facility_id: Mapped[int | None] = mapped_column(ForeignKey("facility.id"))
+    line_id: Mapped[int | None] = mapped_column(ForeignKey("bank_line.id"))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payment.id"))
+    deposit_id: Mapped[int | None] = mapped_column(ForeignKey("deposit.id"))
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoice.id"))
+    trip_id: Mapped[int | None] = mapped_column(ForeignKey("trip.id"))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    expected_minor: Mapped[int | None] = mapped_column(BigInteger)
+    actual_minor: Mapped[int | None] = mapped_column(BigInteger)
+    detail: Mapped[str]
+    status: Mapped[str] = mapped_column(String(16))
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(63))
+    note: Mapped[str | None]
+
+    __table_args__ = (
+        Index("ix_discrepancy_run_id", "run_id"),
+        CheckConstraint("status IN ('open', 'resolved')", name="status"),
     )

@@ -57,7 +57,11 @@ TENANT_TABLES: dict[str, str] = {
     "idempotency_record": "facility_id",
     "audit_entry": "facility_id",
     "facility_access": "facility_id",
+    "discrepancy": "facility_id",
 }
+# Tenant tables whose rows of no facility (NULL) are the provider's own, open to every billing
+# role: a reconciliation finding about a bank line nobody has matched yet.
+PROVIDER_ROWS = frozenset({"discrepancy"})
 # Tables that hold no facility's rows but get row-level security all the same.
 OTHER_SECURED_TABLES = ("deposit",)
 
@@ -124,6 +128,18 @@ GRANTS: dict[str, dict[str, tuple[str, ...]]] = {
         "deposit_item": ("SELECT", "INSERT"),
         "idempotency_record": ("SELECT", "INSERT", "UPDATE(result)"),
         "database_secret": _ALL,
+        "statement_file": ("SELECT", "INSERT"),
+        "statement_file_content": ("SELECT", "INSERT"),
+        "bank_statement": ("SELECT", "INSERT"),
+        "bank_line": ("SELECT", "INSERT"),
+        "csv_mapping": ("SELECT", "INSERT", "UPDATE(record, saved_at, saved_by)"),
+        "bank_match": (
+            "SELECT",
+            "INSERT",
+            "UPDATE(active, unmatched_at, unmatched_by, unmatch_reason)",
+        ),
+        "reconciliation_run": ("SELECT", "INSERT"),
+        "discrepancy": ("SELECT", "INSERT"),
     },
     "manager": {
         "facility": (
@@ -160,6 +176,22 @@ GRANTS: dict[str, dict[str, tuple[str, ...]]] = {
         "database_secret": _ALL,
         "signing_key": ("SELECT", "INSERT"),
         "checkpoint": ("SELECT", "INSERT"),
+        "statement_file": ("SELECT", "INSERT"),
+        "statement_file_content": ("SELECT", "INSERT"),
+        "bank_statement": ("SELECT", "INSERT"),
+        "bank_line": ("SELECT", "INSERT"),
+        "csv_mapping": ("SELECT", "INSERT", "UPDATE(record, saved_at, saved_by)"),
+        "bank_match": (
+            "SELECT",
+            "INSERT",
+            "UPDATE(active, unmatched_at, unmatched_by, unmatch_reason)",
+        ),
+        "reconciliation_run": (
+            "SELECT",
+            "INSERT",
+            "UPDATE(status, closed_at, closed_by, content_hash)",
+        ),
+        "discrepancy": ("SELECT", "INSERT", "UPDATE(status, resolved_at, resolved_by, note)"),
     },
     "auditor": {},
     "admin": {
@@ -190,7 +222,7 @@ READ_BY_ALL = (
     "alembic_version",
 )
 # Tables whose UPDATE policy decides which rows may be touched, not only what they become.
-OWN_UPDATE_USING = ("facility", "idempotency_record")
+OWN_UPDATE_USING = ("facility", "idempotency_record", *PROVIDER_ROWS)
 # Everybody appends to the audit trail (the sealer function does the rest).
 APPEND_BY_ALL = ("audit_entry", "audit_pending")
 
@@ -479,6 +511,9 @@ def _policies(connection: Connection) -> int:
                     " AND user_role IS NOT DISTINCT FROM (SELECT u.role FROM public.app_user u"
                     " WHERE u.name = current_user AND u.active)"
                 )
+        elif table in PROVIDER_ROWS:
+            read = f"{reads_all} OR {column} IS NULL OR {works_for}"
+            insert = f"{column} IS NULL OR {works_for}"
         else:
             read = f"{reads_all} OR {works_for}"
             insert = f"{works_for}{pinned}"
@@ -497,6 +532,8 @@ def _policies(connection: Connection) -> int:
             count += 1
         elif table == "facility":
             update = f"{works_for} OR {is_admin}"
+        elif table in PROVIDER_ROWS:
+            update = f"{column} IS NULL OR {works_for}"
         else:
             update = works_for
         _policy(

@@ -25,6 +25,9 @@ class Permission(StrEnum):
     RECORD_PAYMENTS = "record payments"
     APPROVE_PAYMENTS = "void, refund or approve payments"
     MAINTAIN = "run maintenance"
+    IMPORT_STATEMENTS = "import bank statements"
+    RECONCILE = "match bank lines and run reconciliations"
+    RESOLVE_DISCREPANCIES = "resolve discrepancies and close reconciliation runs"
 
 
 _CLERK = frozenset(
@@ -33,13 +36,20 @@ _CLERK = frozenset(
         Permission.IMPORT_TRIPS,
         Permission.RUN_INVOICES,
         Permission.RECORD_PAYMENTS,
+        Permission.IMPORT_STATEMENTS,
+        Permission.RECONCILE,
     }
 )
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.CLERK: _CLERK,
     Role.MANAGER: _CLERK
-    | {Permission.VOID_INVOICES, Permission.MANAGE_FACILITIES, Permission.APPROVE_PAYMENTS},
+    | {
+        Permission.VOID_INVOICES,
+        Permission.MANAGE_FACILITIES,
+        Permission.APPROVE_PAYMENTS,
+        Permission.RESOLVE_DISCREPANCIES,
+    },
     Role.AUDITOR: frozenset({Permission.READ}),
     # The administrator sets up the system; billing itself stays with clerks and managers.
     Role.ADMIN: frozenset(

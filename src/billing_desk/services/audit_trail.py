@@ -49,6 +49,8 @@ NOT_AUDITED = frozenset(
         "audit_pending",
         "audit_chain_head",
         "database_secret",
+        # A statement file's bytes: its audited statement_file row holds their SHA-256.
+        "statement_file_content",
         "database_identity",
     }
 )

@@ -1,0 +1,428 @@
+"""Matching bank lines to the money they are: recorded payments and deposit slips.
+
+Automatic rules, in order, each taking only an unambiguous answer (one line, one candidate):
+1. `reference`: the line's reference (or bank id) is a payment's transfer reference, processor
+   reference or check number, and the amounts are equal;
+2. `deposit`: a credit equals a deposit slip's total within the date window after its date (one
+   bank line for several checks);
+3. `amount-window`: a credit equals one live payment's amount (transfers and cards, whose money
+   reaches the bank on its own) received within the date window;
+4. `return`: a debit of a returned or charged-back payment's amount within the window.
+Anything else is left for a person (`match_line`). Candidates are found by index (reference,
+then currency and amount over the lines' own date span), never by comparing every line with
+every payment. Each match stores its rule and the fields that agreed, and who confirmed it (the
+person who ran the matching); unmatching keeps the row, marked inactive, with who and why.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import and_, or_, select
+
+from billing_desk.db.models import BankLine, BankMatch, Deposit, Payment
+from billing_desk.domain.errors import BadInput, Refused
+from billing_desk.domain.hashing import canonical_bytes
+from billing_desk.domain.payments import LIVE_STATUSES, PaymentStatus
+from billing_desk.domain.roles import Permission
+from billing_desk.services.unit_of_work import UnitOfWork, Workspace
+
+DEFAULT_WINDOW_DAYS = 5
+# Statuses whose money left the bank again: their debit lines match them.
+RETURN_STATUSES = frozenset({PaymentStatus.RETURNED.value, PaymentStatus.CHARGEBACK.value})
+LIVE = frozenset(s.value for s in LIVE_STATUSES)
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class MatchInfo:
+    line_id: int
+    rule: str
+    payment_id: int | None
+    deposit_id: int | None
+    detail: dict[str, object]
+
+
+@dataclass(frozen=True)
+class MatchSummary:
+    matched: tuple[MatchInfo, ...]
+    unmatched_lines: int
+    ambiguous_lines: int
+
+
+def auto_match(workspace: Workspace, *, window_days: int = DEFAULT_WINDOW_DAYS) -> MatchSummary:
+    """Match every unmatched bank line that one rule matches unambiguously."""
+    if not 0 <= window_days <= 60:
+        raise BadInput("The date window is 0 to 60 days; give --window-days in that range.")
+
+    def operation(unit: UnitOfWork) -> MatchSummary:
+        unit.require(Permission.RECONCILE)
+        return _auto_match(unit, timedelta(days=window_days))
+
+    return workspace.write(operation, action="reconcile.match")
+
+
+def match_line(
+    workspace: Workspace,
+    line_id: int,
+    *,
+    payment_id: int | None = None,
+    deposit_id: int | None = None,
+    note: str | None = None,
+) -> MatchInfo:
+    """A person's match of one bank line to one payment or deposit."""
+    if (payment_id is None) == (deposit_id is None):
+        raise BadInput("Match a bank line to one payment (--payment) or one deposit (--deposit).")
+
+    def operation(unit: UnitOfWork) -> MatchInfo:
+        unit.require(Permission.RECONCILE)
+        session = unit.session
+        line = session.get(BankLine, line_id)
+        if line is None:
+            raise BadInput(f"There is no bank line {line_id}; `reconcile lines` lists them.")
+        _refuse_if_matched(unit, line_id=line_id, payment_id=payment_id, deposit_id=deposit_id)
+        if payment_id is not None:
+            payment = session.get(Payment, payment_id)
+            if payment is None:
+                raise BadInput(f"There is no payment {payment_id}.")
+            if payment.currency != line.currency:
+                raise Refused(
+                    f"Bank line {line_id} is in {line.currency} and payment {payment_id} in "
+                    f"{payment.currency}; they cannot be the same money."
+                )
+            target = {"payment_amount_minor": payment.amount_minor}
+        else:
+            deposit = session.get(Deposit, deposit_id)
+            if deposit is None:
+                raise BadInput(f"There is no deposit {deposit_id}.")
+            if deposit.currency != line.currency:
+                raise Refused(
+                    f"Bank line {line_id} is in {line.currency} and deposit {deposit_id} in "
+                    f"{deposit.currency}; they cannot be the same money."
+                )
+            target = {"deposit_total_minor": deposit.total_minor}
+        detail: dict[str, object] = {
+            "line_amount_minor": line.amount_minor,
+            **target,
+            "note": (note or "").strip() or None,
+        }
+        return _add(unit, line, "manual", payment_id, deposit_id, detail)
+
+    return workspace.write(operation, action="reconcile.match_manual")
+
+
+def unmatch_line(workspace: Workspace, line_id: int, reason: str) -> MatchInfo:
+    why = reason.strip()
+    if not why:
+        raise BadInput("Say why the match is wrong with --reason.")
+
+    def operation(unit: UnitOfWork) -> MatchInfo:
+        unit.require(Permission.RECONCILE)
+        match = unit.session.scalars(
+            select(BankMatch).where(BankMatch.line_id == line_id, BankMatch.active)
+        ).one_or_none()
+        if match is None:
+            raise Refused(f"Bank line {line_id} is not matched.")
+        match.active = False
+        match.unmatched_at = unit.now
+        match.unmatched_by = unit.actor.name
+        match.unmatch_reason = why
+        return MatchInfo(line_id, match.rule, match.payment_id, match.deposit_id, {})
+
+    return workspace.write(operation, action="reconcile.unmatch")
+
+
+# -- the rules --------------------------------------------------------------------------------
+
+
+def _auto_match(unit: UnitOfWork, window: timedelta) -> MatchSummary:
+    session = unit.session
+    matched_lines = select(BankMatch.line_id).where(BankMatch.active)
+    lines = list(
+        session.scalars(
+            select(BankLine).where(BankLine.id.not_in(matched_lines)).order_by(BankLine.id)
+        )
+    )
+    if not lines:
+        return MatchSummary((), 0, 0)
+    taken_payments = set(
+        session.scalars(
+            select(BankMatch.payment_id).where(BankMatch.active, BankMatch.payment_id.is_not(None))
+        )
+    )
+    taken_deposits = set(
+        session.scalars(
+            select(BankMatch.deposit_id).where(BankMatch.active, BankMatch.deposit_id.is_not(None))
+        )
+    )
+    results: list[MatchInfo] = []
+    ambiguous = 0
+    remaining = lines
+
+    # 1. reference + amount
+    by_reference = _payments_by_reference(unit, remaining)
+    still: list[BankLine] = []
+    for line in remaining:
+        hits = [
+            p
+            for key in _line_keys(line)
+            for p in by_reference.get(key, ())
+            if p.id not in taken_payments
+            and p.currency == line.currency
+            and _signed_amount(p, line) == line.amount_minor
+        ]
+        unique = {p.id: p for p in hits}
+        if len(unique) == 1:
+            payment = next(iter(unique.values()))
+            results.append(
+                _add(
+                    unit,
+                    line,
+                    "reference",
+                    payment.id,
+                    None,
+                    {
+                        "reference": _reference_of(payment),
+                        "amount_minor": line.amount_minor,
+                        "line_field": "reference",
+                    },
+                )
+            )
+            taken_payments.add(payment.id)
+        else:
+            ambiguous += len(unique) > 1
+            still.append(line)
+    remaining = still
+
+    # 2. deposits, 3. single payments by amount near the date, 4. returns
+    credits = [ln for ln in remaining if ln.amount_minor > 0]
+    debits = [ln for ln in remaining if ln.amount_minor < 0]
+    deposits = _deposits_near(unit, credits, window)
+    payments = _payments_near(unit, remaining, window)
+    claims: dict[tuple[str, int], list[BankLine]] = defaultdict(list)
+    choice: dict[int, tuple[str, Payment | Deposit]] = {}
+    for line in credits:
+        options: list[tuple[str, Payment | Deposit]] = [
+            ("deposit", d)
+            for d in deposits.get((line.currency, line.amount_minor), ())
+            if d.id not in taken_deposits
+            and d.deposit_date <= line.booked <= d.deposit_date + window
+        ]
+        if not options:
+            options = [
+                ("amount-window", p)
+                for p in payments.get((line.currency, line.amount_minor), ())
+                if p.id not in taken_payments
+                and p.status in LIVE
+                and p.method in ("transfer", "card")
+                and abs(line.booked - p.received_date) <= window
+            ]
+        if len(options) == 1:
+            rule, target = options[0]
+            choice[line.id] = (rule, target)
+            claims[(rule, target.id)].append(line)
+        elif options:
+            ambiguous += 1
+    for line in debits:
+        options = [
+            ("return", p)
+            for p in payments.get((line.currency, -line.amount_minor), ())
+            if p.id not in taken_payments
+            and p.status in RETURN_STATUSES
+            and line.booked >= p.received_date - window
+        ]
+        if len(options) == 1:
+            rule, target = options[0]
+            choice[line.id] = (rule, target)
+            claims[(rule, target.id)].append(line)
+        elif options:
+            ambiguous += 1
+    for line in credits + debits:
+        if line.id not in choice:
+            continue
+        rule, target = choice[line.id]
+        if len(claims[(rule, target.id)]) != 1:
+            ambiguous += 1  # two lines want the same payment: a person decides
+            continue
+        if isinstance(target, Deposit):
+            results.append(
+                _add(
+                    unit,
+                    line,
+                    rule,
+                    None,
+                    target.id,
+                    {
+                        "amount_minor": line.amount_minor,
+                        "deposit_date": target.deposit_date.isoformat(),
+                        "booked": line.booked.isoformat(),
+                        "items": target.item_count,
+                    },
+                )
+            )
+            taken_deposits.add(target.id)
+        elif isinstance(target, Payment):
+            results.append(
+                _add(
+                    unit,
+                    line,
+                    rule,
+                    target.id,
+                    None,
+                    {
+                        "amount_minor": line.amount_minor,
+                        "received": target.received_date.isoformat(),
+                        "booked": line.booked.isoformat(),
+                    },
+                )
+            )
+            taken_payments.add(target.id)
+    matched_ids = {m.line_id for m in results}
+    return MatchSummary(
+        tuple(results), sum(1 for ln in lines if ln.id not in matched_ids), ambiguous
+    )
+
+
+def _signed_amount(payment: Payment, line: BankLine) -> int:
+    """A payment's money as the line would show it: in, or back out when it was returned."""
+    if line.amount_minor < 0 and payment.status in RETURN_STATUSES:
+        return -payment.amount_minor
+    return payment.amount_minor
+
+
+def _normalise(text: str | None) -> str | None:
+    if not text:
+        return None
+    cleaned = "".join(text.split()).upper()
+    return cleaned or None
+
+
+def _line_keys(line: BankLine) -> set[str]:
+    return {k for k in (_normalise(line.reference), _normalise(line.bank_id)) if k}
+
+
+def _reference_of(payment: Payment) -> str | None:
+    return payment.transfer_reference or payment.processor_ref or payment.check_number
+
+
+def _payments_by_reference(unit: UnitOfWork, lines: Iterable[BankLine]) -> dict[str, list[Payment]]:
+    wanted = {k for line in lines for k in _line_keys(line)}
+    # Looked up as the bank wrote them and without spaces; compared without spaces, upper-case.
+    spellings = sorted(
+        {v.strip() for line in lines for v in (line.reference, line.bank_id) if v and v.strip()}
+        | wanted
+    )
+    found: dict[str, list[Payment]] = defaultdict(list)
+    for start in range(0, len(spellings), _CHUNK):
+        chunk = spellings[start : start + _CHUNK]
+        rows = unit.session.scalars(
+            select(Payment).where(
+                or_(
+                    Payment.transfer_reference.in_(chunk),
+                    Payment.processor_ref.in_(chunk),
+                    Payment.check_number.in_(chunk),
+                )
+            )
+        )
+        for payment in rows:
+            for value in (payment.transfer_reference, payment.processor_ref, payment.check_number):
+                key = _normalise(value)
+                if key in wanted and payment not in found[key]:
+                    found[key].append(payment)
+    return found
+
+
+def _span(lines: list[BankLine], window: timedelta) -> tuple[date, date]:
+    return min(ln.booked for ln in lines) - window, max(ln.booked for ln in lines) + window
+
+
+def _deposits_near(
+    unit: UnitOfWork, lines: list[BankLine], window: timedelta
+) -> dict[tuple[str, int], list[Deposit]]:
+    out: dict[tuple[str, int], list[Deposit]] = defaultdict(list)
+    if not lines:
+        return out
+    low, high = _span(lines, window)
+    amounts = sorted({ln.amount_minor for ln in lines})
+    for start in range(0, len(amounts), _CHUNK):
+        rows = unit.session.scalars(
+            select(Deposit).where(
+                Deposit.total_minor.in_(amounts[start : start + _CHUNK]),
+                Deposit.deposit_date.between(low, high),
+            )
+        )
+        for deposit in rows:
+            out[(deposit.currency, deposit.total_minor)].append(deposit)
+    return out
+
+
+def _payments_near(
+    unit: UnitOfWork, lines: list[BankLine], window: timedelta
+) -> dict[tuple[str, int], list[Payment]]:
+    out: dict[tuple[str, int], list[Payment]] = defaultdict(list)
+    if not lines:
+        return out
+    low, high = _span(lines, window)
+    amounts = sorted({abs(ln.amount_minor) for ln in lines})
+    for start in range(0, len(amounts), _CHUNK):
+        rows = unit.session.scalars(
+            select(Payment).where(
+                and_(
+                    Payment.amount_minor.in_(amounts[start : start + _CHUNK]),
+                    Payment.received_date.between(low - window, high),
+                )
+            )
+        )
+        for payment in rows:
+            out[(payment.currency, payment.amount_minor)].append(payment)
+    return out
+
+
+def _refuse_if_matched(
+    unit: UnitOfWork, *, line_id: int, payment_id: int | None, deposit_id: int | None
+) -> None:
+    clauses = [BankMatch.line_id == line_id]
+    if payment_id is not None:
+        clauses.append(BankMatch.payment_id == payment_id)
+    if deposit_id is not None:
+        clauses.append(BankMatch.deposit_id == deposit_id)
+    existing = unit.session.scalars(
+        select(BankMatch).where(BankMatch.active, or_(*clauses))
+    ).first()
+    if existing is not None:
+        target = (
+            f"payment {existing.payment_id}"
+            if existing.payment_id is not None
+            else f"deposit {existing.deposit_id}"
+        )
+        raise Refused(
+            f"Bank line {existing.line_id} is already matched to {target}; unmatch it first "
+            "with `reconcile unmatch LINE --reason TEXT`."
+        )
+
+
+def _add(
+    unit: UnitOfWork,
+    line: BankLine,
+    rule: str,
+    payment_id: int | None,
+    deposit_id: int | None,
+    detail: dict[str, object],
+) -> MatchInfo:
+    unit.session.add(
+        BankMatch(
+            line_id=line.id,
+            payment_id=payment_id,
+            deposit_id=deposit_id,
+            rule=rule,
+            detail=canonical_bytes(detail).decode(),
+            matched_at=unit.now,
+            matched_by=unit.actor.name,
+            active=True,
+        )
+    )
+    unit.session.flush()
+    return MatchInfo(line.id, rule, payment_id, deposit_id, detail)

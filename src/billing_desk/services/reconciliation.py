@@ -1,0 +1,503 @@
+"""Reconciliation runs: what the books say the bank should have, against what it has, plus the
+books' own consistency, for a period. Every difference is stored as a discrepancy with its kind;
+a manager resolves each with a note, and closes the run, which seals it: its content hash goes
+into the audit trail and it never changes again. Later differences are findings of later runs.
+
+Kinds:
+- `unmatched bank credit`: money in at the bank that no payment or deposit accounts for;
+- `payment never seen at the bank`: a deposit slip, or a transfer or card payment, with no bank
+  line matched to it (checks and cash reach the bank through their deposit);
+- `amount mismatch`: a bank line whose reference is a payment's but whose amount is not;
+- `duplicate payment`: a payment approved as a deliberate second entry of an instrument whose
+  first entry is live too;
+- `double-billed trip`: a trip on two invoices that both still bill it;
+- `invoice total differs from its lines`;
+- `allocation differs from its payment`: more allocated than paid, or money still allocated
+  from a payment that is no longer live;
+- `integrity hash mismatch`: a payment or invoice whose stored hash no longer matches it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import func, select
+
+from billing_desk.db.models import (
+    Allocation,
+    BankLine,
+    BankMatch,
+    Deposit,
+    Discrepancy,
+    Invoice,
+    InvoiceLine,
+    Payment,
+    ReconciliationRun,
+)
+from billing_desk.domain.errors import BadInput, Refused
+from billing_desk.domain.hashing import canonical_bytes, sha256_hex
+from billing_desk.domain.roles import Permission
+from billing_desk.services.integrity import invoice_hash, payment_hash
+from billing_desk.services.matching import LIVE
+from billing_desk.services.unit_of_work import UnitOfWork, Workspace
+
+KINDS = (
+    "unmatched bank credit",
+    "payment never seen at the bank",
+    "amount mismatch",
+    "duplicate payment",
+    "double-billed trip",
+    "invoice total differs from its lines",
+    "allocation differs from its payment",
+    "integrity hash mismatch",
+)
+
+
+@dataclass(frozen=True)
+class DiscrepancyInfo:
+    id: int
+    kind: str
+    status: str
+    currency: str | None
+    expected_minor: int | None
+    actual_minor: int | None
+    detail: str
+    line_id: int | None = None
+    payment_id: int | None = None
+    deposit_id: int | None = None
+    invoice_id: int | None = None
+    trip_id: int | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class RunReport:
+    run_id: int
+    date_from: date
+    date_to: date
+    status: str
+    discrepancies: tuple[DiscrepancyInfo, ...]
+    content_hash: str | None = None
+
+    @property
+    def open_count(self) -> int:
+        return sum(1 for d in self.discrepancies if d.status == "open")
+
+
+def run_reconciliation(workspace: Workspace, date_from: date, date_to: date) -> RunReport:
+    if date_to < date_from:
+        raise BadInput("--to is before --from; give the period's first day, then its last.")
+
+    def operation(unit: UnitOfWork) -> RunReport:
+        unit.require(Permission.RECONCILE)
+        run = ReconciliationRun(
+            date_from=date_from,
+            date_to=date_to,
+            status="open",
+            started_at=unit.now,
+            started_by=unit.actor.name,
+        )
+        unit.session.add(run)
+        unit.session.flush()
+        for finding in _findings(unit, date_from, date_to):
+            unit.session.add(Discrepancy(run_id=run.id, status="open", **finding))
+        unit.session.flush()
+        return _report(unit, run)
+
+    return workspace.write(operation, action="reconcile.run")
+
+
+def show_run(workspace: Workspace, run_id: int) -> RunReport:
+    def operation(unit: UnitOfWork) -> RunReport:
+        unit.require(Permission.READ)
+        return _report(unit, _run(unit, run_id))
+
+    return workspace.read(operation)
+
+
+def resolve_discrepancy(workspace: Workspace, discrepancy_id: int, note: str) -> DiscrepancyInfo:
+    why = note.strip()
+    if not why:
+        raise BadInput("A discrepancy is resolved with a note saying what was done; give --note.")
+
+    def operation(unit: UnitOfWork) -> DiscrepancyInfo:
+        unit.require(Permission.RESOLVE_DISCREPANCIES)
+        found = unit.session.get(Discrepancy, discrepancy_id)
+        if found is None:
+            raise BadInput(f"There is no discrepancy {discrepancy_id}.")
+        run = _run(unit, found.run_id)
+        if run.status == "closed":
+            raise Refused(
+                f"Run {run.id} is closed and sealed; a new run will find what is still wrong."
+            )
+        if found.status == "resolved":
+            raise Refused(
+                f"Discrepancy {discrepancy_id} was resolved by {found.resolved_by} already."
+            )
+        found.status = "resolved"
+        found.resolved_at = unit.now
+        found.resolved_by = unit.actor.name
+        found.note = why
+        unit.session.flush()
+        return _info(found)
+
+    return workspace.write(operation, action="reconcile.resolve")
+
+
+def close_run(workspace: Workspace, run_id: int) -> RunReport:
+    """Seal a run: its content hash goes into the audit trail and it never changes again."""
+
+    def operation(unit: UnitOfWork) -> RunReport:
+        unit.require(Permission.RESOLVE_DISCREPANCIES)
+        run = _run(unit, run_id)
+        if run.status == "closed":
+            raise Refused(f"Run {run_id} was closed by {run.closed_by} already.")
+        report = _report(unit, run)
+        if report.open_count:
+            raise Refused(
+                f"Run {run_id} has {report.open_count} open discrepancies; resolve each with "
+                "`reconcile resolve ID --note TEXT` first."
+            )
+        run.status = "closed"
+        run.closed_at = unit.now
+        run.closed_by = unit.actor.name
+        run.content_hash = sha256_hex(canonical_bytes(_sealed_record(report)))
+        unit.session.flush()
+        unit.record_event(
+            "reconcile.close",
+            "reconciliation_seal",
+            str(run.id),
+            detail={"content_hash": run.content_hash, "discrepancies": len(report.discrepancies)},
+        )
+        return _report(unit, run)
+
+    return workspace.write(operation, action="reconcile.close")
+
+
+def _sealed_record(report: RunReport) -> dict[str, object]:
+    return {
+        "run_id": report.run_id,
+        "date_from": report.date_from,
+        "date_to": report.date_to,
+        "discrepancies": [
+            {
+                "id": d.id,
+                "kind": d.kind,
+                "currency": d.currency,
+                "expected_minor": d.expected_minor,
+                "actual_minor": d.actual_minor,
+                "detail": d.detail,
+                "line_id": d.line_id,
+                "payment_id": d.payment_id,
+                "deposit_id": d.deposit_id,
+                "invoice_id": d.invoice_id,
+                "trip_id": d.trip_id,
+                "note": d.note,
+            }
+            for d in report.discrepancies
+        ],
+    }
+
+
+def _run(unit: UnitOfWork, run_id: int) -> ReconciliationRun:
+    run = unit.session.get(ReconciliationRun, run_id)
+    if run is None:
+        raise BadInput(f"There is no reconciliation run {run_id}.")
+    return run
+
+
+def _report(unit: UnitOfWork, run: ReconciliationRun) -> RunReport:
+    rows = unit.session.scalars(
+        select(Discrepancy).where(Discrepancy.run_id == run.id).order_by(Discrepancy.id)
+    )
+    return RunReport(
+        run.id,
+        run.date_from,
+        run.date_to,
+        run.status,
+        tuple(_info(d) for d in rows),
+        run.content_hash,
+    )
+
+
+def _info(d: Discrepancy) -> DiscrepancyInfo:
+    return DiscrepancyInfo(
+        d.id,
+        d.kind,
+        d.status,
+        d.currency,
+        d.expected_minor,
+        d.actual_minor,
+        d.detail,
+        d.line_id,
+        d.payment_id,
+        d.deposit_id,
+        d.invoice_id,
+        d.trip_id,
+        d.note,
+    )
+
+
+# -- the findings -----------------------------------------------------------------------------
+
+Finding = dict[str, object]
+
+
+def _findings(unit: UnitOfWork, date_from: date, date_to: date) -> list[Finding]:
+    return [
+        *_unmatched_credits(unit, date_from, date_to),
+        *_never_seen(unit, date_from, date_to),
+        *_amount_mismatches(unit, date_from, date_to),
+        *_duplicate_payments(unit, date_from, date_to),
+        *_double_billed_trips(unit),
+        *_invoice_totals(unit),
+        *_allocations(unit),
+        *_integrity(unit),
+    ]
+
+
+def _finding(kind: str, detail: str, **fields: object) -> Finding:
+    return {"kind": kind, "detail": detail, **fields}
+
+
+def _unmatched_credits(unit: UnitOfWork, date_from: date, date_to: date) -> list[Finding]:
+    rows = unit.session.scalars(
+        select(BankLine)
+        .where(
+            BankLine.booked.between(date_from, date_to),
+            BankLine.amount_minor > 0,
+            BankLine.id.not_in(select(BankMatch.line_id).where(BankMatch.active)),
+        )
+        .order_by(BankLine.id)
+    )
+    return [
+        _finding(
+            "unmatched bank credit",
+            f"{line.booked.isoformat()} {line.counterparty or ''} {line.reference or ''}".strip(),
+            line_id=line.id,
+            currency=line.currency,
+            actual_minor=line.amount_minor,
+        )
+        for line in rows
+    ]
+
+
+def _never_seen(unit: UnitOfWork, date_from: date, date_to: date) -> list[Finding]:
+    session = unit.session
+    out: list[Finding] = []
+    deposits = session.scalars(
+        select(Deposit)
+        .where(
+            Deposit.deposit_date.between(date_from, date_to),
+            Deposit.id.not_in(
+                select(BankMatch.deposit_id).where(
+                    BankMatch.active, BankMatch.deposit_id.is_not(None)
+                )
+            ),
+        )
+        .order_by(Deposit.id)
+    )
+    for deposit in deposits:
+        out.append(
+            _finding(
+                "payment never seen at the bank",
+                f"deposit {deposit.id} of {deposit.deposit_date.isoformat()} "
+                f"({deposit.item_count} items)",
+                deposit_id=deposit.id,
+                currency=deposit.currency,
+                expected_minor=deposit.total_minor,
+            )
+        )
+    payments = session.scalars(
+        select(Payment)
+        .where(
+            Payment.received_date.between(date_from, date_to),
+            Payment.method.in_(("transfer", "card")),
+            Payment.status.in_(sorted(LIVE)),
+            Payment.id.not_in(
+                select(BankMatch.payment_id).where(
+                    BankMatch.active, BankMatch.payment_id.is_not(None)
+                )
+            ),
+        )
+        .order_by(Payment.id)
+    )
+    for payment in payments:
+        out.append(
+            _finding(
+                "payment never seen at the bank",
+                f"{payment.method} payment {payment.id} received "
+                f"{payment.received_date.isoformat()}",
+                payment_id=payment.id,
+                facility_id=payment.facility_id,
+                currency=payment.currency,
+                expected_minor=payment.amount_minor,
+            )
+        )
+    return out
+
+
+def _amount_mismatches(unit: UnitOfWork, date_from: date, date_to: date) -> list[Finding]:
+    session = unit.session
+    lines = list(
+        session.scalars(
+            select(BankLine).where(
+                BankLine.booked.between(date_from, date_to),
+                BankLine.reference.is_not(None),
+                BankLine.id.not_in(select(BankMatch.line_id).where(BankMatch.active)),
+            )
+        )
+    )
+    by_reference: dict[str, list[BankLine]] = defaultdict(list)
+    for line in lines:
+        by_reference[(line.reference or "").strip().upper()].append(line)
+    out: list[Finding] = []
+    keys = sorted(k for k in by_reference if k)
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        payments = session.scalars(
+            select(Payment).where(func.upper(Payment.transfer_reference).in_(chunk))
+        )
+        for payment in payments:
+            for line in by_reference[(payment.transfer_reference or "").upper()]:
+                if line.currency == payment.currency and line.amount_minor != payment.amount_minor:
+                    out.append(
+                        _finding(
+                            "amount mismatch",
+                            f"bank line {line.id} carries payment {payment.id}'s reference "
+                            f"{payment.transfer_reference}",
+                            line_id=line.id,
+                            payment_id=payment.id,
+                            facility_id=payment.facility_id,
+                            currency=line.currency,
+                            expected_minor=payment.amount_minor,
+                            actual_minor=line.amount_minor,
+                        )
+                    )
+    return out
+
+
+def _duplicate_payments(unit: UnitOfWork, date_from: date, date_to: date) -> list[Finding]:
+    session = unit.session
+    seconds = session.scalars(
+        select(Payment).where(
+            Payment.duplicate_of_id.is_not(None),
+            Payment.received_date.between(date_from, date_to),
+            Payment.status.in_(sorted(LIVE)),
+        )
+    )
+    out: list[Finding] = []
+    for payment in seconds:
+        first = session.get(Payment, payment.duplicate_of_id)
+        if first is not None and first.status in LIVE:
+            out.append(
+                _finding(
+                    "duplicate payment",
+                    f"payment {payment.id} was entered again after payment {first.id} "
+                    f"({payment.override_reason or 'no reason'}); both are live",
+                    payment_id=payment.id,
+                    facility_id=payment.facility_id,
+                    currency=payment.currency,
+                    expected_minor=first.amount_minor,
+                    actual_minor=payment.amount_minor,
+                )
+            )
+    return out
+
+
+def _double_billed_trips(unit: UnitOfWork) -> list[Finding]:
+    rows = unit.session.execute(
+        select(InvoiceLine.trip_id, InvoiceLine.facility_id, func.count())
+        .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+        .where(InvoiceLine.released.is_(False), Invoice.status != "void")
+        .group_by(InvoiceLine.trip_id, InvoiceLine.facility_id)
+        .having(func.count() > 1)
+    )
+    return [
+        _finding(
+            "double-billed trip",
+            f"trip {trip_id} is on {count} invoices that bill it",
+            trip_id=trip_id,
+            facility_id=facility_id,
+        )
+        for trip_id, facility_id, count in rows
+    ]
+
+
+def _invoice_totals(unit: UnitOfWork) -> list[Finding]:
+    lines = (
+        select(InvoiceLine.invoice_id, func.sum(InvoiceLine.amount_minor).label("total"))
+        .group_by(InvoiceLine.invoice_id)
+        .subquery()
+    )
+    rows = unit.session.execute(
+        select(Invoice, func.coalesce(lines.c.total, 0))
+        .outerjoin(lines, lines.c.invoice_id == Invoice.id)
+        .where(Invoice.status != "void", Invoice.total_minor != func.coalesce(lines.c.total, 0))
+    )
+    return [
+        _finding(
+            "invoice total differs from its lines",
+            f"invoice {invoice.number}",
+            invoice_id=invoice.id,
+            facility_id=invoice.facility_id,
+            currency=invoice.currency,
+            expected_minor=int(total),
+            actual_minor=invoice.total_minor,
+        )
+        for invoice, total in rows
+    ]
+
+
+def _allocations(unit: UnitOfWork) -> list[Finding]:
+    allocated = (
+        select(Allocation.payment_id, func.sum(Allocation.amount_minor).label("allocated"))
+        .where(Allocation.released.is_(False))
+        .group_by(Allocation.payment_id)
+        .subquery()
+    )
+    rows = unit.session.execute(
+        select(Payment, allocated.c.allocated)
+        .join(allocated, allocated.c.payment_id == Payment.id)
+        .where((allocated.c.allocated > Payment.amount_minor) | Payment.status.not_in(sorted(LIVE)))
+    )
+    return [
+        _finding(
+            "allocation differs from its payment",
+            f"payment {payment.id} ({payment.status}) has {int(total)} allocated",
+            payment_id=payment.id,
+            facility_id=payment.facility_id,
+            currency=payment.currency,
+            expected_minor=payment.amount_minor if payment.status in LIVE else 0,
+            actual_minor=int(total),
+        )
+        for payment, total in rows
+    ]
+
+
+def _integrity(unit: UnitOfWork) -> list[Finding]:
+    session = unit.session
+    out: list[Finding] = []
+    for payment in session.scalars(select(Payment).order_by(Payment.id)):
+        if payment.content_hash != payment_hash(session, payment):
+            out.append(
+                _finding(
+                    "integrity hash mismatch",
+                    f"payment {payment.id} no longer matches its stored hash",
+                    payment_id=payment.id,
+                    facility_id=payment.facility_id,
+                )
+            )
+    for invoice in session.scalars(select(Invoice).order_by(Invoice.id)):
+        if invoice.content_hash != invoice_hash(session, invoice):
+            out.append(
+                _finding(
+                    "integrity hash mismatch",
+                    f"invoice {invoice.number} no longer matches its stored hash",
+                    invoice_id=invoice.id,
+                    facility_id=invoice.facility_id,
+                )
+            )
+    return out

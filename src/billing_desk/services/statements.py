@@ -1,0 +1,330 @@
+"""Bringing bank statements in: a preview of every line (new, already imported, conflicting),
+then, when asked, the file, its statements and its new lines saved in one audited transaction.
+
+The same file twice is recognised by its SHA-256 and changes nothing. A file overlapping an
+earlier one (same account, overlapping dates) adds only its new lines: each line has a
+fingerprint (account, currency, date, amount and the bank's id for it, or its texts when the
+bank gives no id, plus its occurrence number among identical lines of its statement), so the
+same line in two files is one line while two genuine identical same-day payments stay two.
+A line whose bank id is known with a different date or amount is *conflicting*: it is shown,
+never saved, and the user sorts it out with the bank.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from billing_desk.db.models import BankLine, BankStatement, StatementFile, StatementFileContent
+from billing_desk.domain.hashing import canonical_bytes
+from billing_desk.domain.money import Money
+from billing_desk.domain.roles import Permission
+from billing_desk.domain.statements import Check, Statement, StatementLine
+from billing_desk.services.unit_of_work import UnitOfWork, Workspace
+
+IMPORT_ACTION = "statement.import"
+LineStatus = Literal["new", "already imported", "conflicting"]
+_LOOKUP_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class LinePreview:
+    location: str
+    booked: str
+    amount: Money
+    status: LineStatus
+    bank_id: str | None
+    reference: str | None
+    counterparty: str | None
+    description: str | None
+    why: str | None = None  # for a conflicting line: what differs
+
+
+@dataclass(frozen=True)
+class StatementPreview:
+    account: str
+    currency: str
+    statement_id: str | None
+    period_start: str | None
+    period_end: str | None
+    lines: tuple[LinePreview, ...]
+    checks: tuple[Check, ...]
+    notes: tuple[str, ...]
+
+    def count(self, status: LineStatus) -> int:
+        return sum(1 for line in self.lines if line.status == status)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    file: str
+    format: str
+    sha256: str
+    committed: bool  # True when this call saved something
+    file_already_imported: bool
+    statements: tuple[StatementPreview, ...]
+
+    @property
+    def lines(self) -> int:
+        return sum(len(s.lines) for s in self.statements)
+
+    def count(self, status: LineStatus) -> int:
+        return sum(s.count(status) for s in self.statements)
+
+    def totals(self) -> dict[str, tuple[int, int]]:
+        """Credits and debits in minor units, per currency."""
+        out: dict[str, tuple[int, int]] = {}
+        for statement in self.statements:
+            credits, debits = out.get(statement.currency, (0, 0))
+            for line in statement.lines:
+                if line.amount.minor > 0:
+                    credits += line.amount.minor
+                else:
+                    debits += line.amount.minor
+            out[statement.currency] = (credits, debits)
+        return out
+
+    @property
+    def checks_ok(self) -> bool:
+        return all(c.ok for s in self.statements for c in s.checks)
+
+
+def import_statements(
+    workspace: Workspace,
+    name: str,
+    data: bytes,
+    format_name: str,
+    statements: Sequence[Statement],
+    *,
+    commit: bool,
+) -> ImportResult:
+    """Preview the file's lines against what is already imported; with `commit`, save the file,
+    its statements and its new lines (idempotent: a second commit of the same file saves
+    nothing)."""
+    digest = hashlib.sha256(data).hexdigest()
+
+    def operation(unit: UnitOfWork) -> ImportResult:
+        unit.require(Permission.IMPORT_STATEMENTS)
+        return _import(unit, name, data, digest, format_name, statements, commit=commit)
+
+    if not commit:
+        return workspace.read(operation)
+    try:
+        return workspace.write(operation, action=IMPORT_ACTION)
+    except IntegrityError:
+        # Someone imported the same file or lines at this very moment: what they saved is
+        # now visible, and the preview says so.
+        return workspace.read(operation)
+
+
+def _import(
+    unit: UnitOfWork,
+    name: str,
+    data: bytes,
+    digest: str,
+    format_name: str,
+    statements: Sequence[Statement],
+    *,
+    commit: bool,
+) -> ImportResult:
+    session = unit.session
+    known_file = session.scalar(select(StatementFile.id).where(StatementFile.sha256 == digest))
+    previews: list[StatementPreview] = []
+    planned: list[tuple[Statement, list[tuple[StatementLine, str, str, LineStatus]]]] = []
+    for index, statement in enumerate(statements):
+        keyed = [
+            (line, fingerprint, _line_key(digest, index, line))
+            for line, fingerprint in zip(statement.lines, fingerprints(statement), strict=True)
+        ]
+        statuses = _statuses(unit, statement, keyed, whole_file_known=known_file is not None)
+        planned.append(
+            (
+                statement,
+                [(ln, fp, key, st) for (ln, fp, key), (st, _) in zip(keyed, statuses, strict=True)],
+            )
+        )
+        previews.append(
+            StatementPreview(
+                statement.account,
+                statement.currency,
+                statement.statement_id,
+                statement.period_start.isoformat() if statement.period_start else None,
+                statement.period_end.isoformat() if statement.period_end else None,
+                tuple(
+                    LinePreview(
+                        ln.location,
+                        ln.booked.isoformat(),
+                        ln.amount,
+                        status,
+                        ln.bank_id,
+                        ln.reference,
+                        ln.counterparty,
+                        ln.description,
+                        why,
+                    )
+                    for (ln, _fp, _key), (status, why) in zip(keyed, statuses, strict=True)
+                ),
+                statement.checks(),
+                statement.notes,
+            )
+        )
+    saved = False
+    if commit and known_file is None:
+        _save(unit, name, data, digest, format_name, planned)
+        saved = True
+    return ImportResult(name, format_name, digest, saved, known_file is not None, tuple(previews))
+
+
+def fingerprints(statement: Statement) -> list[str]:
+    """One fingerprint per line, the same for the same line in any file of the account."""
+    seen: Counter[bytes] = Counter()
+    out = []
+    for line in statement.lines:
+        base = canonical_bytes(
+            {
+                "account": statement.account,
+                "currency": statement.currency,
+                "booked": line.booked,
+                "amount_minor": line.amount.minor,
+                # The bank's own id says which line this is; without one, the texts must do.
+                "bank_id": line.bank_id,
+                "texts": None
+                if line.bank_id
+                else [line.reference, line.counterparty, line.description],
+            }
+        )
+        seen[base] += 1
+        out.append(hashlib.sha256(base + b"#" + str(seen[base]).encode()).hexdigest())
+    return out
+
+
+def _line_key(digest: str, index: int, line: StatementLine) -> str:
+    return hashlib.sha256(f"{digest}:{index}:{line.location}".encode()).hexdigest()
+
+
+def _statuses(
+    unit: UnitOfWork,
+    statement: Statement,
+    keyed: list[tuple[StatementLine, str, str]],
+    *,
+    whole_file_known: bool,
+) -> list[tuple[LineStatus, str | None]]:
+    if whole_file_known:
+        return [("already imported", None)] * len(keyed)
+    session = unit.session
+    known: set[str] = set()
+    prints = [fp for _ln, fp, _key in keyed]
+    for start in range(0, len(prints), _LOOKUP_CHUNK):
+        chunk = prints[start : start + _LOOKUP_CHUNK]
+        known |= set(
+            session.scalars(
+                select(BankLine.fingerprint).where(
+                    BankLine.account == statement.account, BankLine.fingerprint.in_(chunk)
+                )
+            )
+        )
+    ids = sorted({ln.bank_id for ln, fp, _key in keyed if ln.bank_id and fp not in known})
+    taken: dict[str, set[tuple[str, int]]] = {}
+    for start in range(0, len(ids), _LOOKUP_CHUNK):
+        rows = session.execute(
+            select(BankLine.bank_id, BankLine.booked, BankLine.amount_minor).where(
+                BankLine.account == statement.account,
+                BankLine.currency == statement.currency,
+                BankLine.bank_id.in_(ids[start : start + _LOOKUP_CHUNK]),
+            )
+        )
+        for r in rows:
+            taken.setdefault(str(r.bank_id), set()).add((r.booked.isoformat(), int(r.amount_minor)))
+    # Some banks give the lines split out of one batch the batch's id: an id shared within the
+    # file says nothing about a correction.
+    shared_ids = Counter(ln.bank_id or "" for ln, _fp, _key in keyed if ln.bank_id)
+    out: list[tuple[LineStatus, str | None]] = []
+    for line, fingerprint, _key in keyed:
+        if fingerprint in known:
+            out.append(("already imported", None))
+            continue
+        earlier = taken.get(line.bank_id or "")
+        mine = (line.booked.isoformat(), line.amount.minor)
+        if earlier and mine not in earlier and shared_ids[line.bank_id or ""] == 1:
+            day, minor = sorted(earlier)[0]
+            out.append(
+                (
+                    "conflicting",
+                    f"the bank id {line.bank_id} was imported before as "
+                    f"{Money.from_minor(minor, statement.currency).plain()} on {day}",
+                )
+            )
+            continue
+        out.append(("new", None))
+    return out
+
+
+def _save(
+    unit: UnitOfWork,
+    name: str,
+    data: bytes,
+    digest: str,
+    format_name: str,
+    planned: list[tuple[Statement, list[tuple[StatementLine, str, str, LineStatus]]]],
+) -> None:
+    session = unit.session
+    stored = StatementFile(
+        sha256=digest,
+        name=name[:255],
+        size=len(data),
+        format=format_name,
+        imported_at=unit.now,
+        imported_by=unit.actor.name,
+    )
+    session.add(stored)
+    session.flush()
+    session.add(StatementFileContent(file_id=stored.id, content=data))
+    for statement, lines in planned:
+        row = BankStatement(
+            file_id=stored.id,
+            account=statement.account,
+            currency=statement.currency,
+            statement_ref=statement.statement_id,
+            period_start=statement.period_start,
+            period_end=statement.period_end,
+            opening_minor=statement.opening.minor if statement.opening else None,
+            closing_minor=statement.closing.minor if statement.closing else None,
+            checks=canonical_bytes(
+                {
+                    "checks": [
+                        {"name": c.name, "ok": c.ok, "detail": c.detail} for c in statement.checks()
+                    ]
+                }
+            ).decode(),
+        )
+        session.add(row)
+        session.flush()
+        for line, fingerprint, key, status in lines:
+            if status != "new":
+                continue
+            session.add(
+                BankLine(
+                    statement_id=row.id,
+                    account=statement.account,
+                    currency=statement.currency,
+                    booked=line.booked,
+                    value_date=line.value_date,
+                    amount_minor=line.amount.minor,
+                    bank_id=line.bank_id,
+                    reference=line.reference,
+                    counterparty=line.counterparty,
+                    description=line.description,
+                    kind=line.kind,
+                    location=line.location,
+                    raw=canonical_bytes(dict(line.raw)).decode(),
+                    fingerprint=fingerprint,
+                    line_key=key,
+                )
+            )
+    session.flush()
