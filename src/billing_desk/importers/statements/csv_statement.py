@@ -2,9 +2,10 @@
 first guess at that mapping for a new bank, which the user confirms before it is saved.
 
 Our own code on the standard `csv` module: a bank CSV is a plain table, and what varies is the
-mapping, which no CSV library guesses from German, Dutch, French or Spanish header names (and
-csv.Sniffer, tried first, picks ',' for ING NL's quoted "1,25" and ' ' for easybank's padded
-text, so the delimiter is chosen by counting fields instead). charset-normalizer reads encodings.
+mapping, which no CSV library guesses from German, Dutch, French or Spanish header names. The
+delimiter is chosen by counting fields per line rather than by csv.Sniffer, which gives up
+("Could not determine delimiter") on ING DE's 13-line preamble. charset-normalizer reads
+encodings.
 """
 
 from __future__ import annotations
