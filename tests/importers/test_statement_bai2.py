@@ -23,11 +23,12 @@ from hypothesis import strategies as st
 from billing_desk.domain.money import Money
 from billing_desk.domain.statements import Statement, StatementRefused
 from billing_desk.importers.statements import bai2
+from tests.corpus import CORPUS_ROOT
 
-CORPUS = Path("/work/shared/corpus/bai2")
+CORPUS = CORPUS_ROOT / "bai2"
 GOLDEN = Path(__file__).resolve().parent / "golden" / "bai2"
 CORPUS_FILES = sorted(CORPUS.glob("*.bai2")) if CORPUS.is_dir() else []
-needs_corpus = pytest.mark.skipif(not CORPUS_FILES, reason="the shared corpus is not here")
+needs_corpus = pytest.mark.usefixtures("corpus_root")
 
 
 def golden_of(data: bytes) -> dict[str, Any]:

@@ -23,15 +23,14 @@ from hypothesis import strategies as st
 from billing_desk.domain.money import Money
 from billing_desk.domain.statements import Statement, StatementRefused
 from billing_desk.importers.statements import base, camt
+from tests.corpus import CORPUS_ROOT
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO.parent / "shared" / "corpus" / "camt053"
+CORPUS = CORPUS_ROOT / "camt053"
 GOLDEN = Path(__file__).resolve().parent / "golden" / "camt053"
 CORPUS_FILES = sorted(path.name for path in GOLDEN.glob("*.json"))
 
-needs_corpus = pytest.mark.skipif(
-    not CORPUS.is_dir(), reason="the shared corpus is not beside this checkout"
-)
+needs_corpus = pytest.mark.usefixtures("corpus_root")
 
 
 def corpus(name: str) -> bytes:

@@ -28,12 +28,13 @@ from billing_desk.domain.errors import BadInput
 from billing_desk.domain.money import Money
 from billing_desk.domain.statements import Statement, StatementRefused
 from billing_desk.importers.statements import csv_statement
+from tests.corpus import CORPUS_ROOT
 
-CORPUS = Path("/work/shared/corpus/csv")
+CORPUS = CORPUS_ROOT / "csv"
 OTHER_FORMATS = sorted(p for p in CORPUS.parent.glob("*/*") if p.parent.name != "csv")
 GOLDEN = Path(__file__).resolve().parent / "golden" / "csv"
 CORPUS_FILES = sorted(CORPUS.glob("*.csv")) if CORPUS.is_dir() else []
-needs_corpus = pytest.mark.skipif(not CORPUS_FILES, reason="the shared corpus is not here")
+needs_corpus = pytest.mark.usefixtures("corpus_root")
 
 
 def corpus(name: str) -> bytes:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,11 @@ from hypothesis import strategies as st
 
 from billing_desk.domain.statements import Statement, StatementRefused
 from billing_desk.importers.statements import base, mt940
+from tests.corpus import CORPUS_ROOT
 
-CORPUS_ROOT = Path(os.environ.get("BILLING_DESK_CORPUS", "/work/shared/corpus"))
 CORPUS = CORPUS_ROOT / "mt940"
 GOLDEN = Path(__file__).resolve().parent / "golden" / "mt940"
 FILES = sorted(path.name for path in CORPUS.glob("*")) if CORPUS.is_dir() else []
-
-pytestmark = pytest.mark.skipif(not FILES, reason=f"the statement corpus is not at {CORPUS}")
 
 
 def read(name: str) -> bytes:

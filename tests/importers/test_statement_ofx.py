@@ -24,9 +24,10 @@ from hypothesis import strategies as st
 from billing_desk.domain.money import Money
 from billing_desk.domain.statements import Statement, StatementRefused
 from billing_desk.importers.statements import base, ofx
+from tests.corpus import CORPUS_ROOT
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO.parent / "shared" / "corpus" / "ofx"
+CORPUS = CORPUS_ROOT / "ofx"
 GOLDEN = Path(__file__).resolve().parent / "golden" / "ofx"
 CORPUS_FILES = (
     "ofx102_empty_tags_nonstandard_fields.ofx",
@@ -45,9 +46,7 @@ CORPUS_FILES = (
     "qfx102_zero_amount_minus0.ofx",
 )
 
-needs_corpus = pytest.mark.skipif(
-    not CORPUS.is_dir(), reason="the shared corpus is not beside this checkout"
-)
+needs_corpus = pytest.mark.usefixtures("corpus_root")
 
 
 def corpus(name: str) -> bytes:

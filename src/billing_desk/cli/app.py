@@ -23,7 +23,10 @@ from billing_desk.cli import (
     facility,
     invoice,
     maintenance,
+    mapping,
     payment,
+    reconcile,
+    statement,
     trip,
     user,
 )
@@ -54,6 +57,9 @@ app.add_typer(credit.app, name="credit")
 app.add_typer(maintenance.app, name="maintenance")
 app.add_typer(audit.app, name="audit")
 app.add_typer(admin.app, name="admin")
+app.add_typer(statement.app, name="import")
+app.add_typer(reconcile.app, name="reconcile")
+app.add_typer(mapping.app, name="mapping")
 app.command("login")(login)
 app.command("logout")(logout)
 app.command("demo")(demo)

@@ -1,0 +1,149 @@
+"""`billing-desk reconcile match|unmatch|run|show|resolve|close`."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import typer
+
+from billing_desk.cli.output import emit, table
+from billing_desk.cli.state import state
+from billing_desk.domain.errors import BadInput
+from billing_desk.services import matching, reconciliation
+
+app = typer.Typer(help="Match bank lines to payments and reconcile a period.", no_args_is_help=True)
+
+
+def _day(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise BadInput(f"{option} '{text}' is not a date; write it as YYYY-MM-DD.") from None
+
+
+@app.command("match")
+def match(
+    ctx: typer.Context,
+    auto: bool = typer.Option(False, "--auto", help="Match every line a rule matches alone."),
+    line: int | None = typer.Option(None, "--line", help="Match this bank line by hand..."),
+    payment: int | None = typer.Option(None, "--payment", help="...to this payment,"),
+    deposit: int | None = typer.Option(None, "--deposit", help="...or to this deposit."),
+    note: str | None = typer.Option(None, "--note", help="Why (a manual match)."),
+    window_days: int = typer.Option(
+        matching.DEFAULT_WINDOW_DAYS, "--window-days", help="Days between payment and bank."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Match bank lines to payments and deposits: --auto by the rules (reference and amount,
+    deposit total, amount within the window, returns), or one --line by hand."""
+    workspace = state(ctx).workspace()
+    if auto == (line is not None):
+        raise BadInput("Give --auto, or --line with --payment or --deposit.")
+    if line is not None:
+        info = matching.match_line(
+            workspace, line, payment_id=payment, deposit_id=deposit, note=note
+        )
+        emit(info, as_json, lambda: typer.echo(f"Matched bank line {info.line_id} by hand."))
+        return
+    summary = matching.auto_match(workspace, window_days=window_days)
+
+    def human() -> None:
+        table(
+            ["line", "rule", "payment", "deposit"],
+            [(m.line_id, m.rule, m.payment_id or "", m.deposit_id or "") for m in summary.matched],
+        )
+        typer.echo(
+            f"{len(summary.matched)} matched; {summary.unmatched_lines} lines left for a person "
+            f"({summary.ambiguous_lines} with more than one candidate)."
+        )
+
+    emit(summary, as_json, human)
+
+
+@app.command("unmatch")
+def unmatch(
+    ctx: typer.Context,
+    line: int = typer.Argument(..., help="The bank line."),
+    reason: str = typer.Option(..., "--reason", help="Why the match was wrong."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Undo a match (kept in the history, with who and why)."""
+    info = matching.unmatch_line(state(ctx).workspace(), line, reason)
+    emit(info, as_json, lambda: typer.echo(f"Bank line {info.line_id} is unmatched."))
+
+
+def _print_run(report: reconciliation.RunReport) -> None:
+    table(
+        ["id", "kind", "status", "expected", "actual", "detail"],
+        [
+            (
+                d.id,
+                d.kind,
+                d.status,
+                "" if d.expected_minor is None else d.expected_minor,
+                "" if d.actual_minor is None else d.actual_minor,
+                d.detail[:70],
+            )
+            for d in report.discrepancies
+        ],
+        right={3, 4},
+    )
+    typer.echo(
+        f"Run {report.run_id} ({report.date_from}..{report.date_to}, {report.status}): "
+        f"{len(report.discrepancies)} discrepancies, {report.open_count} open."
+    )
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    date_from: str = typer.Option(..., "--from", help="First day, YYYY-MM-DD."),
+    date_to: str = typer.Option(..., "--to", help="Last day, YYYY-MM-DD."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Compare deposited payments with bank credits for the period and check the books; exit 1
+    when discrepancies are open."""
+    report = reconciliation.run_reconciliation(
+        state(ctx).workspace(), _day(date_from, "--from"), _day(date_to, "--to")
+    )
+    emit(report, as_json, lambda: _print_run(report))
+    if report.open_count:
+        raise typer.Exit(1)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    run_id: int = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """A run and its discrepancies."""
+    report = reconciliation.show_run(state(ctx).workspace(), run_id)
+    emit(report, as_json, lambda: _print_run(report))
+
+
+@app.command("resolve")
+def resolve(
+    ctx: typer.Context,
+    discrepancy: int = typer.Argument(...),
+    note: str = typer.Option(..., "--note", help="What was done about it."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Resolve a discrepancy with a note (manager)."""
+    info = reconciliation.resolve_discrepancy(state(ctx).workspace(), discrepancy, note)
+    emit(info, as_json, lambda: typer.echo(f"Discrepancy {info.id} resolved."))
+
+
+@app.command("close")
+def close(
+    ctx: typer.Context,
+    run_id: int = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Close and seal a run whose discrepancies are all resolved (manager)."""
+    report = reconciliation.close_run(state(ctx).workspace(), run_id)
+    emit(
+        report,
+        as_json,
+        lambda: typer.echo(f"Run {report.run_id} closed; sealed as {report.content_hash}."),
+    )
