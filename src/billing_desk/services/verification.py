@@ -13,11 +13,25 @@ import json.encoder
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import DateTime, String, exists, func, inspect, select, type_coerce
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    Date,
+    DateTime,
+    Select,
+    String,
+    bindparam,
+    exists,
+    func,
+    inspect,
+    literal_column,
+    select,
+    type_coerce,
+)
+from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from billing_desk.db.models import (
     Allocation,
@@ -39,11 +53,18 @@ from billing_desk.domain.integrity import (
 )
 from billing_desk.domain.roles import Permission
 from billing_desk.services.audit_trail import NOT_AUDITED, entry_record, unsealed_tail
-from billing_desk.services.integrity import invoice_record, payment_record
+from billing_desk.services.integrity import (
+    ALLOCATION_FIELDS,
+    INVOICE_FIELDS,
+    LINE_FIELDS,
+    PAYMENT_FIELDS,
+    invoice_record,
+    payment_record,
+)
 from billing_desk.services.unit_of_work import UnitOfWork, Workspace
 
 CHUNK = 5000
-# A row of `_links`: the link's columns, then its entry's (a SQLAlchemy Row, indexed).
+# A row of `_links`: the link's columns, then its entry's (the driver's tuple).
 _LinkRow = Any
 # Findings of one kind listed one by one before they are summarised.
 MAX_LISTED = 200
@@ -148,9 +169,7 @@ def verify_session(
     if not tail_allowed:
         _check_no_tail(session, chain)
     _check_head(session, chain, last_sequence, last_hash)
-    _check_rows_against_trail(session, chain)
-    payments = _check_payments(session, chain)
-    invoices = _check_invoices(session, chain)
+    payments, invoices = _check_rows(session, chain)
     _check_checkpoints(session, chain, checkpoints, hashes_by_sequence, last_sequence)
     chain.summarise()
     tail = unsealed_tail(session)
@@ -168,50 +187,83 @@ def verify_session(
     )
 
 
-def _links(session: Session) -> Iterator[_LinkRow]:
+def _links(session: Session) -> Iterator[tuple[Any, ...]]:
     """Every link in sequence order with its entry's columns (all None when the entry row is
-    gone), read as plain rows in keyset-paged chunks. On SQLite `recorded_at` comes as the
-    stored text, on PostgreSQL as the driver's aware datetime (see `_entry_bytes`)."""
+    gone), as the driver's own tuples in keyset-paged chunks. `recorded_at` comes as text: on
+    SQLite as stored (see `_stamp`), on PostgreSQL already in canonical form (see `_PG_STAMP`)."""
     if session.get_bind().dialect.name == "sqlite":
         recorded_at: Any = type_coerce(AuditEntry.recorded_at, String())
     else:
-        recorded_at = type_coerce(AuditEntry.recorded_at, DateTime(timezone=True))
-    columns = (
-        AuditLink.sequence,
-        AuditLink.entry_id,
-        AuditLink.hash_version,
-        AuditLink.prev_hash,
-        AuditLink.entry_hash,
-        AuditEntry.id,
-        recorded_at,
-        AuditEntry.user_name,
-        AuditEntry.user_role,
-        AuditEntry.facility_id,
-        AuditEntry.action,
-        AuditEntry.entity_type,
-        AuditEntry.entity_id,
-        AuditEntry.before,
-        AuditEntry.after,
-        AuditEntry.request_id,
-        AuditEntry.entry_digest,
+        recorded_at = literal_column(_PG_STAMP, String())
+    statement = (
+        select(
+            AuditLink.sequence,
+            AuditLink.entry_id,
+            AuditLink.hash_version,
+            AuditLink.prev_hash,
+            AuditLink.entry_hash,
+            AuditEntry.id,
+            recorded_at,
+            AuditEntry.user_name,
+            AuditEntry.user_role,
+            AuditEntry.facility_id,
+            AuditEntry.action,
+            AuditEntry.entity_type,
+            AuditEntry.entity_id,
+            AuditEntry.before,
+            AuditEntry.after,
+            AuditEntry.request_id,
+            AuditEntry.entry_digest,
+        )
+        .outerjoin(AuditEntry, AuditEntry.id == AuditLink.entry_id)
+        .where(AuditLink.sequence > bindparam("after"))
+        .order_by(AuditLink.sequence)
+        .limit(CHUNK)
     )
+    chunk = _driver_query(session, statement)
     after = -1
-    while True:
-        rows = session.execute(
-            select(*columns)
-            .outerjoin(AuditEntry, AuditEntry.id == AuditLink.entry_id)
-            .where(AuditLink.sequence > after)
-            .order_by(AuditLink.sequence)
-            .limit(CHUNK)
-        ).all()
-        if not rows:
-            return
+    while rows := chunk(after=after):
         yield from rows
         after = rows[-1][0]
 
 
+def _driver_query(
+    session: Session, statement: Select[*tuple[Any, ...]]
+) -> Callable[..., list[Any]]:
+    """`statement`, compiled once, as a function of its parameters returning the driver's own
+    tuples, read on the session's connection (so in its transaction) without a SQLAlchemy row
+    per row: the walk reads a million of them. Parameters go to the driver as they are, so only
+    plain ints and text belong in them."""
+    connection = session.connection()
+    compiled = statement.compile(dialect=connection.dialect)
+    sql = str(compiled)
+
+    def rows(**params: object) -> list[Any]:
+        values = compiled.construct_params(params)
+        arguments: Any = values
+        if compiled.positional:
+            arguments = tuple(values[name] for name in compiled.positiontup or ())
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(sql, arguments)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    return rows
+
+
 _quote = json.encoder.encode_basestring  # the escaper of json.dumps(..., ensure_ascii=False)
 _SQLITE_STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}")
+# PostgreSQL writes `recorded_at` in canonical form itself (UTC, six fractional digits), so no
+# datetime is built per entry. Only for the years a datetime can hold and canonical_bytes writes
+# as four digits (to_char would write 44 BC as 0044): NULL otherwise, and the general path says.
+_PG_STAMP = (
+    "CASE WHEN audit_entry.recorded_at AT TIME ZONE 'UTC' "
+    "BETWEEN '0001-01-01 00:00:00' AND '9999-12-31 23:59:59.999999' "
+    "THEN to_char(audit_entry.recorded_at AT TIME ZONE 'UTC', "
+    '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\') END'
+)
 
 
 def _stamp(value: object) -> str | None:
@@ -285,16 +337,15 @@ def _entry_bytes(
     ).encode()
 
 
-def _content_bytes(session: Session, row: _LinkRow) -> bytes:
-    """The canonical bytes of a link row's entry content: fast when it has the usual shape,
-    otherwise through the ORM and the general encoder (exactly as written)."""
-    stamp = _stamp(row[6])
-    if stamp is not None:
-        fast = _entry_bytes(stamp, *row[7:16])
-        if fast is not None:
-            return fast
-    entry = session.get_one(AuditEntry, row[5])
-    return canonical_bytes(entry_record(entry))
+def _pg_stamp(value: object) -> str | None:
+    """PostgreSQL's `recorded_at`, already canonical text (`_PG_STAMP`), or None."""
+    return value if type(value) is str else None
+
+
+def _general_content_bytes(session: Session, entry_id: int) -> bytes:
+    """The canonical bytes of an entry's content through the ORM and the general encoder, for
+    an entry the fast encoder does not take (exactly as written)."""
+    return canonical_bytes(entry_record(session.get_one(AuditEntry, entry_id)))
 
 
 def _link_digest(version: int, sequence: int, prev_hash: str, content: bytes) -> str:
@@ -310,7 +361,13 @@ def _link_digest(version: int, sequence: int, prev_hash: str, content: bytes) ->
 def _walk_chain(
     session: Session, chain: _Chain, wanted: set[int], hashes: dict[int, str]
 ) -> tuple[int, int, str]:
+    # `recorded_at` as the canonical text, or None when only the general path can say.
+    stamp_of = _stamp if session.get_bind().dialect.name == "sqlite" else _pg_stamp
     expected, previous, version, checked = 1, ZERO_HASH, 1, 0
+    # Whether `previous` is known to be 64 lower-case hex digits (the zero hash, or a stored link
+    # hash equal to the one recomputed), so that a version-2 link may be written by
+    # concatenation without matching its prev_hash against the pattern once more.
+    previous_is_hex = True
     last_sequence = 0
     for row in _links(session):
         checked += 1
@@ -327,6 +384,7 @@ def _walk_chain(
                 "does not follow the link before it (entries deleted, inserted or reordered)",
                 sequence,
             )
+            previous_is_hex = False
         if link_version < version:
             chain.add(
                 "hash version downgraded",
@@ -342,11 +400,13 @@ def _walk_chain(
                 f"audit entry {entry_id} was deleted",
                 sequence,
             )
+            previous_is_hex = False
         else:
-            problem = _check_link(session, row)
+            problem = _check_link(session, row, stamp_of(row[6]), previous_is_hex)
             if problem is not None:
                 kind, detail = problem
                 chain.add(kind, f"sequence {sequence}", detail, sequence)
+            previous_is_hex = problem is None
         if sequence in wanted:
             hashes[sequence] = stored_hash
         previous = stored_hash
@@ -355,32 +415,41 @@ def _walk_chain(
     return checked, last_sequence, previous
 
 
-def _check_link(session: Session, row: _LinkRow) -> tuple[str, str] | None:
+def _check_link(
+    session: Session, row: _LinkRow, stamp: str | None, prev_is_hex: bool
+) -> tuple[str, str] | None:
     """What is wrong with one link over a present entry: its content against its stored digest
     (version 2) and the link hash against the link (from the stored digest in version 2, from
-    the content in version 1); None when nothing is."""
+    the content in version 1); None when nothing is. `prev_is_hex` vouches that the link's
+    prev_hash is 64 lower-case hex digits (False: not known)."""
     sequence, _entry_id, link_version, prev_hash, stored_hash = row[:5]
-    entry = f"audit entry {row[5]} ({row[10]} {row[11]} {row[12]})"
     stored_digest = row[16]
     try:
+        content = _entry_bytes(stamp, *row[7:16]) if stamp is not None else None
+        if content is None:
+            content = _general_content_bytes(session, row[5])
         if link_version == 2:
-            content_digest = hashlib.sha256(_content_bytes(session, row)).hexdigest()
-            if stored_digest != content_digest:
-                return "entry altered", f"{entry} does not match its digest"
-            if not (is_hex_digest(prev_hash) and is_hex_digest(stored_digest)):
-                link = sealed_link_hash(sequence, prev_hash, stored_digest)  # raises ValueError
-            else:
+            if stored_digest != hashlib.sha256(content).hexdigest():
+                return "entry altered", f"{_entry_named(row)} does not match its digest"
+            # The stored digest now equals a hex digest; prev_hash is checked unless vouched for.
+            if prev_is_hex or is_hex_digest(prev_hash):
                 link = hashlib.sha256(
                     f'{{"entry_digest":"{stored_digest}","prev_hash":"{prev_hash}",'
                     f'"sequence":{sequence},"v":2}}'.encode()
                 ).hexdigest()
+            else:
+                link = sealed_link_hash(sequence, prev_hash, stored_digest)  # raises ValueError
         else:
-            link = _link_digest(link_version, sequence, prev_hash, _content_bytes(session, row))
+            link = _link_digest(link_version, sequence, prev_hash, content)
     except (ValueError, TypeError) as err:
         return "unreadable entry", str(err)
     if link != stored_hash:
-        return "entry altered", f"{entry} does not match its hash"
+        return "entry altered", f"{_entry_named(row)} does not match its hash"
     return None
+
+
+def _entry_named(row: _LinkRow) -> str:
+    return f"audit entry {row[5]} ({row[10]} {row[11]} {row[12]})"
 
 
 def _check_orphans(session: Session, chain: _Chain) -> None:
@@ -416,9 +485,16 @@ def _check_no_tail(session: Session, chain: _Chain) -> None:
         )
 
 
-def _check_rows_against_trail(session: Session, chain: _Chain) -> None:
-    """Each row of billing data must be what its newest audit entry says it became; a row the
-    trail does not know, or a row gone without an entry, was changed behind its back."""
+def _check_rows(session: Session, chain: _Chain) -> tuple[int, int]:
+    """One pass over each table of billing data. Each row must be what its newest audit entry
+    says it became; a row the trail does not know, or a row gone without an entry, was changed
+    behind its back. While the payments and invoices go by, their content hashes are recomputed
+    too (with their allocations or lines); those findings come after the others. Returns how
+    many payments and invoices were checked."""
+    content: dict[str, _ContentCheck] = {c.table: c for c in (_PAYMENTS, _INVOICES)}
+    mismatches: list[tuple[str, str, str]] = []
+    counts = {name: 0 for name in content}
+    connection = session.connection()
     for mapper in sorted(
         Base.registry.mappers, key=lambda m: str(getattr(m.local_table, "name", ""))
     ):
@@ -431,33 +507,41 @@ def _check_rows_against_trail(session: Session, chain: _Chain) -> None:
             .group_by(AuditEntry.entity_id)
         )
         recorded: dict[str, bytes | None] = {
-            entity_id: _digest(after)
-            for entity_id, after in session.execute(
-                select(AuditEntry.entity_id, AuditEntry.after).where(AuditEntry.id.in_(newest))
-            )
+            entity_id: None if after is None else hashlib.sha256(after.encode()).digest()
+            for entity_id, after in _driver_query(
+                session,
+                select(AuditEntry.entity_id, AuditEntry.after).where(AuditEntry.id.in_(newest)),
+            )()
         }
         # Plain rows with the ORM's own column types (so the same values as row_values of an
         # entity), without building an entity per row.
         names = [attr.key for attr in mapper.column_attrs]
+        row_of = _RowEncoder(mapper, names)
         columns = [attr.columns[0].label(attr.key) for attr in mapper.column_attrs]
-        key_names = [mapper.get_property_by_column(c).key for c in mapper.primary_key]
-        for row in session.execute(
+        keys = [names.index(mapper.get_property_by_column(c).key) for c in mapper.primary_key]
+        check = content.get(table)
+        result = connection.execute(
             select(*columns).order_by(*mapper.primary_key).execution_options(yield_per=CHUNK)
-        ).mappings():
-            entity_id = ":".join(str(row[name]) for name in key_names)
-            now = _digest(canonical_bytes({name: row[name] for name in names}).decode())
-            if entity_id not in recorded:
-                chain.add(
-                    "row without audit entry",
-                    f"{table} {entity_id}",
-                    "no audit entry ever recorded this row",
-                )
-            elif recorded.pop(entity_id) != now:
-                chain.add(
-                    "row differs from its audit trail",
-                    f"{table} {entity_id}",
-                    "the row is not what its newest audit entry says it became",
-                )
+        )
+        for rows in result.partitions():
+            if check is not None:
+                counts[table] += len(rows)
+                mismatches += check.mismatches(session, names, rows)
+            for row in rows:
+                entity_id = ":".join([str(row[i]) for i in keys])
+                now = hashlib.sha256(row_of.canonical_bytes(row)).digest()
+                if entity_id not in recorded:
+                    chain.add(
+                        "row without audit entry",
+                        f"{table} {entity_id}",
+                        "no audit entry ever recorded this row",
+                    )
+                elif recorded.pop(entity_id) != now:
+                    chain.add(
+                        "row differs from its audit trail",
+                        f"{table} {entity_id}",
+                        "the row is not what its newest audit entry says it became",
+                    )
         for entity_id, after in recorded.items():
             if after is not None:
                 chain.add(
@@ -465,10 +549,171 @@ def _check_rows_against_trail(session: Session, chain: _Chain) -> None:
                     f"{table} {entity_id}",
                     "the trail says the row exists, but it is gone",
                 )
+    for finding in mismatches:
+        chain.add(*finding)
+    return counts[_PAYMENTS.table], counts[_INVOICES.table]
 
 
-def _digest(text: str | None) -> bytes | None:
-    return None if text is None else hashlib.sha256(text.encode()).digest()
+# What canonical_bytes writes as itself once datetimes and dates are text (see _RowEncoder).
+_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+# json.dumps as canonical_bytes calls it, but for records built with their keys already in
+# sorted order (sorting each row's keys again was a third of the row check's time). The output
+# is the same for an acyclic record of plain values.
+_dumps_sorted = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
+).encode
+
+
+def _is_time(column_type: TypeEngine[Any]) -> bool:
+    if isinstance(column_type, TypeDecorator):
+        column_type = column_type.impl_instance
+    return isinstance(column_type, Date | DateTime)
+
+
+def _plain_time(value: object) -> object:
+    """A UTC datetime or a date as canonical_bytes writes it; anything else as it is."""
+    if type(value) is datetime and value.tzinfo is UTC:
+        return f"{value.isoformat(timespec='microseconds')[:26]}Z"
+    if type(value) is date:
+        return value.isoformat()
+    return value
+
+
+def _picker(columns: Sequence[str], names: Sequence[str]) -> Callable[[Sequence[object]], Any]:
+    """The values of the fields `names`, in that order, out of a row with the columns
+    `columns`."""
+    getter = itemgetter(*(list(columns).index(name) for name in names))
+    return getter if len(names) > 1 else lambda row: (getter(row),)
+
+
+class _RowEncoder:
+    """canonical_bytes({name: value}) of a row of fixed field names, without its general walk.
+
+    canonical_bytes is json.dumps (sorted keys, compact, UTF-8) of the record after a walk that,
+    for these values, only writes datetimes and dates as text. So when every value is exactly a
+    str, int, bool or None once the UTC datetimes and dates are text, json.dumps of them, keys
+    in sorted order, gives the same bytes. Any other value (an Enum, a naive datetime, a float that
+    SQLite's loose typing let in, a str subclass, bytes ...), or a lone surrogate, goes to
+    canonical_bytes itself, which encodes or refuses it exactly as written."""
+
+    def __init__(
+        self, mapper: Mapper[Any], names: Sequence[str], columns: Sequence[str] | None = None
+    ) -> None:
+        """Records of the fields `names` of `mapper`'s entity, out of rows with the columns
+        `columns` (by default, exactly `names`)."""
+        # The fields in sorted order, so that a record is built with its keys sorted.
+        self.names = sorted(names)
+        # Only the date and time columns are looked at one by one; a datetime anywhere else
+        # would fail the type check below and take the general path all the same.
+        self.times = [i for i, name in enumerate(self.names) if _is_time(mapper.columns[name].type)]
+        self.pick = _picker(columns or names, self.names)
+        # The general path gets the record in the fields' own order, as the entity gives it
+        # (canonical_bytes refuses the first bad value it meets).
+        self.fields = list(names)
+        self.pick_as_given = _picker(columns or names, self.fields)
+
+    def plain(self, row: Sequence[object]) -> dict[str, object] | None:
+        """The row's fields as a record of plain values with its keys in sorted order, or None
+        when canonical_bytes must say."""
+        values = list(self.pick(row))
+        for i in self.times:
+            values[i] = _plain_time(values[i])
+        if not _PLAIN_TYPES.issuperset(map(type, values)):
+            return None
+        return dict(zip(self.names, values, strict=True))
+
+    def canonical_bytes(self, row: Sequence[object]) -> bytes:
+        plain = self.plain(row)
+        if plain is not None:
+            try:
+                return _dumps_sorted(plain).encode()
+            except UnicodeEncodeError:
+                pass  # a lone surrogate: canonical_bytes raises its own error
+        return canonical_bytes(dict(zip(self.fields, self.pick_as_given(row), strict=True)))
+
+
+@dataclass(frozen=True)
+class _ContentCheck:
+    """How to recompute the stored content hash of a payment (with its allocations) or an
+    invoice (with its lines), from plain rows read by attribute name."""
+
+    table: str
+    kind: str
+    parent: Any
+    fields: tuple[str, ...]
+    children: Any
+    owner: Any
+    child_fields: tuple[str, ...]
+    items: str  # the record's key for the children: "allocations", "lines"
+    record: Callable[[Any, list[Any]], dict[str, object]]
+    finding: Callable[[Any], tuple[str, str, str]]
+
+    def mismatches(
+        self, session: Session, names: list[str], rows: Sequence[Any]
+    ) -> list[tuple[str, str, str]]:
+        """The findings for those of `rows` (a chunk of parents, with the columns `names`)
+        whose stored hash differs."""
+        items: dict[int, list[Any]] = {}
+        for item in session.connection().execute(
+            select(*_columns_of(self.children)).where(self.owner.in_([r.id for r in rows]))
+        ):
+            items.setdefault(getattr(item, self.owner.key), []).append(item)
+        parent = _RowEncoder(inspect(self.parent), self.fields, names)
+        kid_mapper = inspect(self.children)
+        kid_names = [attr.key for attr in kid_mapper.column_attrs]
+        child = _RowEncoder(kid_mapper, self.child_fields, kid_names)
+        found = []
+        for row in rows:
+            kids = sorted(items.get(row.id, []), key=lambda kid: kid.id)
+            if row.content_hash != self._hash(row, kids, parent, child):
+                found.append(self.finding(row))
+        return found
+
+    def _hash(self, row: Any, kids: list[Any], parent: _RowEncoder, child: _RowEncoder) -> str:
+        record = parent.plain(row)
+        kid_records = [child.plain(kid) for kid in kids]
+        if record is not None and None not in kid_records:
+            record = dict(sorted({**record, self.items: kid_records}.items()))
+            try:
+                text = _dumps_sorted({"kind": self.kind, "record": record, "v": 1}).encode()
+                return hashlib.sha256(text).hexdigest()
+            except UnicodeEncodeError:
+                pass  # a lone surrogate: the general path raises its own error
+        return content_hash(self.kind, self.record(row, kids))
+
+
+_PAYMENTS = _ContentCheck(
+    table="payment",
+    kind="payment",
+    parent=Payment,
+    fields=PAYMENT_FIELDS,
+    children=Allocation,
+    owner=Allocation.payment_id,
+    child_fields=ALLOCATION_FIELDS,
+    items="allocations",
+    record=payment_record,
+    finding=lambda p: (
+        "payment hash mismatch",
+        f"payment {p.id}",
+        "its amount, state or allocations changed without an audited change",
+    ),
+)
+_INVOICES = _ContentCheck(
+    table="invoice",
+    kind="invoice",
+    parent=Invoice,
+    fields=INVOICE_FIELDS,
+    children=InvoiceLine,
+    owner=InvoiceLine.invoice_id,
+    child_fields=LINE_FIELDS,
+    items="lines",
+    record=invoice_record,
+    finding=lambda i: (
+        "invoice hash mismatch",
+        f"invoice {i.number}",
+        "its total, state or lines changed without an audited change",
+    ),
+)
 
 
 def _check_head(session: Session, chain: _Chain, last_sequence: int, last_hash: str) -> None:
@@ -484,71 +729,6 @@ def _check_head(session: Session, chain: _Chain, last_sequence: int, last_hash: 
             "(links removed or added behind the sealer's back)",
             min(head.last_sequence, last_sequence) + 1,
         )
-
-
-def _check_payments(session: Session, chain: _Chain) -> int:
-    return _check_content_hashes(
-        session,
-        chain,
-        parent=Payment,
-        children=Allocation,
-        owner=Allocation.payment_id,
-        record=lambda p, items: content_hash("payment", payment_record(p, items)),
-        finding=lambda p: (
-            "payment hash mismatch",
-            f"payment {p.id}",
-            "its amount, state or allocations changed without an audited change",
-        ),
-    )
-
-
-def _check_invoices(session: Session, chain: _Chain) -> int:
-    return _check_content_hashes(
-        session,
-        chain,
-        parent=Invoice,
-        children=InvoiceLine,
-        owner=InvoiceLine.invoice_id,
-        record=lambda i, items: content_hash("invoice", invoice_record(i, items)),
-        finding=lambda i: (
-            "invoice hash mismatch",
-            f"invoice {i.number}",
-            "its total, state or lines changed without an audited change",
-        ),
-    )
-
-
-def _check_content_hashes(
-    session: Session,
-    chain: _Chain,
-    *,
-    parent: Any,
-    children: Any,
-    owner: Any,
-    record: Callable[[Any, list[Any]], str],
-    finding: Callable[[Any], tuple[str, str, str]],
-) -> int:
-    """Recompute the stored content hash of every payment (with its allocations) or invoice
-    (with its lines), in keyset-paged chunks."""
-    count = 0
-    after = 0
-    # Plain rows, read by attribute name like the entities the records are built from.
-    parents = _columns_of(parent)
-    kids = _columns_of(children)
-    while True:
-        rows = session.execute(
-            select(*parents).where(parent.id > after).order_by(parent.id).limit(CHUNK)
-        ).all()
-        if not rows:
-            return count
-        items: dict[int, list[Any]] = {}
-        for item in session.execute(select(*kids).where(owner.in_([r.id for r in rows]))):
-            items.setdefault(getattr(item, owner.key), []).append(item)
-        for row in rows:
-            count += 1
-            if row.content_hash != record(row, items.get(row.id, [])):
-                chain.add(*finding(row))
-        after = rows[-1].id
 
 
 def _columns_of(entity: Any) -> list[Any]:
