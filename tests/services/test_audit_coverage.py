@@ -41,12 +41,14 @@ from billing_desk.domain.integrity import entry_digest
 from billing_desk.domain.money import Money
 from billing_desk.domain.statements import Statement, StatementLine
 from billing_desk.domain.states import TripStatus
+from billing_desk.importers.statements.csv_statement import guess_mapping
 from billing_desk.services import admin
 from billing_desk.services.archive import export_archive
 from billing_desk.services.audit import audit_log
 from billing_desk.services.audit_trail import ENTRY_FIELDS, NOT_AUDITED
 from billing_desk.services.checkpoints import generate_key, register_key, sign_checkpoint
 from billing_desk.services.credits import apply_credit
+from billing_desk.services.csv_mappings import save_mapping
 from billing_desk.services.demo import load_demo_data
 from billing_desk.services.deposits import create_deposit
 from billing_desk.services.facilities import NewFacility, add_facility
@@ -93,6 +95,7 @@ COVERED_WRITE_SERVICES = frozenset(
         "checkpoints.register_key",
         "checkpoints.sign_checkpoint",
         "credits.apply_credit",
+        "csv_mappings.save_mapping",
         "demo.load_demo_data",
         "deposits.create_deposit",
         "facilities.add_facility",
@@ -703,6 +706,16 @@ def test_every_write_service_is_fully_audited(
         "statement.import",
         lambda w: import_statements(w, "bank.csv", b"bank file", "csv", [bank], commit=True),
         touches={"statement_file", "bank_statement", "bank_line"},
+    )
+    mapping = guess_mapping(
+        b"Date,Amount,Reference\n2026-06-02,80.00,X\n", name="ops", currency="USD"
+    )
+    cov.run(
+        save_mapping,
+        "clerk",
+        "mapping.save",
+        lambda w: save_mapping(w, mapping.to_record()),
+        touches={"csv_mapping"},
     )
     matched = cov.run(
         auto_match, "clerk", "reconcile.match", lambda w: auto_match(w), touches={"bank_match"}
