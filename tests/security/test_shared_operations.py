@@ -185,3 +185,48 @@ def test_what_the_database_refuses_is_one_sentence_and_nothing_is_written(
     assert refused.value.exit_code == 3
     assert len(str(refused.value.message).splitlines()) == 1
     assert _status(shared, "SELECT count(*) FROM payment_status_change") == before
+
+
+def test_statements_and_reconciliation_run_under_the_databases_rules(
+    shared_fresh: SharedDatabase,
+) -> None:
+    """A clerk imports and matches a bank statement and runs a reconciliation; a manager
+    resolves and closes it: every step passes the grants, policies and triggers."""
+    from billing_desk.domain.money import Money
+    from billing_desk.domain.statements import Statement, StatementLine
+    from billing_desk.services.matching import auto_match
+    from billing_desk.services.reconciliation import (
+        close_run,
+        resolve_discrepancy,
+        run_reconciliation,
+    )
+    from billing_desk.services.statements import import_statements
+
+    shared = shared_fresh
+    clerk = shared.workspace("clerk_a")
+    manager = shared.workspace("manager_a")
+    record_payment(clerk, _transfer("ACH-BANK", "7.00"), "k-bank")
+    statement = Statement(
+        "csv",
+        "OPS-1",
+        "USD",
+        (
+            StatementLine(
+                date(2026, 6, 3), Money("7.00", "USD"), "line 2", bank_id="L1", reference="ACH-BANK"
+            ),
+            StatementLine(date(2026, 6, 4), Money("3.00", "USD"), "line 3", bank_id="L2"),
+        ),
+    )
+    saved = import_statements(clerk, "ops.csv", b"ops", "csv", [statement], commit=True)
+    assert saved.count("new") == 2
+    assert len(auto_match(clerk).matched) == 1
+    report = run_reconciliation(clerk, date(2026, 6, 1), date(2026, 6, 30))
+    for finding in report.discrepancies:
+        resolve_discrepancy(manager, finding.id, "checked with the bank")
+    assert close_run(manager, report.run_id).status == "closed"
+    # The clerk of the other facility sees the provider's bank lines, not A's payment.
+    with shared.connect("clerk_b") as conn:
+        row = conn.execute("SELECT count(*) FROM bank_line").fetchone()
+        assert row == (2,)
+        row = conn.execute("SELECT count(*) FROM payment WHERE transfer_reference = 'ACH-BANK'")
+        assert row.fetchone() == (0,)
