@@ -26,6 +26,7 @@ from billing_desk.cli import (
     mapping,
     payment,
     reconcile,
+    report,
     statement,
     trip,
     user,
@@ -60,6 +61,7 @@ app.add_typer(admin.app, name="admin")
 app.add_typer(statement.app, name="import")
 app.add_typer(reconcile.app, name="reconcile")
 app.add_typer(mapping.app, name="mapping")
+report.register(app)
 app.command("login")(login)
 app.command("logout")(logout)
 app.command("demo")(demo)
