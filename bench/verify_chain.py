@@ -70,6 +70,7 @@ import hashlib
 import json
 import re
 import sqlite3
+import statistics
 import sys
 import time
 import uuid
@@ -635,18 +636,21 @@ VERIFY_STEPS = (
 
 
 @contextmanager
-def timed_steps() -> Iterator[dict[str, float]]:
-    """Time each step `verify_session` calls (module globals, looked up at call time)."""
+def timed_steps(cpu: dict[str, float] | None = None) -> Iterator[dict[str, float]]:
+    """Time each step `verify_session` calls (module globals, looked up at call time); and into
+    `cpu`, the CPU seconds of this process in each."""
     seconds: dict[str, float] = {}
+    cpu_seconds = {} if cpu is None else cpu
     originals = {name: getattr(verification, name) for name in VERIFY_STEPS}
 
     def timer(name: str, step: Callable[..., Any]) -> Callable[..., Any]:
         def run(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             try:
                 return step(*args, **kwargs)
             finally:
                 seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
+                cpu_seconds[name] = cpu_seconds.get(name, 0.0) + time.process_time() - cpu_started
 
         return run
 
@@ -760,13 +764,15 @@ def _mapped_tables() -> set[str]:
 @dataclass(frozen=True)
 class VerifyRound:
     """One round: ours (the walk as timed inside verify_session, and all of it) and the
-    baselines, back to back."""
+    baselines, back to back; in wall-clock seconds, and in CPU seconds of this process (the
+    database server's work not included, but less moved by other load on the machine)."""
 
     walk: float
     total: float
     chain_base: float
     rest_base: float
     load: str
+    cpu: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # the same four
 
     @property
     def walk_ratio(self) -> float:
@@ -776,6 +782,11 @@ class VerifyRound:
     def full_ratio(self) -> float:
         return self.total / (self.chain_base + self.rest_base)
 
+    @property
+    def cpu_ratios(self) -> tuple[float, float]:
+        walk, total, chain_base, rest_base = self.cpu
+        return walk / chain_base, total / (chain_base + rest_base)
+
 
 def verify_round(
     workspace: Workspace, *, ours_first: bool
@@ -783,19 +794,32 @@ def verify_round(
     """Ours and the baselines back to back; with the report, the rows the full baseline read
     beyond the chain, and the seconds of each step of ours."""
     engine = workspace.engine
+    cpu: dict[str, float] = {}
 
     def ours() -> tuple[verification.VerificationReport, float, dict[str, float]]:
-        with timed_steps() as steps:
+        started = time.process_time()
+        with timed_steps(cpu) as steps:
             report, total = run_verification(workspace)
+        cpu["total"] = time.process_time() - started
         return report, total, steps
 
     if ours_first:
         report, total, steps = ours()
+    started = time.process_time()
     chain_base = _seconds(lambda: baseline_chain(engine))
+    cpu["chain"] = time.process_time() - started
     rest_base, rest_rows = _seconds_and(lambda: baseline_rest(engine))
+    cpu["rest"] = time.process_time() - started - cpu["chain"]
     if not ours_first:
         report, total, steps = ours()
-    done = VerifyRound(steps.get("_walk_chain", 0.0), total, chain_base, rest_base, load_average())
+    done = VerifyRound(
+        steps.get("_walk_chain", 0.0),
+        total,
+        chain_base,
+        rest_base,
+        load_average(),
+        (cpu.get("_walk_chain", 0.0), cpu["total"], cpu["chain"], cpu["rest"]),
+    )
     return done, report, rest_rows, steps
 
 
@@ -829,7 +853,8 @@ def measure_verification(name: str, url: str, length: int, options: Any) -> Veri
                 f"  round {index + 1} ({'baseline' if index % 2 == 0 else 'ours'} first, "
                 f"{done.load}): walk {done.walk:.1f}s vs {done.chain_base:.1f}s "
                 f"({done.walk_ratio:.2f}x); full {done.total:.1f}s vs "
-                f"{done.chain_base + done.rest_base:.1f}s ({done.full_ratio:.2f}x); steps "
+                f"{done.chain_base + done.rest_base:.1f}s ({done.full_ratio:.2f}x); CPU of this "
+                f"process: walk {done.cpu_ratios[0]:.2f}x, full {done.cpu_ratios[1]:.2f}x; steps "
                 + ", ".join(
                     f"{step} {seconds:.1f}s"
                     for step, seconds in sorted(steps.items(), key=lambda item: -item[1])
@@ -866,6 +891,11 @@ def measure_verification(name: str, url: str, length: int, options: Any) -> Veri
         + f"), full {full.full_ratio:.2f}x (rounds "
         + ", ".join(f"{r.full_ratio:.2f}" for r in rounds)
         + ")"
+    )
+    say(
+        f"  CPU of this process, median of {len(rounds)} rounds: walk "
+        f"{statistics.median(r.cpu_ratios[0] for r in rounds):.2f}x, full "
+        f"{statistics.median(r.cpu_ratios[1] for r in rounds):.2f}x"
     )
     say(
         f"  rates (median round): walk {length / walk.walk:,.0f} entries/s, baseline "
