@@ -101,9 +101,17 @@ def write_integrity(
 
 
 def integrity_csv(path: Path, data: IntegrityReport) -> int:
+    v = data.verification
     rows: list[list[Any]] = [
-        ["finding", f.kind, f.entity, f.detail] for f in data.verification.findings
+        [
+            "summary",
+            "ok" if v.ok else "findings",
+            f"head sequence {v.head_sequence}",
+            f"{v.entries_checked} entries, {v.payments_checked} payments, "
+            f"{v.invoices_checked} invoices checked; {v.unsealed.count} unsealed",
+        ]
     ]
+    rows += [["finding", f.kind, f.entity, f.detail] for f in v.findings]
     rows += [
         ["checkpoint", c.status, f"sequence {c.sequence}", f"{c.key_name} signed by {c.signed_by}"]
         for c in data.checkpoints

@@ -34,6 +34,7 @@ from billing_desk.reports.template import (
     styles,
     text_cell,
     trusted,
+    visual,
 )
 from billing_desk.services.report_data import (
     AGING_BUCKETS,
@@ -319,7 +320,7 @@ class RemittanceSlip(Flowable):
         canvas.setFont(FONT_BOLD, 10)
         canvas.drawString(0, top - 16, "Remittance slip")
         left = [
-            ("Facility", f"{data.facility.name} ({data.facility.code})"),
+            ("Facility", f"{visual(data.facility.name)} ({data.facility.code})"),
             ("Statement date", day(data.as_of)),
             ("Amount due", money(data.amount_due)),
             ("Amount enclosed", "______________________"),
@@ -327,7 +328,7 @@ class RemittanceSlip(Flowable):
         y = top - 32
         for label, value in left:
             draw_text(canvas, 0, y, label, FONT_BOLD, 8)
-            draw_text(canvas, 1.1 * inch, y, value, FONT, 8)
+            draw_text(canvas, 1.1 * inch, y, value, FONT, 8, ordered=True)
             y -= 13
         canvas.setFont(FONT, 7)
         canvas.drawString(

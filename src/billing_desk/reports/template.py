@@ -389,7 +389,15 @@ def _draw_footer(canvas: Canvas, info: ReportInfo, page: int, pages: int) -> Non
 
 
 def draw_text(
-    canvas: Canvas, x: float, y: float, text: str, font: str, size: float, *, right: bool = False
+    canvas: Canvas,
+    x: float,
+    y: float,
+    text: str,
+    font: str,
+    size: float,
+    *,
+    right: bool = False,
+    ordered: bool = False,
 ) -> None:
     """Draw user text on the canvas (never parsed as markup), CJK runs in the fallback font."""
     runs = [
