@@ -276,7 +276,7 @@ def data_table(
 
 def key_values(pairs: Sequence[tuple[str, Any]], widths: Sequence[float]) -> Table:
     """Label/value pairs, labels in bold, values right-aligned (amounts)."""
-    table = Table([[k, v] for k, v in pairs], colWidths=list(widths))
+    table = Table([[k, v] for k, v in pairs], colWidths=list(widths), hAlign="LEFT")
     table.setStyle(
         TableStyle(
             [
