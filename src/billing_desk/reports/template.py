@@ -399,10 +399,10 @@ def draw_text(
     right: bool = False,
     ordered: bool = False,
 ) -> None:
-    """Draw user text on the canvas (never parsed as markup), CJK runs in the fallback font."""
-    runs = [
-        (FONT_BOLD if f == FONT and font == FONT_BOLD else f, t) for f, t in _runs(visual(text))
-    ]
+    """Draw user text on the canvas (never parsed as markup), CJK runs in the fallback font;
+    `ordered`: the text is already in visual order (reordering it twice would undo it)."""
+    shown = text if ordered else visual(text)
+    runs = [(FONT_BOLD if f == FONT and font == FONT_BOLD else f, t) for f, t in _runs(shown)]
     total = sum(pdfmetrics.stringWidth(t, f, size) for f, t in runs)
     cursor = x - total if right else x
     for run_font, run in runs:
