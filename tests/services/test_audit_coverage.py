@@ -19,8 +19,8 @@ import pkgutil
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 import billing_desk.services
 from billing_desk.db.engine import SQLITE_BEGIN
 from billing_desk.db.models import BankLine, Base, Trip
-from billing_desk.domain.errors import Refused
+from billing_desk.domain.errors import PermissionDenied, Refused
 from billing_desk.domain.hashing import canonical_bytes, sha256_hex
 from billing_desk.domain.integrity import entry_digest
 from billing_desk.domain.money import Money
@@ -55,6 +55,7 @@ from billing_desk.services.facilities import NewFacility, add_facility
 from billing_desk.services.idempotency import purge_keys
 from billing_desk.services.invoices import list_invoices, run_invoice, void_invoice
 from billing_desk.services.matching import auto_match, match_line, unmatch_line
+from billing_desk.services.monitoring import MonitoringConfig, close_alert, run_monitor, watch
 from billing_desk.services.payments import PaymentDraft, change_status, record_payment
 from billing_desk.services.reconciliation import (
     close_run,
@@ -105,6 +106,9 @@ COVERED_WRITE_SERVICES = frozenset(
         "matching.auto_match",
         "matching.match_line",
         "matching.unmatch_line",
+        "monitoring.close_alert",
+        "monitoring.run_monitor",
+        "monitoring.watch",
         "payments.change_status",
         "payments.record_payment",
         "reconciliation.close_run",
@@ -803,6 +807,41 @@ def test_every_write_service_is_fully_audited(
         "audit.export",
         lambda w: export_archive(w, tmp_path / "archive.sqlite3"),
         events=1,
+    )
+
+    # Monitoring: the rules over everything (a limit of one payment an hour makes them fire,
+    # business hours all day keep the clock out of it), a manager closing an alert, and a
+    # watched workspace keeping a refused attempt.
+    busy = replace(
+        MonitoringConfig(),
+        velocity_max_payments=1,
+        business_start=time(0),
+        business_end=time(23, 59, 59),
+        business_days=frozenset(range(7)),
+    )
+    monitored = cov.run(
+        run_monitor,
+        "clerk",
+        "alert.raise",
+        lambda w: run_monitor(w, config=busy),
+        touches={"anomaly_alert"},
+    )
+    assert monitored.raised
+    cov.run(
+        close_alert,
+        "manager",
+        "alert.close",
+        lambda w: close_alert(w, monitored.raised[0].id, REASON),
+        touches={"anomaly_alert"},
+    )
+
+    def refused_while_watched(w: Workspace) -> None:
+        watch(w)
+        with pytest.raises(PermissionDenied):
+            change_status(w, cash.payment_id, "voided", REASON, "mv-watched")
+
+    cov.run(
+        watch, "clerk", "operation.failed", refused_while_watched, touches={"operation_failure"}
     )
 
     # Demo data, into a fresh database of the same backend, by a newcomer.

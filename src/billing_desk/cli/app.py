@@ -16,6 +16,7 @@ import typer
 
 from billing_desk.cli import (
     admin,
+    alerts,
     audit,
     credit,
     db,
@@ -24,6 +25,7 @@ from billing_desk.cli import (
     invoice,
     maintenance,
     mapping,
+    monitor,
     payment,
     reconcile,
     report,
@@ -66,6 +68,8 @@ app.command("login")(login)
 app.command("logout")(logout)
 app.command("demo")(demo)
 app.command("watch")(watch)
+app.add_typer(monitor.app, name="monitor")
+app.add_typer(alerts.app, name="alerts")
 
 
 @app.callback(invoke_without_command=True)

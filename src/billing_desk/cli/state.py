@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import typer
 
+from billing_desk.services.monitoring import watch
 from billing_desk.services.unit_of_work import Workspace, open_workspace
 
 
@@ -19,6 +20,8 @@ class CliState:
     def workspace(self) -> Workspace:
         if self._workspace is None:
             self._workspace = open_workspace(self.db, self.user, report_db=self.report_db)
+            # The anomaly rules run after each payment this command records or moves.
+            watch(self._workspace)
         return self._workspace
 
     def close(self) -> None:

@@ -757,3 +757,51 @@ class Discrepancy(Base):
         Index("ix_discrepancy_run_id", "run_id"),
         CheckConstraint("status IN ('open', 'resolved')", name="status"),
     )
+
+
+class Alert(Base):
+    """What an anomaly rule found (services.monitoring): the rule, how serious, the facility,
+    the rows involved and one sentence saying why; then a manager's acknowledgement or
+    dismissal with a note. `fingerprint` names the finding, so running the rules again over
+    the same rows raises nothing new."""
+
+    __tablename__ = "anomaly_alert"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facility.id"))
+    rule: Mapped[str] = mapped_column(String(48))
+    severity: Mapped[str] = mapped_column(String(16))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    entities: Mapped[str]  # canonical JSON: {"payment": [ids], ...}
+    explanation: Mapped[str]
+    status: Mapped[str] = mapped_column(String(16))
+    raised_at: Mapped[datetime]
+    raised_by: Mapped[str] = mapped_column(String(63))
+    closed_at: Mapped[datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(String(63))
+    note: Mapped[str | None]
+
+    __table_args__ = (
+        UniqueConstraint("facility_id", "fingerprint"),
+        Index("ix_anomaly_alert_status_raised_at", "status", "raised_at"),
+        CheckConstraint("severity IN ('info', 'warning', 'critical')", name="severity"),
+        CheckConstraint("status IN ('open', 'acknowledged', 'dismissed')", name="status"),
+    )
+
+
+class OperationFailure(Base):
+    """A write the application refused or could not finish (services.monitoring): who tried
+    what, when, and the sentence they were shown. Refused attempts are evidence too (a clerk
+    trying to void their own payment), and the health view counts them."""
+
+    __tablename__ = "operation_failure"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    occurred_at: Mapped[datetime]
+    user_name: Mapped[str] = mapped_column(String(63))
+    action: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str]
+    payment_id: Mapped[int | None]
+
+    __table_args__ = (Index("ix_operation_failure_occurred_at", "occurred_at"),)

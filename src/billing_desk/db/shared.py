@@ -58,6 +58,7 @@ TENANT_TABLES: dict[str, str] = {
     "audit_entry": "facility_id",
     "facility_access": "facility_id",
     "discrepancy": "facility_id",
+    "anomaly_alert": "facility_id",
 }
 # Tenant tables whose rows of no facility (NULL) are the provider's own, open to every billing
 # role: a reconciliation finding about a bank line nobody has matched yet.
@@ -79,6 +80,7 @@ ACTOR_COLUMNS: dict[str, str] = {
     "signing_key": "registered_by",
     "checkpoint": "signed_by",
     "maintenance_run": "ran_by",
+    "anomaly_alert": "raised_by",
 }
 
 # (child table, child column, parent table): children carry their parent's facility.
@@ -140,6 +142,8 @@ GRANTS: dict[str, dict[str, tuple[str, ...]]] = {
         ),
         "reconciliation_run": ("SELECT", "INSERT"),
         "discrepancy": ("SELECT", "INSERT"),
+        "anomaly_alert": ("SELECT", "INSERT"),
+        "operation_failure": ("SELECT", "INSERT"),
     },
     "manager": {
         "facility": (
@@ -192,8 +196,10 @@ GRANTS: dict[str, dict[str, tuple[str, ...]]] = {
             "UPDATE(status, closed_at, closed_by, content_hash)",
         ),
         "discrepancy": ("SELECT", "INSERT", "UPDATE(status, resolved_at, resolved_by, note)"),
+        "anomaly_alert": ("SELECT", "INSERT", "UPDATE(status, closed_at, closed_by, note)"),
+        "operation_failure": ("SELECT", "INSERT"),
     },
-    "auditor": {},
+    "auditor": {"operation_failure": ("INSERT",)},
     "admin": {
         "facility": (
             "SELECT",
@@ -206,6 +212,7 @@ GRANTS: dict[str, dict[str, tuple[str, ...]]] = {
         "maintenance_run": ("SELECT", "INSERT"),
         "signing_key": ("SELECT", "INSERT"),
         "checkpoint": ("SELECT", "INSERT"),
+        "operation_failure": ("INSERT",),
     },
 }
 # Everybody reads these (auditors read every table but the account-hash key).

@@ -20,7 +20,7 @@ import dataclasses
 import random
 import string
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
@@ -34,6 +34,7 @@ from billing_desk.db.models import (
     DepositItem,
     Facility,
     Invoice,
+    OperationFailure,
     Payment,
     Trip,
     User,
@@ -45,6 +46,7 @@ from billing_desk.domain.periods import Period
 from billing_desk.domain.roles import Permission, Role
 from billing_desk.domain.states import InvoiceStatus, TripStatus
 from billing_desk.domain.trips import TripRecord
+from billing_desk.services.allocations import live_allocated
 from billing_desk.services.deposits import DEFAULT_BANK_ACCOUNT
 from billing_desk.services.facilities import NewFacility, insert_facility
 from billing_desk.services.invoices import bill_trips
@@ -78,11 +80,15 @@ def load_demo_data(
     months: int = 6,
     as_of: date | None = None,
     progress: Progress | None = None,
+    anomalies: bool = False,
 ) -> DemoSummary:
     """Fill an empty database with demo data as of `as_of` (default today): trips over the
     `months` calendar months before as_of's month, each billed on the 1st of the next month,
     plus this month's unbilled trips up to the day before as_of, and the payments received for
     those invoices up to the day before as_of.
+
+    With `anomalies`, a last stage plants a handful of payments the anomaly rules find
+    (services.monitoring), from a random stream of its own: everything before it is the same.
 
     Refuses a database that already has facilities. On a database without users anyone may
     load it (that is how a newcomer starts); once users exist, only an administrator may.
@@ -99,7 +105,7 @@ def load_demo_data(
         _refuse_unless_empty(unit)
         plan = _plan(seed, facilities, months, as_of or unit.today)
         run = _DemoRun(unit, plan, progress or _no_progress)
-        for stage in STAGES:
+        for stage in (*STAGES, *(ANOMALY_STAGES if anomalies else ())):
             stage(run)
         return run.summary()
 
@@ -1319,3 +1325,237 @@ STAGES: tuple[_Stage, ...] = (
     _load_trips_and_bill_months,
     _record_payments,
 )
+
+
+# -- anomalies for the monitoring rules -------------------------------------------------------
+
+
+def _plant_anomalies(run: _DemoRun) -> None:
+    """A handful of payments the anomaly rules (services.monitoring) find, in the last weeks
+    before as_of, one kind per facility, each with a memo starting "Anomaly:" naming its rule:
+    an amount with an extra zero, an overpayment, a burst of voids, an entry late at night, a
+    manager's refused attempt to void their own entry, a check number reused with another
+    amount, and one payment entered twice under two references."""
+    rng = run.plan.stream("anomalies")
+    session = run.unit.session
+    last_day = min(run.plan.as_of, run.unit.today) - timedelta(days=1)
+    day = _business_day_from(last_day - timedelta(days=12))
+    if day > last_day:  # pragma: no cover - twelve days always hold a business day
+        return
+    next_day = _business_days_after(day, 1)
+    if next_day > last_day:
+        next_day = day
+    codes = [p.code for p in run.plan.profiles if p.currency == "USD"] or [
+        p.code for p in run.plan.profiles
+    ]
+    # The facility with the longest history gets the outlier: its median means the most.
+    counts = dict(
+        session.execute(
+            select(Facility.code, func.count(Payment.id))
+            .join(Payment, Payment.facility_id == Facility.id)
+            .group_by(Facility.code)
+        ).all()
+    )
+    codes.sort(key=lambda code: (-counts.get(code, 0), code))
+    pick = iter(codes * 7)
+    serial = iter(range(9001, 9999))
+
+    def facility(code: str) -> Facility:
+        return session.scalars(select(Facility).where(Facility.code == code)).one()
+
+    def median(code: str) -> int:
+        amounts = sorted(
+            session.scalars(
+                select(Payment.amount_minor)
+                .join(Facility, Facility.id == Payment.facility_id)
+                .where(Facility.code == code)
+            )
+        )
+        return amounts[len(amounts) // 2] if amounts else 100_000
+
+    def open_invoices(code: str) -> list[tuple[str, int]]:
+        """(number, open amount) of the facility's unpaid invoices, oldest due first."""
+        rows = session.execute(
+            select(Invoice.id, Invoice.number, Invoice.total_minor)
+            .join(Facility, Facility.id == Invoice.facility_id)
+            .where(
+                Facility.code == code,
+                Invoice.status.in_(
+                    (InvoiceStatus.ISSUED.value, InvoiceStatus.PARTIALLY_PAID.value)
+                ),
+            )
+            .order_by(Invoice.due_date, Invoice.id)
+        ).all()
+        taken = live_allocated(session, [row.id for row in rows])
+        return [(row.number, row.total_minor - taken.get(row.id, 0)) for row in rows]
+
+    def record(
+        actor: Actor,
+        code: str,
+        minute: int,
+        amount: int,
+        memo: str,
+        *,
+        on: date = day,
+        method: str = "transfer",
+        pays: bool = False,
+        check: Mapping[str, str] | None = None,
+        override_reason: str | None = None,
+    ) -> Payment:
+        currency = facility(code).currency
+        invoices = open_invoices(code) if pays else []
+        paying = (
+            ((invoices[0][0], Money.from_minor(min(amount, invoices[0][1]), currency).plain()),)
+            if invoices
+            else ()
+        )
+        draft = PaymentDraft(
+            facility=code,
+            method=method,
+            amount=Money.from_minor(amount, currency).plain(),
+            received=on,
+            payer=facility(code).name,
+            memo=f"Anomaly: {memo}",
+            allocations=paying,
+            check_number=(check or {}).get("check_number"),
+            routing_number=(check or {}).get("routing_number"),
+            account_number=(check or {}).get("account_number"),
+            override_reason=override_reason,
+        )
+        if method == PaymentMethod.TRANSFER.value:
+            rail = _TRANSFER_RAILS[currency]
+            draft = dataclasses.replace(
+                draft, reference=f"{rail} {on:%y%m}-{code}-{rng.randint(900_000, 999_999):06d}"
+            )
+        unit = run.acting(actor, on, minutes=minute)
+        key = f"demo-{code}-{next(serial):04d}"
+        receipt = record_in_unit(unit, draft, PaymentMethod(method), key)
+        payment = session.get(Payment, receipt.payment_id)
+        if payment is None:  # pragma: no cover - it was inserted in this transaction
+            raise RuntimeError(f"demo payment {receipt.payment_id} vanished")
+        return payment
+
+    # amount-outlier: an extra zero, on the last day, when the facility's history is longest.
+    code = next(pick)
+    late = last_day
+    while late.weekday() >= 5 or (late.month, late.day) in _HOLIDAYS:
+        late -= timedelta(days=1)
+    amount = median(code) * 10
+    record(_BILLED_BY, code, 10 * 60 + 5, amount, "amount-outlier, an extra zero", on=late)
+
+    # overpayment: twice the usual, against what is owed.
+    code = next(pick)
+    owed = sum(left for _, left in open_invoices(code))
+    record(_BILLED_BY, code, 10 * 60 + 20, owed + max(median(code), 50_000), "overpayment")
+
+    # velocity: four checks entered in error in a quarter of an hour, all voided.
+    code = next(pick)
+    routing = rng.choice(_ROUTING_NUMBERS)
+    account = str(rng.randint(10**9, 10**10 - 1))
+    small = max(median(code) // 3, 1_000)
+    burst = [
+        record(
+            _BILLED_BY,
+            code,
+            13 * 60 + 5 * n,
+            small + 100 * n,
+            "velocity, four voids in an hour",
+            method="check",
+            check={
+                "check_number": str(rng.randint(50_000, 59_999)),
+                "routing_number": routing,
+                "account_number": account,
+            },
+        )
+        for n in range(4)
+    ]
+    for n, payment in enumerate(burst):
+        unit = run.acting(_APPROVED_BY, day, minutes=13 * 60 + 30 + 3 * n)
+        move_payment(unit, payment, PaymentStatus.VOIDED, "entered in error: test entries", on=day)
+
+    # after-hours: an open invoice paid in full, entered at twenty to eleven at night.
+    code = next(pick)
+    invoices = open_invoices(code)
+    amount = invoices[0][1] if invoices else median(code)
+    record(_BILLED_BY, code, 22 * 60 + 40, amount, "after-hours", pays=True)
+
+    # own-payment: a manager enters a check, then tries to void it; the refusal is logged.
+    code = next(pick)
+    invoices = open_invoices(code)
+    amount = invoices[0][1] if invoices else median(code)
+    own = record(
+        _APPROVED_BY,
+        code,
+        11 * 60,
+        amount,
+        "own-payment, the manager tried to void their own entry",
+        method="check",
+        check={
+            "check_number": str(rng.randint(60_000, 69_999)),
+            "routing_number": rng.choice(_ROUTING_NUMBERS),
+            "account_number": str(rng.randint(10**9, 10**10 - 1)),
+        },
+        pays=True,
+    )
+    session.add(
+        OperationFailure(
+            occurred_at=run.acting(_APPROVED_BY, day, minutes=11 * 60 + 7).now,
+            user_name=_APPROVED_BY.name,
+            action="payment.transition",
+            kind="segregation",
+            message=f"{_APPROVED_BY.name} recorded payment {own.id}, so another manager must "
+            "void it (segregation of duties).",
+            payment_id=own.id,
+        )
+    )
+
+    # reused-check: one check number entered again, for another amount, as a "second" check.
+    code = next(pick)
+    invoices = open_invoices(code)
+    amount = invoices[0][1] if invoices else median(code)
+    check = {
+        "check_number": str(rng.randint(70_000, 79_999)),
+        "routing_number": rng.choice(_ROUTING_NUMBERS),
+        "account_number": str(rng.randint(10**9, 10**10 - 1)),
+    }
+    record(
+        _BILLED_BY,
+        code,
+        9 * 60 + 50,
+        amount,
+        "reused-check",
+        method="check",
+        pays=True,
+        check=check,
+    )
+    record(
+        _BILLED_BY,
+        code,
+        9 * 60 + 55,
+        amount // 2 + 1_000,
+        "reused-check, the same number again",
+        on=next_day,
+        method="check",
+        override_reason="the payer says this is a second check",
+        check=check,
+    )
+
+    # near-duplicate: half an invoice entered twice, a day apart, under two references.
+    code = next(pick)
+    invoices = open_invoices(code)
+    half = (invoices[0][1] if invoices else median(code)) // 2
+    record(_BILLED_BY, code, 9 * 60 + 30, half, "near-duplicate", pays=True)
+    record(
+        _BILLED_BY,
+        code,
+        9 * 60 + 35,
+        half,
+        "near-duplicate, entered again",
+        on=next_day,
+        pays=True,
+    )
+    run.report("anomalies", 1, 1)
+
+
+# Only with `anomalies`: after every other stage, so they change nothing before them.
+ANOMALY_STAGES: tuple[_Stage, ...] = (_plant_anomalies,)

@@ -13,12 +13,13 @@ import dataclasses
 import getpass
 import logging
 import random
+import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
@@ -140,6 +141,11 @@ class Workspace:
         # Where long read-only work (verification, exports, the log) goes: a read replica
         # given with --report-db, or this database itself.
         self.reports: Workspace = self
+        # Told after each write commits (action, result) or fails (action, error): where the
+        # anomaly rules and the failure log hang (services.monitoring.watch).
+        self.after_commit: list[Callable[[str, Any], None]] = []
+        self.after_failure: list[Callable[[str, Exception], None]] = []
+        self._hooks_running = threading.local()
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -176,7 +182,32 @@ class Workspace:
 
     def write(self, operation: Callable[[UnitOfWork], T], *, action: str) -> T:
         """Run `operation` in one write transaction, retried when the database asks for it;
-        its changes are audited under `action` and sealed into the chain."""
+        its changes are audited under `action` and sealed into the chain. Then the
+        `after_commit` hooks hear of it (or the `after_failure` hooks of its error)."""
+        try:
+            result = self._write(operation, action=action)
+        except Exception as err:
+            self._tell(self.after_failure, action, err)
+            raise
+        self._tell(self.after_commit, action, result)
+        return result
+
+    def _tell(self, hooks: Sequence[Callable[[str, Any], None]], action: str, what: Any) -> None:
+        """Run each hook once, never from inside another (a hook's own writes are not told),
+        and never let one change the operation's outcome: a failing hook is logged."""
+        if not hooks or getattr(self._hooks_running, "on", False):
+            return
+        self._hooks_running.on = True
+        try:
+            for hook in list(hooks):
+                try:
+                    hook(action, what)
+                except Exception:
+                    log.warning("a hook after %s failed", action, exc_info=True)
+        finally:
+            self._hooks_running.on = False
+
+    def _write(self, operation: Callable[[UnitOfWork], T], *, action: str) -> T:
         if self.read_only:
             raise Refused(READ_ONLY_MESSAGE)
         attempt = 0
