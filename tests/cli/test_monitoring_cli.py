@@ -1,10 +1,11 @@
-"""`monitor run` and `alerts list|ack|dismiss` on the command line, and the anomaly rules running
-after a payment recorded there."""
+"""`monitor run`, `alerts list|ack|dismiss`, `health` and `compliance` on the command line, and
+the anomaly rules running after a payment recorded there."""
 
 from __future__ import annotations
 
 from datetime import date
 
+from billing_desk.cli.app import run
 from billing_desk.services.demo import load_demo_data
 from tests.cli.conftest import Cli
 from tests.conftest import Database
@@ -73,3 +74,46 @@ def test_a_payment_recorded_on_the_command_line_is_checked_after_it_commits(
     alerts = cli("alerts", "list", "--json").json()
     assert {a["rule"] for a in alerts} >= {"amount-outlier", "overpayment"}  # type: ignore[union-attr]
     assert all(f"Payment {payment_id} " in a["explanation"] for a in alerts)  # type: ignore[union-attr]
+
+
+def test_health_and_compliance(cli: Cli, database: Database) -> None:
+    load_demo_data(database.workspace("newcomer"), facilities=3, months=2, as_of=AS_OF)
+    health = cli("health", "--json", user="admin")
+    assert health.code == 0, health.err
+    items = {i["name"]: i for i in health.json()["items"]}  # type: ignore[index]
+    assert set(items) == {
+        "database",
+        "migrations",
+        "unsealed",
+        "checkpoint",
+        "idempotency_keys",
+        "failed_operations",
+        "discrepancies",
+        "alerts",
+        "keyring",
+    }
+    assert items["database"]["status"] == "ok" and items["database"]["round_trip_ms"] >= 0
+    assert items["migrations"]["status"] == "ok"
+    assert items["idempotency_keys"]["status"] == "warning"  # the demo's keys are months old
+    assert all(i["status"] in ("ok", "warning") and i["sentence"] for i in items.values())
+    assert "Overall: warning." in cli("health", user="admin").out
+
+    compliance = cli("compliance", "--json", user="auditor")
+    assert compliance.code == 0, compliance.err
+    report = compliance.json()
+    assert 0 <= report["score"] <= 100  # type: ignore[index]
+    checks = report["checks"]  # type: ignore[index]
+    assert sum(c["weight"] for c in checks) == 100
+    for check in checks:
+        assert {"name", "passed", "weight", "evidence"} <= set(check)
+    assert report["score"] == sum(c["weight"] for c in checks if c["passed"])  # type: ignore[index]
+    assert "Score:" in cli("compliance", user="auditor").out
+
+
+def test_health_says_an_unreachable_server_is_failing(capsys) -> None:  # type: ignore[no-untyped-def]
+    # Nothing listens on port 1: the shared server itself is never stopped by a test.
+    code = run(["--db", "postgresql://postgres@127.0.0.1:1/billing", "health", "--json"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert '"status": "failing"' in out
+    assert "The database cannot be reached: Cannot reach the database server at 127.0.0.1:1" in out

@@ -34,6 +34,7 @@ from billing_desk.cli import (
     user,
 )
 from billing_desk.cli.demo import demo
+from billing_desk.cli.health import compliance, health
 from billing_desk.cli.login import login, logout
 from billing_desk.cli.state import CliState, state
 from billing_desk.cli.watch import watch
@@ -70,6 +71,8 @@ app.command("demo")(demo)
 app.command("watch")(watch)
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(alerts.app, name="alerts")
+app.command("health")(health)
+app.command("compliance")(compliance)
 
 
 @app.callback(invoke_without_command=True)
