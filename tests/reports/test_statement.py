@@ -1,11 +1,13 @@
 """Facility statements: figures in the PDF's text, totals against the database, fonts,
-metadata, page numbering, hostile and non-ASCII names, long statements, and the hash check."""
+metadata, page numbering, hostile and non-ASCII names (Korean included), long statements, and the
+hash check."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
+from unicodedata import normalize
 
 import pytest
 from pypdf import PdfReader
@@ -33,6 +35,7 @@ from billing_desk.services.unit_of_work import Workspace
 from tests.reports.conftest import (
     AS_OF,
     assert_fonts_embedded,
+    font_names,
     page_texts,
     pdf_text,
     render_first_page,
@@ -160,6 +163,32 @@ def test_hostile_and_foreign_names_print_literally(demo: Workspace, tmp_path: Pa
             assert name in content
         assert_fonts_embedded(pdf)
         render_first_page(pdf)
+
+
+def test_a_korean_name_is_embedded_and_reads_back_as_itself(
+    demo: Workspace, tmp_path: Path
+) -> None:
+    name = "서울 요양병원 한빛관"
+    admin = Workspace(demo.location, "admin")
+    try:
+        add_facility(admin, NewFacility("SEOUL", name, billing_contact_name="김민준"))
+    finally:
+        admin.close()
+    data = statement_data(demo, "SEOUL", as_of=AS_OF)
+    pdf = tmp_path / "seoul.pdf"
+    write_statement(pdf, data, PROVIDER, "manager", printed_at=PRINTED_AT)
+    content = pdf_text(pdf)
+    assert content.count(name) >= 3  # header band, "Bill to", remittance slip
+    assert "김민준" in content
+    assert "?" not in content.split("Bill to")[1][:80]
+    assert any("NanumSquare" in font for font, _ in font_names(pdf))
+    assert_fonts_embedded(pdf)
+    render_first_page(pdf)
+
+    # Typed as separate jamo (NFD, as some systems store it), it prints as the same syllables.
+    decomposed = replace(data, facility=replace(data.facility, name=normalize("NFD", name)))
+    write_statement(pdf, decomposed, PROVIDER, "manager", printed_at=PRINTED_AT)
+    assert pdf_text(pdf).count(name) >= 3
 
 
 def test_statement_check_detects_a_payment_changed_after_printing(

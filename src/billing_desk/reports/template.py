@@ -4,8 +4,9 @@
 Only embedded TrueType fonts are used (shipped in `resources/fonts` with their licences, and set
 as the canvas's base font, so no PDF names an unembedded Helvetica). DejaVu Sans prints Latin
 with accents, Greek, Cyrillic, Hebrew and Arabic; Droid Sans Fallback prints Chinese and
-Japanese. Right-to-left runs are put in visual order (and Arabic joined) before printing.
-A character neither font has prints as "?" rather than as an invisible box.
+Japanese; NanumSquare prints Korean Hangul. Right-to-left runs are put in visual order (and
+Arabic joined) before printing. A character no font has prints as "?" rather than as an
+invisible box.
 
 User text never reaches ReportLab markup unescaped: `markup()` escapes it, and plain cells are
 drawn as strings, which ReportLab never parses.
@@ -18,7 +19,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import IO, Any
 from xml.sax.saxutils import escape
@@ -46,15 +47,22 @@ from billing_desk.domain.money import Money
 FONT = "BillingDeskSans"
 FONT_BOLD = "BillingDeskSans-Bold"
 FONT_CJK = "BillingDeskCJK"
+FONT_HANGUL = "BillingDeskHangul"
 FONT_FILES = {
     FONT: "DejaVuSans.ttf",
     FONT_BOLD: "DejaVuSans-Bold.ttf",
     FONT_CJK: "DroidSansFallbackFull.ttf",
+    FONT_HANGUL: "NanumSquareR.ttf",
 }
+# Jamo, compatibility jamo, jamo extended A and B, syllables: printed in the Hangul font even
+# where Droid Sans Fallback has a glyph (it has the jamo and three syllables), so a Korean name
+# is never drawn in two designs.
+HANGUL = ((0x1100, 0x11FF), (0x3130, 0x318F), (0xA960, 0xA97F), (0xAC00, 0xD7FF))
 PAGE_SIZE = LETTER
 MARGIN = 0.6 * inch
 BODY_SIZE = 8.5
 SMALL_SIZE = 7
+CELL_PADDING = 3  # left and right, in a data table
 AUTHOR = "billing-desk"
 INK = colors.HexColor("#1d2733")
 RULE = colors.HexColor("#9aa5b1")
@@ -101,8 +109,16 @@ def _is_rtl(char: str) -> bool:
     return unicodedata.bidirectional(char) in ("R", "AL")
 
 
+def _is_hangul(code: int) -> bool:
+    return any(low <= code <= high for low, high in HANGUL)
+
+
 def visual(text: str) -> str:
-    """Text in the order it is drawn: right-to-left runs reversed (bidi), Arabic joined."""
+    """Text in the order it is drawn: composed (NFC, so Korean typed as separate jamo prints as
+    syllables), right-to-left runs reversed (bidi), Arabic joined."""
+    if text.isascii():
+        return text
+    text = unicodedata.normalize("NFC", text)
     if not any(_is_rtl(c) for c in text):
         return text
     import arabic_reshaper
@@ -112,15 +128,20 @@ def visual(text: str) -> str:
 
 
 def _runs(text: str) -> list[tuple[str, str]]:
-    """(font, text) runs: the base font where it has the glyph, else the CJK font, else '?'."""
-    base, cjk = _coverage(FONT), _coverage(FONT_CJK)
+    """(font, text) runs: the base font where it has the glyph, else Hangul in the Hangul font,
+    else the CJK font, else the Hangul font, else '?'."""
+    base, cjk, hangul = _coverage(FONT), _coverage(FONT_CJK), _coverage(FONT_HANGUL)
     runs: list[tuple[str, str]] = []
     for char in text:
         code = ord(char)
         if code in base or char in "\n\t":
             font = FONT
+        elif code in hangul and _is_hangul(code):
+            font = FONT_HANGUL
         elif code in cjk:
             font = FONT_CJK
+        elif code in hangul:
+            font = FONT_HANGUL
         else:
             font, char = FONT, "?"
         if runs and runs[-1][0] == font:
@@ -143,6 +164,8 @@ def markup(text: str | None) -> str:
     fallback font and line breaks kept."""
     if not text:
         return ""
+    if text.isascii():
+        return escape(text).replace("\n", "<br/>")
     shown = visual(text)
     parts = []
     for font, run in _runs(shown):
@@ -225,13 +248,60 @@ def day(value: date | datetime | None) -> str:
     return value.isoformat()
 
 
+@lru_cache(maxsize=1 << 16)
+def text_width(text: str, font: str = FONT, size: float = 8) -> float:
+    """`pdfmetrics.stringWidth`, remembered: the same words recur on every line of a long
+    report, and measuring them is most of the cost of wrapping."""
+    return float(pdfmetrics.stringWidth(text, font, size))
+
+
+def wrap_plain(text: str, width: float, font: str = FONT, size: float = 8) -> list[str]:
+    """`text` in lines no wider than `width`, broken at spaces as a Paragraph breaks it (a word
+    wider than a line is broken between characters); its own line breaks are kept."""
+    space = text_width(" ", font, size)
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        line: list[str] = []
+        used = 0.0
+        for word in paragraph.split():
+            wide = text_width(word, font, size)
+            if wide > width:
+                pieces = _break_word(word, width, font, size)
+                word = pieces.pop()
+                wide = text_width(word, font, size)
+                if line:
+                    lines.append(" ".join(line))
+                lines += pieces
+                line, used = [], 0.0
+            if line and used + space + wide > width:
+                lines.append(" ".join(line))
+                line, used = [], 0.0
+            used = used + space + wide if line else wide
+            line.append(word)
+        lines.append(" ".join(line))
+    return lines
+
+
+def _break_word(word: str, width: float, font: str, size: float) -> list[str]:
+    pieces, piece, used = [], "", 0.0
+    for char in word:
+        wide = text_width(char, font, size)
+        if piece and used + wide > width:
+            pieces.append(piece)
+            piece, used = "", 0.0
+        piece += char
+        used += wide
+    pieces.append(piece)
+    return pieces
+
+
 def text_cell(text: str | None, width: float, font_size: float = 8) -> str | Paragraph:
-    """A cell of user text: a plain string when it fits on one line in the base font (fast, and
-    never parsed as markup), else a wrapping, escaped paragraph."""
+    """A cell of user text in a `data_table` column `width` wide. Text the base font prints as
+    it is comes back as a plain string, wrapped into lines that fit (fast, and never parsed as
+    markup); anything else (fallback fonts, right-to-left) as a wrapping, escaped paragraph."""
     value = text or ""
-    fits = is_plain(value) and "\n" not in value
-    if fits and pdfmetrics.stringWidth(value, FONT, font_size) <= width - 6:
-        return value
+    if is_plain(value):
+        return "\n".join(wrap_plain(value, width - 2 * CELL_PADDING, FONT, font_size))
     return Paragraph(markup(value), styles().cell)
 
 
@@ -258,8 +328,8 @@ def data_table(
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
         ("TOPPADDING", (0, 0), (-1, -1), 2),
         ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
-        ("LEFTPADDING", (0, 0), (-1, -1), 3),
-        ("RIGHTPADDING", (0, 0), (-1, -1), 3),
+        ("LEFTPADDING", (0, 0), (-1, -1), CELL_PADDING),
+        ("RIGHTPADDING", (0, 0), (-1, -1), CELL_PADDING),
     ]
     for column in right:
         commands.append(("ALIGN", (column, 0), (column, -1), "RIGHT"))
@@ -403,12 +473,13 @@ def draw_text(
     `ordered`: the text is already in visual order (reordering it twice would undo it)."""
     shown = text if ordered else visual(text)
     runs = [(FONT_BOLD if f == FONT and font == FONT_BOLD else f, t) for f, t in _runs(shown)]
-    total = sum(pdfmetrics.stringWidth(t, f, size) for f, t in runs)
-    cursor = x - total if right else x
+    start = x - sum(text_width(t, f, size) for f, t in runs) if right else x
+    # One text object, so a reader extracts the text as one line however many fonts it takes.
+    line = canvas.beginText(start, y)
     for run_font, run in runs:
-        canvas.setFont(run_font, size)
-        canvas.drawString(cursor, y, run)
-        cursor += pdfmetrics.stringWidth(run, run_font, size)
+        line.setFont(run_font, size)
+        line.textOut(run)
+    canvas.drawText(line)
 
 
 def build_pdf(target: Path | IO[bytes], story: list[Flowable], info: ReportInfo) -> None:
