@@ -62,6 +62,13 @@ from billing_desk.services.reconciliation import (
     resolve_discrepancy,
     run_reconciliation,
 )
+from billing_desk.services.report_data import (
+    Printed,
+    PrintedStatement,
+    check_statements,
+    record_printed,
+    record_prints,
+)
 from billing_desk.services.statements import import_statements
 from billing_desk.services.trips import import_trips
 from billing_desk.services.unit_of_work import UnitOfWork, Workspace
@@ -114,6 +121,9 @@ COVERED_WRITE_SERVICES = frozenset(
         "reconciliation.close_run",
         "reconciliation.resolve_discrepancy",
         "reconciliation.run_reconciliation",
+        "report_data.check_statements",
+        "report_data.record_printed",
+        "report_data.record_prints",
         "statements.import_statements",
         "trips.import_trips",
         "users.add_user",
@@ -799,6 +809,35 @@ def test_every_write_service_is_fully_audited(
         touches={"checkpoint"},
     )
     cov.run(audit_log, "auditor", "audit.read_log", lambda w: audit_log(w), events=1)
+    # Printing reports and checking a printed statement are sensitive reads.
+    cov.run(
+        record_printed,
+        "manager",
+        "report.print",
+        lambda w: record_printed(w, "report.print", "statement", STMARY, facility_code=STMARY),
+        events=1,
+    )
+    cov.run(
+        record_prints,
+        "manager",
+        "report.print",
+        lambda w: record_prints(
+            w,
+            "report.print",
+            [Printed("aging_report", "all"), Printed("statement", OAKVIEW, OAKVIEW)],
+        ),
+        events=2,
+    )
+    checked = cov.run(
+        check_statements,
+        "auditor",
+        "statement.check",
+        lambda w: check_statements(
+            w, [PrintedStatement(STMARY, date(2026, 6, 1), date(2026, 6, 30), "0" * 64)]
+        ),
+        events=1,
+    )
+    assert [c.matches for c in checked] == [False]
     report = cov.run(verify, "auditor", "audit.verify", lambda w: verify(w), events=1)
     assert report.ok, report.findings
     cov.run(
