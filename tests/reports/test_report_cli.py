@@ -51,6 +51,7 @@ def test_every_report_prints_as_pdf_and_csv_and_is_audited(
         "aging": ["report", "aging", "--as-of", str(AS_OF)],
         "audit": ["report", "audit", "--action", "demo.load", "--limit", "400"],
         "integrity": ["report", "integrity"],
+        "compliance": ["report", "compliance"],
         "reconciliation": ["report", "reconciliation", "1"],
         "statements": ["report", "statements", "--all", "--as-of", str(AS_OF)],
     }
@@ -77,6 +78,7 @@ def test_every_report_prints_as_pdf_and_csv_and_is_audited(
     assert {
         "aging_report",
         "audit_report",
+        "compliance_report",
         "integrity_report",
         "reconciliation_report",
         "statement",
@@ -189,3 +191,18 @@ def test_reports_never_import_the_database_layer() -> None:
     assert "billing_desk.reports" in forbidden["Services never import Qt or the command line"]
     layers = next(c for c in config["contracts"] if c["type"] == "layers")["layers"]
     assert layers.index("cli") < layers.index("reports") < layers.index("services")
+
+
+def test_the_compliance_report_shows_the_score_and_every_check(
+    demo: Workspace, cli, tmp_path: Path
+) -> None:
+    pdf, table = tmp_path / "compliance.pdf", tmp_path / "compliance.csv"
+    code, _out, err = cli("report", "compliance", "--out", str(pdf), "--csv", str(table))
+    assert code == 0, err
+    rows = _rows(table)
+    score = int(rows[1][2])
+    checks = rows[2:]
+    assert score == sum(int(r[2]) for r in checks if r[1] == "passed")
+    text = pdf_text(pdf)
+    assert f"{score} of 100" in text
+    assert all(r[1] == "passed" or r[4] for r in checks)  # every failure says what to do

@@ -20,6 +20,7 @@ from billing_desk.domain.errors import BadInput
 from billing_desk.domain.periods import parse_date
 from billing_desk.reports.aging import aging_csv, write_aging
 from billing_desk.reports.audit import audit_csv, write_audit
+from billing_desk.reports.compliance import compliance_csv, write_compliance
 from billing_desk.reports.deposit_slip import deposit_slip_csv, write_deposit_slip
 from billing_desk.reports.integrity import integrity_csv, write_integrity
 from billing_desk.reports.reconciliation import reconciliation_csv, write_reconciliation
@@ -32,6 +33,7 @@ from billing_desk.reports.statement import (
     write_statement,
 )
 from billing_desk.services.checkpoints import check_note, load_trusted_keys
+from billing_desk.services.compliance import compliance_report
 from billing_desk.services.report_data import (
     Printed,
     Provider,
@@ -551,3 +553,29 @@ def check(
                 )
     if not ok:
         raise typer.Exit(EXIT_DIFFERS)
+
+
+@app.command("compliance")
+def compliance(
+    ctx: typer.Context,
+    out: Path | None = typer.Option(None, "--out", help="The PDF to write."),
+    csv: Path | None = typer.Option(None, "--csv", help="The CSV to write."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """The compliance score and every check behind it, with evidence and what to do."""
+    _outputs(out, csv)
+    workspace = state(ctx).workspace()
+    data = compliance_report(workspace)
+    provider = Provider.from_environment()
+    writers: list[tuple[Path, Callable[[Path], object]]] = []
+    if out is not None:
+        writers.append((out, lambda p: write_compliance(p, data, provider, workspace.user_name)))
+    if csv is not None:
+        writers.append((csv, lambda p: compliance_csv(p, data)))
+    _write_and_record(
+        workspace,
+        writers,
+        [Printed("compliance_report", str(data.score), None, {"score": data.score})],
+    )
+    record = {"score": data.score, "files": [str(p) for p, _ in writers]}
+    _done(as_json, record, f"Compliance report: score {data.score}; wrote {_files(out, csv)}.")
