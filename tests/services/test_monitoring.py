@@ -200,7 +200,8 @@ def test_rules_run_after_each_payment_commits(database: Database) -> None:
     watch(clerk)
     code, median = busiest_facility(clerk)
     receipt = record_payment(clerk, cash(code, median * 10), "extra-zero-1")
-    alerts = alerts_of(clerk)
+    # Recorded now: after hours, the clock's own rule joins in; left out here.
+    alerts = [a for a in alerts_of(clerk) if a.rule != "after-hours"]
     assert {(a.rule, a.status, a.raised_by) for a in alerts} == {
         ("amount-outlier", "open", "clerk"),
         ("overpayment", "open", "clerk"),
@@ -216,10 +217,12 @@ def test_rules_run_after_each_payment_commits(database: Database) -> None:
             )
         )
     )
-    assert [tuple(e) for e in entries] == [("alert.raise", "anomaly_alert")] * 2
+    assert {tuple(e) for e in entries} == {("alert.raise", "anomaly_alert")}
+    assert len(entries) == len(alerts_of(clerk))
     # A replay of the same request raises nothing new.
+    before = len(alerts_of(clerk))
     again = record_payment(clerk, cash(code, median * 10), "extra-zero-1")
-    assert again.replayed and len(alerts_of(clerk)) == 2
+    assert again.replayed and len(alerts_of(clerk)) == before
 
 
 def test_a_failing_rule_never_fails_the_payment(
