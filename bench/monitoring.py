@@ -12,8 +12,9 @@ linear: each payment is looked at a bounded number of times).
 
 Cost per payment: `record_payment` (cash, one facility of the 100,000-payment history, so the
 rules read a year of its history) timed back to back in one process, with the rules on
-(`monitoring.watch`: they run after each commit) against the same with them off, on SQLite and
-PostgreSQL, as a ratio.
+(`monitoring.watch`: they run after each commit, before the call returns) against the same with
+them off; and with the rules in the background (`watch(..., background=True)`: the clerk's wait,
+then including the time to settle them), on SQLite and PostgreSQL, as ratios.
 
     PYTHONPATH=. .venv/bin/python bench/monitoring.py [--quick]   # --quick: 10,000 and 100,000
 """
@@ -44,7 +45,7 @@ from bench._common import (
 )
 from tests.support import seed_facility
 
-from billing_desk.services.monitoring import MonitoringConfig, run_monitor, watch
+from billing_desk.services.monitoring import MonitoringConfig, run_monitor, settle, watch
 from billing_desk.services.payments import PaymentDraft, record_payment
 from billing_desk.services.unit_of_work import Workspace, open_workspace
 from billing_desk.services.users import add_user
@@ -198,10 +199,13 @@ def measure_rules(payments: int) -> tuple[float, int, int]:
     return took, result.payments_checked, len(result.raised)
 
 
-def per_payment(open_database: Callable[[], Workspace], backend: str) -> Row:
-    """Recording RECORDS payments, rules on against off, alternating rounds."""
-    plain, watched = open_database(), open_database()
-    watch(watched, ALL_DAY)
+def per_payment(open_database: Callable[[], Workspace], backend: str) -> list[Row]:
+    """Recording RECORDS payments with the rules off, on (run before the call returns), and on
+    in the background (the clerk's wait; then with the time to settle them), in alternating
+    rounds; the median round of each."""
+    plain, inline, behind = open_database(), open_database(), open_database()
+    watch(inline, ALL_DAY)
+    watch(behind, ALL_DAY, background=True)
     key = itertools.count()
 
     def recorder(workspace: Workspace) -> Callable[[int], object]:
@@ -217,24 +221,31 @@ def per_payment(open_database: Callable[[], Workspace], backend: str) -> Row:
 
         return record
 
-    off: list[float] = []
-    on: list[float] = []
+    times: dict[str, list[float]] = {"off": [], "inline": [], "behind": [], "settled": []}
     try:
         for round_ in range(3):
-            off.append(
-                time_operations(recorder(plain), RECORDS, first_seq=round_ * RECORDS).wall_seconds
+            first = round_ * RECORDS
+            times["off"].append(
+                time_operations(recorder(plain), RECORDS, first_seq=first).wall_seconds
             )
-            on.append(
-                time_operations(recorder(watched), RECORDS, first_seq=round_ * RECORDS).wall_seconds
+            times["inline"].append(
+                time_operations(recorder(inline), RECORDS, first_seq=first).wall_seconds
             )
+            started = time.perf_counter()
+            times["behind"].append(
+                time_operations(recorder(behind), RECORDS, first_seq=first).wall_seconds
+            )
+            settle(behind)
+            times["settled"].append(time.perf_counter() - started)
     finally:
-        plain.close()
-        watched.close()
-    return Row(
-        f"record_payment, rules on vs off ({backend})",
-        RECORDS / sorted(on)[1],
-        RECORDS / sorted(off)[1],
-    )
+        for workspace in (plain, inline, behind):
+            workspace.close()
+    rate = {name: RECORDS / sorted(values)[1] for name, values in times.items()}
+    return [
+        Row(f"record_payment, rules on vs off ({backend})", rate["inline"], rate["off"]),
+        Row(f"  rules in the background, clerk's wait ({backend})", rate["behind"], rate["off"]),
+        Row(f"  rules in the background, settled ({backend})", rate["settled"], rate["off"]),
+    ]
 
 
 def main() -> None:
@@ -257,10 +268,10 @@ def main() -> None:
     rows = []
     with temp_sqlite_file("monitoring-record") as path:
         load_sqlite(path, 100_000)
-        rows.append(per_payment(lambda: open_workspace(str(path), "clerk"), "SQLite"))
+        rows += per_payment(lambda: open_workspace(str(path), "clerk"), "SQLite")
     with throwaway_pg_database("monitoring") as url:
         load_postgresql(url, 100_000)
-        rows.append(per_payment(lambda: open_workspace(url, "clerk"), "PostgreSQL"))
+        rows += per_payment(lambda: open_workspace(url, "clerk"), "PostgreSQL")
     say(format_table(rows))
     say(f"load {load_average()}")
 

@@ -34,6 +34,7 @@ from billing_desk.services.monitoring import (
     gather,
     list_alerts,
     run_monitor,
+    settle,
     subscribe_alerts,
     watch,
 )
@@ -392,3 +393,28 @@ def test_failures_are_kept_only_when_watched(database: Database) -> None:
         change_status(unwatched, mine, "voided", "clerks may not", "clerk-void-2")
     kept = unwatched.read(lambda unit: unit.session.scalars(select(OperationFailure)).all())
     assert [(f.kind, f.user_name) for f in kept] == [("permission", "clerk")]
+
+
+def test_in_the_background_the_payment_returns_before_the_rules_run(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small_demo(database)
+    clerk = database.workspace("clerk")
+    watch(clerk, CONFIG, background=True)
+    code, median = busiest_facility(clerk)
+    release = threading.Event()
+    real_gather = monitoring.gather
+
+    def held_gather(*args: object, **kwargs: object) -> object:
+        assert release.wait(10), "the test never let the rules run"
+        return real_gather(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(monitoring, "gather", held_gather)
+    # The rules wait on the event, yet the payment is recorded and returned.
+    receipt = record_payment(clerk, cash(code, median * 10), "background-1")
+    assert receipt.payment_id and alerts_of(clerk) == []
+    assert not settle(clerk, timeout=0.05)
+    release.set()
+    assert settle(clerk, timeout=10)
+    rules = {a.rule for a in alerts_of(clerk)}
+    assert {"amount-outlier", "overpayment"} <= rules

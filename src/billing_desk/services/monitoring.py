@@ -1058,35 +1058,109 @@ def close_alert(
 # -- after every payment --------------------------------------------------------------------
 
 _PAYMENT_ACTIONS = frozenset({"payment.record", "payment.transition"})
-_WATCHED: weakref.WeakSet[Workspace] = weakref.WeakSet()
+_WATCHED: weakref.WeakKeyDictionary[Workspace, _BackgroundChecks | None] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def watch(workspace: Workspace, config: MonitoringConfig | None = None) -> None:
+def watch(
+    workspace: Workspace, config: MonitoringConfig | None = None, *, background: bool = False
+) -> None:
     """Run the rules after each payment `workspace` records or moves (after its commit), and
-    keep a record of every write it refuses or fails. Idempotent per workspace."""
+    keep a record of every write it refuses or fails. Idempotent per workspace.
+
+    By default the rules run before the service call returns (the command line: its process
+    ends with the call). With `background` they run on a worker thread of the workspace, so the
+    call returns as soon as the payment is committed (a desktop session); `settle` waits for
+    them. Checks still queued when the process ends are lost, and the next `monitor run` over
+    their period raises what they would have."""
     if workspace in _WATCHED:
         return
     settings = config or MonitoringConfig.from_environment()
+    checker = _BackgroundChecks(workspace, settings) if background else None
     workspace.after_commit.append(lambda action, result: _after_commit(
-        workspace, settings, action, result
+        workspace, settings, action, result, checker
     ))  # fmt: skip
     workspace.after_failure.append(lambda action, err: _after_failure(workspace, action, err))
-    _WATCHED.add(workspace)
+    _WATCHED[workspace] = checker
+
+
+def settle(workspace: Workspace, timeout: float | None = None) -> bool:
+    """Wait until the background checks of `workspace` are done; False on timeout."""
+    checker = _WATCHED.get(workspace)
+    return checker.settle(timeout) if checker is not None else True
+
+
+class _BackgroundChecks:
+    """One worker thread per workspace, started when there is work and gone when there is
+    none, taking the payments to check in the order they committed."""
+
+    IDLE_SECONDS = 1.0
+
+    def __init__(self, workspace: Workspace, config: MonitoringConfig) -> None:
+        self._workspace = weakref.ref(workspace)
+        self._config = config
+        self._pending: list[int] = []
+        self._busy = 0
+        self._lock = threading.Condition()
+        self._worker: threading.Thread | None = None
+
+    def submit(self, payment_id: int) -> None:
+        with self._lock:
+            self._pending.append(payment_id)
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._run, name="billing-desk anomaly rules", daemon=True
+                )
+                self._worker.start()
+            self._lock.notify_all()
+
+    def settle(self, timeout: float | None) -> bool:
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._pending and not self._busy, timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._lock.wait_for(lambda: self._pending, self.IDLE_SECONDS):
+                    self._worker = None
+                    return
+                batch, self._pending = self._pending, []
+                self._busy = len(batch)
+            workspace = self._workspace()
+            try:
+                if workspace is not None:
+                    _check_safely(workspace, self._config, batch)
+            finally:
+                with self._lock:
+                    self._busy = 0
+                    self._lock.notify_all()
 
 
 def _after_commit(
-    workspace: Workspace, config: MonitoringConfig, action: str, result: object
+    workspace: Workspace,
+    config: MonitoringConfig,
+    action: str,
+    result: object,
+    checker: _BackgroundChecks | None = None,
 ) -> None:
     if action not in _PAYMENT_ACTIONS or getattr(result, "replayed", False):
         return
     payment_id = getattr(result, "payment_id", None)
     if not isinstance(payment_id, int):
         return
+    if checker is not None:
+        checker.submit(payment_id)
+    else:
+        _check_safely(workspace, config, [payment_id])
+
+
+def _check_safely(workspace: Workspace, config: MonitoringConfig, payment_ids: list[int]) -> None:
     try:
-        _check_payments(workspace, config, [payment_id])
+        _check_payments(workspace, config, payment_ids)
     except Exception:
         # The payment stands; the next `monitor run` over its period finds what this missed.
-        log.warning("anomaly rules after payment %s failed", payment_id, exc_info=True)
+        log.warning("anomaly rules after payments %s failed", payment_ids, exc_info=True)
 
 
 def _check_payments(
@@ -1110,16 +1184,17 @@ def _check_payments(
 
 
 def _after_failure(workspace: Workspace, action: str, err: Exception) -> None:
-    if isinstance(err, BadInput) or workspace.read_only:
-        return  # a typo, not an event; an archive records nothing
+    if isinstance(err, (BadInput, EnvironmentFault)) or workspace.read_only:
+        # A typo is no event; a database that cannot be reached or is locked cannot take the
+        # note either (trying would only keep the user waiting), and health reports it; an
+        # archive records nothing.
+        return
     message = err.message if isinstance(err, BillingError) else f"{type(err).__name__}: {err}"
     own = _OWN_PAYMENT.search(message) if isinstance(err, PermissionDenied) else None
     if own is not None:
         kind = "segregation"
     elif isinstance(err, PermissionDenied):
         kind = "permission"
-    elif isinstance(err, EnvironmentFault):
-        kind = "environment"
     elif isinstance(err, BillingError):
         kind = "refused"
     else:
@@ -1238,6 +1313,7 @@ __all__ = [
     "list_alerts",
     "raise_alerts",
     "run_monitor",
+    "settle",
     "subscribe_alerts",
     "watch",
 ]
