@@ -18,6 +18,11 @@ def demo(
     as_of: str | None = typer.Option(
         None, "--as-of", help="Pretend today is this date (YYYY-MM-DD); default today."
     ),
+    anomalies: bool = typer.Option(
+        False,
+        "--anomalies",
+        help="Also plant a handful of anomalies for `billing-desk monitor run` to find.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Fill an empty database with demo facilities, trips, invoices and one user per role."""
@@ -27,6 +32,7 @@ def demo(
         facilities=facilities,
         months=months,
         as_of=parse_date(as_of, "--as-of date") if as_of else None,
+        anomalies=anomalies,
     )
     emit(
         summary,
@@ -35,6 +41,7 @@ def demo(
             f"Loaded demo data: {summary.facilities} facilities, {summary.trips} trips, "
             f"{summary.invoices} invoices, {summary.payments} payments in "
             f"{summary.deposits} deposits; users {', '.join(summary.users)}. "
-            f"Try: billing-desk --user clerk payment list"
+            "Try: billing-desk --user clerk payment list"
+            + ("; billing-desk --user manager monitor run" if anomalies else "")
         ),
     )
