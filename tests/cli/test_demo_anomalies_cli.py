@@ -1,0 +1,27 @@
+"""`demo --anomalies` plants what `monitor run` then finds, one rule after another."""
+
+from __future__ import annotations
+
+from tests.cli.conftest import Cli
+
+
+def test_demo_anomalies_are_found_by_monitor_run(cli: Cli) -> None:
+    loaded = cli(
+        "demo",
+        "--anomalies",
+        "--facilities",
+        "4",
+        "--months",
+        "3",
+        "--as-of",
+        "2026-05-20",
+        user=None,
+    )
+    assert loaded.code == 0, loaded.err
+    ran = cli("monitor", "run", "--json", user="manager")
+    assert ran.code == 0, ran.err
+    found = ran.json()
+    assert isinstance(found, dict)
+    rules = {alert["rule"] for alert in found["alerts"]}
+    assert {"overpayment", "velocity", "own-payment", "reused-check", "near-duplicate"} <= rules
+    assert all(alert["explanation"] for alert in found["alerts"])
