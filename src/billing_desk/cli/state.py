@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 
 import typer
 
-from billing_desk.services.monitoring import watch
+from billing_desk.services.monitoring import settle, watch
 from billing_desk.services.unit_of_work import Workspace, open_workspace
+
+# How long a command waits, after its answer, for the anomaly rules of what it recorded.
+RULES_GRACE_SECONDS = 120.0
 
 
 @dataclass
@@ -20,12 +23,15 @@ class CliState:
     def workspace(self) -> Workspace:
         if self._workspace is None:
             self._workspace = open_workspace(self.db, self.user, report_db=self.report_db)
-            # The anomaly rules run after each payment this command records or moves.
-            watch(self._workspace)
+            # The anomaly rules run after each payment this command records or moves, on a
+            # worker thread: the command's answer is printed at once, and the process waits
+            # for the rules only when it closes.
+            watch(self._workspace, background=True)
         return self._workspace
 
     def close(self) -> None:
         if self._workspace is not None:
+            settle(self._workspace, RULES_GRACE_SECONDS)
             self._workspace.close()
 
 
