@@ -137,11 +137,12 @@ def statement(
         period_start=_date(period_from, "period start"),
     )
     provider = Provider.from_environment()
-    writers: list[tuple[Path, Callable[[Path], object]]] = []
-    if out is not None:
-        writers.append((out, lambda p: write_statement(p, data, provider, workspace.user_name)))
-    if csv is not None:
-        writers.append((csv, lambda p: statement_csv(p, data)))
+    writers = _writers(
+        out,
+        csv,
+        lambda p: write_statement(p, data, provider, workspace.user_name),
+        lambda p: statement_csv(p, data),
+    )
     detail = {
         "period_start": data.period_start.isoformat(),
         "as_of": data.as_of.isoformat(),
@@ -271,6 +272,16 @@ def _progress(show: bool, label: str) -> Iterator[Callable[[int, int, str], None
             bar.__exit__(None, None, None)
 
 
+Writer = Callable[[Path], object]
+
+
+def _writers(
+    out: Path | None, csv: Path | None, pdf: Writer, table: Writer
+) -> list[tuple[Path, Writer]]:
+    """The files asked for, each with what writes it."""
+    return [(path, write) for path, write in ((out, pdf), (csv, table)) if path is not None]
+
+
 @app.command("deposit-slip")
 def deposit_slip(
     ctx: typer.Context,
@@ -284,11 +295,12 @@ def deposit_slip(
     workspace = state(ctx).workspace()
     data = deposit_slip_data(workspace, deposit_id)
     provider = Provider.from_environment()
-    writers: list[tuple[Path, Callable[[Path], object]]] = []
-    if out is not None:
-        writers.append((out, lambda p: write_deposit_slip(p, data, provider, workspace.user_name)))
-    if csv is not None:
-        writers.append((csv, lambda p: deposit_slip_csv(p, data)))
+    writers = _writers(
+        out,
+        csv,
+        lambda p: write_deposit_slip(p, data, provider, workspace.user_name),
+        lambda p: deposit_slip_csv(p, data),
+    )
     _write_and_record(
         workspace,
         writers,
@@ -321,11 +333,12 @@ def aging(
         workspace, as_of=_date(as_of, "aging date"), facility_codes=_codes(facilities)
     )
     provider = Provider.from_environment()
-    writers: list[tuple[Path, Callable[[Path], object]]] = []
-    if out is not None:
-        writers.append((out, lambda p: write_aging(p, data, provider, workspace.user_name)))
-    if csv is not None:
-        writers.append((csv, lambda p: aging_csv(p, data)))
+    writers = _writers(
+        out,
+        csv,
+        lambda p: write_aging(p, data, provider, workspace.user_name),
+        lambda p: aging_csv(p, data),
+    )
     totals = {c: t[3].minor for c, t in data.totals.items()}
     _write_and_record(
         workspace,
@@ -371,11 +384,12 @@ def audit(
         limit=limit,
     )
     provider = Provider.from_environment()
-    writers: list[tuple[Path, Callable[[Path], object]]] = []
-    if out is not None:
-        writers.append((out, lambda p: write_audit(p, data, provider, workspace.user_name)))
-    if csv is not None:
-        writers.append((csv, lambda p: audit_csv(p, data)))
+    writers = _writers(
+        out,
+        csv,
+        lambda p: write_audit(p, data, provider, workspace.user_name),
+        lambda p: audit_csv(p, data),
+    )
     _write_and_record(
         workspace,
         writers,
@@ -416,11 +430,12 @@ def integrity(
     claims = _claims(workspace, checkpoint, trust_key)
     data = integrity_report_data(workspace, claims)
     provider = Provider.from_environment()
-    writers: list[tuple[Path, Callable[[Path], object]]] = []
-    if out is not None:
-        writers.append((out, lambda p: write_integrity(p, data, provider, workspace.user_name)))
-    if csv is not None:
-        writers.append((csv, lambda p: integrity_csv(p, data)))
+    writers = _writers(
+        out,
+        csv,
+        lambda p: write_integrity(p, data, provider, workspace.user_name),
+        lambda p: integrity_csv(p, data),
+    )
     v = data.verification
     _write_and_record(
         workspace,
@@ -480,13 +495,12 @@ def reconciliation(
     workspace = state(ctx).workspace()
     data = reconciliation_report_data(workspace, run_id)
     provider = Provider.from_environment()
-    writers: list[tuple[Path, Callable[[Path], object]]] = []
-    if out is not None:
-        writers.append(
-            (out, lambda p: write_reconciliation(p, data, provider, workspace.user_name))
-        )
-    if csv is not None:
-        writers.append((csv, lambda p: reconciliation_csv(p, data)))
+    writers = _writers(
+        out,
+        csv,
+        lambda p: write_reconciliation(p, data, provider, workspace.user_name),
+        lambda p: reconciliation_csv(p, data),
+    )
     _write_and_record(
         workspace,
         writers,
@@ -567,11 +581,12 @@ def compliance(
     workspace = state(ctx).workspace()
     data = compliance_report(workspace)
     provider = Provider.from_environment()
-    writers: list[tuple[Path, Callable[[Path], object]]] = []
-    if out is not None:
-        writers.append((out, lambda p: write_compliance(p, data, provider, workspace.user_name)))
-    if csv is not None:
-        writers.append((csv, lambda p: compliance_csv(p, data)))
+    writers = _writers(
+        out,
+        csv,
+        lambda p: write_compliance(p, data, provider, workspace.user_name),
+        lambda p: compliance_csv(p, data),
+    )
     _write_and_record(
         workspace,
         writers,

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import keyring
-from keyring.backends import chainer, fail, null
 from keyring.errors import KeyringError, PasswordDeleteError
 from sqlalchemy import text
 from sqlalchemy.engine import URL
@@ -62,16 +61,16 @@ def shared_location(db: str) -> DatabaseLocation:
 
 
 def keyring_available() -> bool:
+    """Whether an OS keyring that keeps secrets safely is there (the same test as for signing
+    keys: none on a headless machine, and a plain-text file does not count)."""
+    # Imported here: checkpoints needs the unit of work, which needs this module.
+    from billing_desk.services.checkpoints import usable_keyring
+
     try:
-        backend = keyring.get_keyring()
-    except KeyringError:
+        usable_keyring()
+    except EnvironmentFault:
         return False
-    first = backend
-    if isinstance(backend, chainer.ChainerBackend):
-        if not backend.backends:
-            return False
-        first = backend.backends[0]
-    return not isinstance(first, (fail.Keyring, null.Keyring))
+    return True
 
 
 def login(db: str, password: str) -> LoginResult:
