@@ -55,9 +55,10 @@ long chain: `record_payment` exactly as bench/record_payment.py's guarded path (
 idempotency key each time, auto-allocated) on the SEAL facility, timed in this process with
 sealing on and off in alternating rounds (`--payments` per mode, fewer if the rounds with sealing
 would take longer than `--sealer-seconds`). Off means the seal is replaced by a no-op in this
-process only: on SQLite the in-transaction `seal_pending` call of `Workspace._finish`, on
-PostgreSQL `Workspace._seal_after_commit`. After each round without sealing the queued entries
-are sealed, untimed, so every round starts with an empty queue.
+process only: on SQLite the in-transaction `seal_written` call of `Workspace._finish` (its
+entries are queued instead, one INSERT), on PostgreSQL `Workspace._seal_after_commit`. After each
+round without sealing the queued entries are sealed, untimed, so every round starts with an empty
+queue.
 
 `--profile` runs the chain walk once more under cProfile (about twice as slow; use with
 `--quick`).
@@ -81,7 +82,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from sqlalchemy import Boolean, DateTime, Engine, event, func, select, text
+from sqlalchemy import Boolean, DateTime, Engine, event, func, insert, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -107,7 +108,13 @@ from billing_desk.db.models import (
 from billing_desk.domain.hashing import canonical_bytes
 from billing_desk.domain.integrity import CURRENT_HASH_VERSION, entry_digest, link_hash
 from billing_desk.services import unit_of_work, verification
-from billing_desk.services.audit_trail import NOT_AUDITED, SealResult, seal_pending
+from billing_desk.services.audit_trail import (
+    NOT_AUDITED,
+    PENDING_TABLE,
+    AuditContext,
+    SealResult,
+    seal_pending,
+)
 from billing_desk.services.integrity import PAYMENT_FIELDS
 from billing_desk.services.payments import PaymentDraft, record_payment
 from billing_desk.services.unit_of_work import Workspace, open_workspace
@@ -1007,11 +1014,15 @@ def profile_walk(workspace: Workspace, top: int) -> None:
 
 @contextmanager
 def sealing_disabled(workspace: Workspace) -> Iterator[None]:
-    """Replace the seal with a no-op in this process (application code untouched): on SQLite
-    the `seal_pending` that `Workspace._finish` calls inside the transaction, on PostgreSQL
-    `Workspace._seal_after_commit`."""
+    """Replace the seal with a stand-in in this process (application code untouched): on SQLite
+    the `seal_written` that `Workspace._finish` calls inside the transaction, whose entries are
+    queued instead so that `seal_backlog` can seal them later; on PostgreSQL
+    `Workspace._seal_after_commit`, with a no-op."""
 
-    def no_seal(*_args: Any, **_kwargs: Any) -> SealResult:
+    def queue_instead(session: Session, context: AuditContext) -> SealResult:
+        session.connection().execute(
+            insert(PENDING_TABLE), [{"entry_id": entry_id} for entry_id, _ in context.written]
+        )
         return SealResult(0, 0, "")
 
     def no_seal_after_commit(_self: Workspace) -> None:
@@ -1020,7 +1031,7 @@ def sealing_disabled(workspace: Workspace) -> Iterator[None]:
     owner: object
     stand_in: Callable[..., object]
     if workspace.location.is_sqlite:
-        owner, name, stand_in = unit_of_work, "seal_pending", no_seal
+        owner, name, stand_in = unit_of_work, "seal_written", queue_instead
     else:
         owner, name, stand_in = Workspace, "_seal_after_commit", no_seal_after_commit
     original = getattr(owner, name)

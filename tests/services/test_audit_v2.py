@@ -129,9 +129,7 @@ def test_the_database_function_and_the_python_sealer_agree(
     workspace = fresh_database("postgresql").workspace("admin")
     _queue_without_sealing(workspace, 4)
     with Session(workspace.engine) as session, session.begin():
-        ours = _seal_in_python(
-            session, limit=100, now=datetime.now(UTC), only=None, skip_busy=False
-        )
+        ours = _seal_in_python(session, limit=100, now=datetime.now(UTC), skip_busy=False)
         python_links = session.execute(
             select(AuditLink.sequence, AuditLink.prev_hash, AuditLink.entry_hash).order_by(
                 AuditLink.sequence
@@ -227,11 +225,6 @@ def test_the_function_refuses_an_entry_without_a_digest(pg: Workspace) -> None:
             conn.execute(text(f"SELECT {SEAL_FUNCTION}(100, true)"))
     finally:
         engine.dispose()
-
-
-def test_python_refuses_to_seal_chosen_entries_on_postgresql(pg: Workspace) -> None:
-    with Session(pg.engine) as session, pytest.raises(ValueError, match="not a chosen few"):
-        seal_pending(session, now=datetime.now(UTC), only=[1])
 
 
 def test_a_forged_digest_and_an_edited_digest_are_told_apart(

@@ -193,9 +193,9 @@ def _apply(
     *,
     via_credit: bool,
 ) -> list[AllocationInfo]:
-    """Add the planned allocations and the invoice moves they cause (unflushed unless an
-    invoice moved). `open_amounts` were read under the invoices' locks, so what each invoice has
-    paid after the plan follows from them without reading the allocations again."""
+    """Add the planned allocations and the invoice moves they cause, unflushed. `open_amounts`
+    were read under the invoices' locks, so what each invoice has paid after the plan follows
+    from them without reading the allocations again."""
     for invoice, amount in plan:
         unit.session.add(
             Allocation(
@@ -232,9 +232,8 @@ def settle_invoice_statuses(
     paid: Mapping[int, int] | None = None,
 ) -> None:
     """Move each invoice to the status its live allocations call for (issued, partially paid,
-    paid), recording each move and flushing it with the invoice's new stamp, one invoice a
-    flush. `paid`: what the live allocations of each invoice add up to, when the caller knows
-    it; otherwise it is read."""
+    paid), recording each move with the invoice's new stamp (unflushed). `paid`: what the live
+    allocations of each invoice add up to, when the caller knows it; otherwise it is read."""
     if paid is None:
         paid = live_allocated(unit.session, [i.id for i in invoices])
     for invoice in invoices:
@@ -245,7 +244,6 @@ def settle_invoice_statuses(
         if target != current:
             record_invoice_status(unit, invoice, current, target, reason)
             stamp_invoice(unit.session, invoice)
-            unit.session.flush()
 
 
 def release_allocations(unit: UnitOfWork, payment: Payment, *, reason: str) -> list[AllocationInfo]:

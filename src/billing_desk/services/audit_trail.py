@@ -4,8 +4,10 @@ same transaction, and entries are sealed into the hash chain after commit.
 Capture hangs on the session's flush: each inserted, updated or deleted row of an audited table
 yields one entry (entity type = table, entity id = primary key, before and after = the row's
 canonical JSON). Bulk statements that would bypass the flush are refused outright, so no write
-path can skip the trail. Every entry is written with its digest (hash version 2), so sealing
-never reads entry content. Sealing takes the chain head row as a lock, so sealers take turns
+path can skip the trail. A unit's entries wait in memory and are written together by
+`write_waiting` before it commits; inside a savepoint they are written at once, so that they
+roll back with it. Every entry is written with its digest (hash version 2), so sealing never
+reads entry content. Sealing takes the chain head row as a lock, so sealers take turns
 while business transactions never wait on it; it gives the unsealed entries, oldest first, the
 next sequence numbers and their link hashes (see docs/integrity.md). On PostgreSQL the database
 function SEAL_FUNCTION does it (no application role may write links); on SQLite, Python, with the
@@ -20,7 +22,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, event, func, insert, inspect, select, text, type_coerce
+from sqlalchemy import (
+    Connection,
+    Table,
+    case,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+    type_coerce,
+    update,
+)
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.orm.attributes import get_history
 
@@ -62,6 +77,7 @@ _WRITE_STATEMENT = re.compile(
 ENTRY_TABLE: Table = Base.metadata.tables["audit_entry"]
 PENDING_TABLE: Table = Base.metadata.tables["audit_pending"]
 LINK_TABLE: Table = Base.metadata.tables["audit_link"]
+HEAD_TABLE: Table = Base.metadata.tables["audit_chain_head"]
 
 
 @dataclass
@@ -73,8 +89,18 @@ class AuditContext:
     request_id: str
     action: str
     now: datetime
+    # SQLite: the unit seals its own entries before it commits, so they never wait in the
+    # sealer's queue (audit_pending); PostgreSQL queues them for the sealer after commit.
+    sealed_by_unit: bool = False
     touched: dict[str, set[int]] = field(default_factory=dict)
-    appended: list[int] = field(default_factory=list)
+    # Captured entries not yet written, in the order their changes were flushed.
+    waiting: list[dict[str, Any]] = field(default_factory=list)
+    # Written entries as (id, digest), oldest first; the savepoints open around them, as the
+    # number written when each began, so a rolled-back savepoint takes its entries back.
+    written: list[tuple[int, str]] = field(default_factory=list)
+    savepoints: list[int] = field(default_factory=list)
+    # Set once the unit has written its entries: a later change would escape the trail.
+    closed: bool = False
 
     def entry(
         self,
@@ -108,13 +134,32 @@ def capture(session: Session, context: AuditContext) -> None:
         rows: list[dict[str, Any]] = []
         for obj in flushed.new:
             rows += _entries(context, obj, before=None, after=row_values(obj))
-        for obj in flushed.dirty:
+        # The identity map keeps updated rows in no fixed order: by table and key, the trail of
+        # the same work is the same on every run.
+        for obj in sorted(flushed.dirty, key=_row_order):
             if flushed.is_modified(obj, include_collections=False):
                 rows += _entries(context, obj, before=_values_before(obj), after=row_values(obj))
         for obj in flushed.deleted:
             rows += _entries(context, obj, before=row_values(obj), after=None)
         if rows:
-            context.appended += append_entries(flushed, rows)
+            _add_entries(flushed, context, rows)
+
+    connection = session.connection()
+
+    @event.listens_for(connection, "savepoint")
+    def _savepoint_begins(on: Connection, *_args: object) -> None:
+        # Before the SAVEPOINT itself: what waits belongs outside it, and must not roll back
+        # with it.
+        write_waiting(on, context)
+        context.savepoints.append(len(context.written))
+
+    @event.listens_for(connection, "release_savepoint")
+    def _savepoint_released(*_args: object) -> None:
+        context.savepoints.pop()
+
+    @event.listens_for(connection, "rollback_savepoint")
+    def _savepoint_rolled_back(*_args: object) -> None:
+        del context.written[context.savepoints.pop() :]
 
     flushing = False
 
@@ -128,7 +173,7 @@ def capture(session: Session, context: AuditContext) -> None:
         nonlocal flushing
         flushing = False
 
-    @event.listens_for(session.connection(), "before_cursor_execute")
+    @event.listens_for(connection, "before_cursor_execute")
     def _refuse_sql_around_the_orm(
         _conn: object, _cursor: object, statement: str, *_rest: object
     ) -> None:
@@ -165,8 +210,9 @@ def record_event(
     Its entity type is never a table's name, so it cannot pass for a row's history."""
     if entity_type in Base.metadata.tables and entity_type not in NOT_AUDITED:
         raise ValueError(f"event entries may not use the table name {entity_type!r}")
-    context.appended += append_entries(
+    _add_entries(
         session,
+        context,
         [
             context.entry(
                 facility_id=facility_id,
@@ -180,17 +226,34 @@ def record_event(
     )
 
 
-def append_entries(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert entries, each with its digest, and queue them for the sealer, on the unit's own
-    connection. The only way entries are written."""
+def _add_entries(session: Session, context: AuditContext, rows: list[dict[str, Any]]) -> None:
+    if context.closed:
+        raise RuntimeError(
+            "a change after the unit of work wrote its audit entries would escape the trail"
+        )
+    context.waiting += rows
+    if session.in_nested_transaction():
+        # A savepoint may yet roll back: its entries go in with its rows.
+        write_waiting(session.connection(), context)
+
+
+def write_waiting(connection: Connection, context: AuditContext) -> None:
+    """Write the entries waiting in `context`, each with its digest, on the unit's own
+    connection: the only way entries are written. On PostgreSQL they are queued for the
+    sealer in the same statement; on SQLite the unit seals them itself (`seal_written`)."""
+    rows, context.waiting = context.waiting, []
+    if not rows:
+        return
     for row in rows:
         row["entry_digest"] = entry_digest(entry_record_of(row))
-    connection = session.connection()
-    ids = list(
-        connection.execute(insert(ENTRY_TABLE).returning(ENTRY_TABLE.c.id), rows).scalars().all()
-    )
-    connection.execute(insert(PENDING_TABLE), [{"entry_id": i} for i in ids])
-    return ids
+    if context.sealed_by_unit:
+        inserted = connection.execute(
+            insert(ENTRY_TABLE).returning(ENTRY_TABLE.c.id, ENTRY_TABLE.c.entry_digest), rows
+        )
+        context.written += sorted((int(i), str(d)) for i, d in inserted)
+        return
+    entries = insert(ENTRY_TABLE).values(rows).returning(ENTRY_TABLE.c.id).cte("entries")
+    connection.execute(insert(PENDING_TABLE).from_select(["entry_id"], select(entries.c.id)))
 
 
 def _entries(
@@ -224,6 +287,14 @@ def _entries(
             after=after,
         )
     ]
+
+
+def _row_order(obj: object) -> tuple[str, tuple[Any, ...]]:
+    state = inspect(obj)
+    return (
+        str(getattr(state.mapper.local_table, "name", "")),
+        tuple(state.identity or ()),
+    )
 
 
 def _table_name(obj: object) -> str | None:
@@ -260,61 +331,61 @@ def seal_pending(
     *,
     limit: int = SEAL_BATCH,
     now: datetime,
-    only: Sequence[int] | None = None,
     skip_busy: bool = False,
 ) -> SealResult:
-    """Give unsealed entries (or, on SQLite, `only` these) their place in the chain, oldest
-    first, inside the caller's transaction. Safe when several sealers run: they queue on the
-    chain head row, or with `skip_busy` leave the work to the one holding it (and report
-    sealing nothing). On PostgreSQL the database function SEAL_FUNCTION seals; it reads only
-    the digests the writers stored."""
+    """Give queued entries their place in the chain, oldest first, inside the caller's
+    transaction. Safe when several sealers run: they queue on the chain head row, or with
+    `skip_busy` leave the work to the one holding it (and report sealing nothing). On
+    PostgreSQL the database function SEAL_FUNCTION seals; it reads only the digests the writers
+    stored."""
     if session.get_bind().dialect.name == "postgresql":
-        if only is not None:
-            raise ValueError("on PostgreSQL the sealer takes every waiting entry, not a chosen few")
-        return _seal_in_database(session, limit=limit, skip_busy=skip_busy)
-    return _seal_in_python(session, limit=limit, now=now, only=only, skip_busy=skip_busy)
+        sealed = seal_committed(session, limit=limit, skip_busy=skip_busy)
+        head = chain_head(session)
+        return SealResult(sealed, head.head_sequence, head.head_hash)
+    return _seal_in_python(session, limit=limit, now=now, skip_busy=skip_busy)
 
 
-def _seal_in_database(session: Session, *, limit: int, skip_busy: bool) -> SealResult:
+def seal_committed(session: Session, *, limit: int = SEAL_BATCH, skip_busy: bool) -> int:
+    """PostgreSQL: one call of the sealing function; how many entries it sealed."""
     sealed = session.scalar(
         text(f"SELECT {SEAL_FUNCTION}(:limit, :wait)"),
         {"limit": limit, "wait": not skip_busy},
     )
+    return int(sealed or 0)
+
+
+def chain_head(session: Session) -> SealResult:
+    """The newest link, as a result that sealed nothing."""
     head = session.execute(
         select(AuditChainHead.last_sequence, AuditChainHead.last_hash).where(AuditChainHead.id == 1)
     ).one()
-    return SealResult(int(sealed or 0), head.last_sequence, head.last_hash)
+    return SealResult(0, head.last_sequence, head.last_hash)
 
 
-def _seal_in_python(
-    session: Session,
-    *,
-    limit: int,
-    now: datetime,
-    only: Sequence[int] | None,
-    skip_busy: bool,
-) -> SealResult:
-    """SQLite's sealer: the same version-2 links the database function builds."""
-    head = session.scalars(
-        select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update(skip_locked=skip_busy)
-    ).one_or_none()
-    if head is None:
-        # Another sealer holds the head: it, or the next writer, seals what is waiting.
-        return SealResult(0, -1, "")
-    # Driven by the (small) pending queue, so its cost follows the tail, not the whole log.
-    query = (
-        select(AuditEntry.id, AuditEntry.entry_digest)
-        .select_from(AuditPending)
-        .join(AuditEntry, AuditEntry.id == AuditPending.entry_id)
-        .order_by(AuditPending.entry_id)
-        .limit(limit)
+def seal_written(session: Session, context: AuditContext) -> SealResult:
+    """SQLite: seal the entries this unit wrote, in its own transaction. SQLite's writers take
+    turns (BEGIN IMMEDIATE), so the chain head cannot move under it, and the digests are the
+    ones the unit computed; nothing goes through the queue."""
+    connection = session.connection()
+    head = connection.execute(
+        select(HEAD_TABLE.c.last_sequence, HEAD_TABLE.c.last_hash).where(HEAD_TABLE.c.id == 1)
+    ).one()
+    sequence, previous, links = _links(
+        head.last_sequence, head.last_hash, context.written, context.now
     )
-    if only is not None:
-        query = query.where(AuditEntry.id.in_(list(only)))
-    pending = session.execute(query).all()
-    sequence, previous = head.last_sequence, head.last_hash
+    if links:
+        connection.execute(insert(LINK_TABLE), links)
+        _move_head(connection, sequence, previous)
+    return SealResult(len(links), sequence, previous)
+
+
+def _links(
+    sequence: int, previous: str, entries: Sequence[tuple[int, str | None]], now: datetime
+) -> tuple[int, str, list[dict[str, Any]]]:
+    """Version-2 links for `entries` (id, digest), oldest first, after the given head: the
+    same bytes the database function builds."""
     links: list[dict[str, Any]] = []
-    for entry_id, digest in pending:
+    for entry_id, digest in entries:
         if digest is None:
             raise ValueError(f"audit entry {entry_id} has no entry digest and cannot be sealed")
         sequence += 1
@@ -330,17 +401,60 @@ def _seal_in_python(
             }
         )
         previous = link
+    return sequence, previous, links
+
+
+def _move_head(connection: Connection, sequence: int, last_hash: str) -> None:
+    newer = HEAD_TABLE.c.hash_version < CURRENT_HASH_VERSION
+    connection.execute(
+        update(HEAD_TABLE)
+        .where(HEAD_TABLE.c.id == 1)
+        .values(
+            last_sequence=sequence,
+            last_hash=last_hash,
+            hash_version=case((newer, CURRENT_HASH_VERSION), else_=HEAD_TABLE.c.hash_version),
+        )
+    )
+
+
+def _seal_in_python(
+    session: Session,
+    *,
+    limit: int,
+    now: datetime,
+    skip_busy: bool,
+) -> SealResult:
+    """The queue-driven sealer in Python: the same version-2 links the database function
+    builds, from the queue (on SQLite only entries written behind the application's back wait
+    there, and `Workspace.seal` leaves them for the verifier)."""
+    connection = session.connection()
+    head = connection.execute(
+        select(HEAD_TABLE.c.last_sequence, HEAD_TABLE.c.last_hash)
+        .where(HEAD_TABLE.c.id == 1)
+        .with_for_update(skip_locked=skip_busy)
+    ).one_or_none()
+    if head is None:
+        # Another sealer holds the head: it, or the next writer, seals what is waiting.
+        return SealResult(0, -1, "")
+    # Driven by the (small) pending queue, so its cost follows the tail, not the whole log.
+    pending = connection.execute(
+        select(AuditEntry.id, AuditEntry.entry_digest)
+        .select_from(AuditPending)
+        .join(AuditEntry, AuditEntry.id == AuditPending.entry_id)
+        .order_by(AuditPending.entry_id)
+        .limit(limit)
+    ).all()
+    sequence, previous, links = _links(
+        head.last_sequence, head.last_hash, [(i, d) for i, d in pending], now
+    )
     if links:
-        connection = session.connection()
         connection.execute(insert(LINK_TABLE), links)
         connection.execute(
             delete(PENDING_TABLE).where(
                 PENDING_TABLE.c.entry_id.in_([link["entry_id"] for link in links])
             )
         )
-        head.last_sequence, head.last_hash = sequence, previous
-        head.hash_version = max(head.hash_version, CURRENT_HASH_VERSION)
-        session.flush()
+        _move_head(connection, sequence, previous)
     return SealResult(len(links), sequence, previous)
 
 
@@ -409,9 +523,13 @@ __all__ = [
     "SealResult",
     "UnsealedTail",
     "capture",
+    "chain_head",
     "entry_record",
     "record_event",
     "row_values",
+    "seal_committed",
     "seal_pending",
+    "seal_written",
     "unsealed_tail",
+    "write_waiting",
 ]

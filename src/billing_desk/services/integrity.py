@@ -147,9 +147,7 @@ def invoice_hash(session: Session, invoice: Invoice) -> str:
 def restamp(session: Session, payment_ids: Iterable[int], invoice_ids: Iterable[int]) -> None:
     """Recompute and store the hashes of the given payments and invoices, skipping those whose
     row, allocations or lines this session has not written (their hash cannot have changed).
-    Each new stamp is flushed on its own, payments then invoices, by id: the audit trail lists
-    the rows one flush updates in no fixed order, and one row a flush keeps the trail the same
-    on every run."""
+    The new stamps are written by one flush."""
     payments, invoices = set(payment_ids), set(invoice_ids)
     written = _written(session)
     if written is not None:
@@ -160,10 +158,13 @@ def restamp(session: Session, payment_ids: Iterable[int], invoice_ids: Iterable[
         stamps.append((payment, content_hash("payment", payment_record(payment, allocations))))
     for invoice, lines in _invoices_with_lines(session, sorted(invoices)):
         stamps.append((invoice, content_hash("invoice", invoice_record(invoice, lines))))
+    changed = False
     for row, digest in stamps:
         if row.content_hash != digest:
             row.content_hash = digest
-            session.flush()
+            changed = True
+    if changed:
+        session.flush()
 
 
 def stamp_payment(session: Session, payment: Payment) -> None:

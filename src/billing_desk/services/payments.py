@@ -335,14 +335,8 @@ def record_in_unit(
         )
     faults.reached("payment.inserted")
     allocations = [] if held else _allocate(unit, payment, wanted, draft.auto_allocate)
-    session.add(_history_row(unit, payment, None, status, override or "recorded"))
-    # One flush writes the allocations, the status history and the payment's stamp; the
-    # receipt follows in a flush of its own. (Each invoice that moved was flushed on its own:
-    # the audit trail lists the rows one flush updates in no fixed order, so a flush updates
-    # one row, and the trail is the same on every run.)
-    stamp_payment(session, payment)
-    session.flush()
     faults.reached("payment.allocated")
+    session.add(_history_row(unit, payment, None, status, override or "recorded"))
     receipt = PaymentReceipt(
         payment.id,
         facility.code,
@@ -355,6 +349,9 @@ def record_in_unit(
         ),
         duplicate_of=payment.duplicate_of_id,
     )
+    # One flush writes the allocations, the status history, the payment's stamp and the
+    # receipt beside the key.
+    stamp_payment(session, payment)
     complete(unit, claimed, receipt.to_record())
     faults.reached("payment.completed")
     return receipt

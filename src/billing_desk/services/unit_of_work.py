@@ -41,9 +41,13 @@ from billing_desk.services.audit_trail import (
     AuditContext,
     SealResult,
     capture,
+    chain_head,
     record_event,
+    seal_committed,
     seal_pending,
+    seal_written,
     tail_exceeds,
+    write_waiting,
 )
 from billing_desk.services.credentials import connection_failure
 from billing_desk.services.integrity import restamp
@@ -146,6 +150,9 @@ class Workspace:
         self.after_commit: list[Callable[[str, Any], None]] = []
         self.after_failure: list[Callable[[str, Exception], None]] = []
         self._hooks_running = threading.local()
+        # Whether this workspace's last seal after commit left the queue short (it sealed
+        # something, and less than a batch): then the next write need not count the tail.
+        self._tail_short = False
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -239,7 +246,12 @@ class Workspace:
                 now = datetime.now(UTC)
                 request_id = str(uuid.uuid4())
                 context = AuditContext(
-                    actor.name, actor.role.value if actor.role else None, request_id, action, now
+                    actor.name,
+                    actor.role.value if actor.role else None,
+                    request_id,
+                    action,
+                    now,
+                    sealed_by_unit=self.location.is_sqlite,
                 )
                 if write:
                     capture(session, context)
@@ -252,20 +264,19 @@ class Workspace:
         return self._guard(attempt)
 
     def _finish(self, unit: UnitOfWork) -> None:
-        """Restamp integrity hashes of what the operation touched; on SQLite, whose writers
-        already take turns, seal the chain in the same transaction."""
+        """Restamp integrity hashes of what the operation touched and write its audit entries;
+        on SQLite, whose writers already take turns, seal them in the same transaction."""
         session = unit.session
         session.flush()
         touched = unit.audit.touched
         if touched.get("payment") or touched.get("invoice"):
             restamp(session, touched.get("payment", ()), touched.get("invoice", ()))
+        write_waiting(session.connection(), unit.audit)
+        unit.audit.closed = True
         if self.location.is_sqlite:
-            # Only this unit's own entries: on SQLite nothing else may be waiting, so anything
-            # queued from outside stays out of the chain and the verifier names it.
-            mine = unit.audit.appended
-            for start in range(0, len(mine), SEAL_BATCH):
-                seal_pending(session, now=unit.now, only=mine[start : start + SEAL_BATCH])
-        elif tail_exceeds(session, MAX_UNSEALED):
+            if unit.audit.written:
+                seal_written(session, unit.audit)
+        elif not self._tail_short and tail_exceeds(session, MAX_UNSEALED):
             raise EnvironmentFault(
                 f"The audit trail has more than {MAX_UNSEALED} unsealed entries; run "
                 "`billing-desk audit seal`, then try again.",
@@ -274,13 +285,16 @@ class Workspace:
 
     def _seal_after_commit(self) -> None:
         """Seal what has committed (PostgreSQL). A failure leaves the tail for the next sealer."""
+        self._tail_short = False
         try:
             with Session(bind=self.engine) as session, session.begin():
                 # Writers do not queue behind one another's sealing: a busy head means another
                 # sealer is at work, and the next write (or `audit seal`) takes what it missed.
-                seal_pending(session, now=datetime.now(UTC), skip_busy=True)
+                sealed = seal_committed(session, skip_busy=True)
         except DBAPIError:
             log.warning("sealing the audit trail failed; the next write retries", exc_info=True)
+            return
+        self._tail_short = 0 < sealed < SEAL_BATCH
 
     def seal(self) -> SealResult:
         """Seal every committed entry now (PostgreSQL). On SQLite each writer sealed its own
@@ -292,8 +306,7 @@ class Workspace:
         def run() -> SealResult:
             if self.location.is_sqlite:
                 with Session(bind=self.engine) as session, session.begin():
-                    head = seal_pending(session, now=datetime.now(UTC), only=())
-                return head
+                    return chain_head(session)
             total = 0
             while True:
                 with Session(bind=self.engine) as session, session.begin():
