@@ -38,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.orm.attributes import get_history
+from sqlalchemy.sql.elements import TextClause
 
 from billing_desk.db.models import (
     AuditChainHead,
@@ -226,6 +227,19 @@ def record_event(
     )
 
 
+def _queued_insert() -> TextClause:
+    """PostgreSQL: insert entries given as one array per column and queue them for the sealer,
+    in one statement that is compiled once whatever the number of entries. Text columns arrive
+    as text arrays; the insert checks their lengths."""
+    types = {"recorded_at": "timestamptz", "facility_id": "integer"}
+    arrays = ", ".join(f"CAST(:{name} AS {types.get(name, 'text')}[])" for name in _QUEUED_COLUMNS)
+    return text(
+        f"WITH entries AS (INSERT INTO audit_entry ({', '.join(_QUEUED_COLUMNS)}) "
+        f"SELECT * FROM unnest({arrays}) RETURNING id) "
+        "INSERT INTO audit_pending (entry_id) SELECT id FROM entries"
+    )
+
+
 def _add_entries(session: Session, context: AuditContext, rows: list[dict[str, Any]]) -> None:
     if context.closed:
         raise RuntimeError(
@@ -252,8 +266,9 @@ def write_waiting(connection: Connection, context: AuditContext) -> None:
         )
         context.written += sorted((int(i), str(d)) for i, d in inserted)
         return
-    entries = insert(ENTRY_TABLE).values(rows).returning(ENTRY_TABLE.c.id).cte("entries")
-    connection.execute(insert(PENDING_TABLE).from_select(["entry_id"], select(entries.c.id)))
+    connection.execute(
+        _QUEUED_INSERT, {name: [row[name] for row in rows] for name in _QUEUED_COLUMNS}
+    )
 
 
 def _entries(
@@ -470,6 +485,10 @@ ENTRY_FIELDS = (
     "after",
     "request_id",
 )
+
+
+_QUEUED_COLUMNS = (*ENTRY_FIELDS, "entry_digest")
+_QUEUED_INSERT = _queued_insert()
 
 
 def entry_record_of(row: Mapping[str, Any]) -> dict[str, object]:
