@@ -196,3 +196,9 @@ def test_postgresql_counts_the_tail_only_after_a_seal_that_did_not_leave_it_shor
 
 def _failing_seal(*_args: object, **_kwargs: object) -> int:
     raise DBAPIError("SELECT seal", {}, Exception("sealing broke"))
+
+
+def test_an_event_in_a_read_is_refused_not_lost(database: Database) -> None:
+    workspace = _admin(database)
+    with pytest.raises(RuntimeError, match="escape the trail"):
+        workspace.read(lambda unit: unit.record_event("test.read", "report", "1"))

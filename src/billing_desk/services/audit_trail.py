@@ -100,7 +100,8 @@ class AuditContext:
     # number written when each began, so a rolled-back savepoint takes its entries back.
     written: list[tuple[int, str]] = field(default_factory=list)
     savepoints: list[int] = field(default_factory=list)
-    # Set once the unit has written its entries: a later change would escape the trail.
+    # Set for a read, and once a write has written its entries: a later one would escape the
+    # trail.
     closed: bool = False
 
     def entry(
@@ -243,7 +244,8 @@ def _queued_insert() -> TextClause:
 def _add_entries(session: Session, context: AuditContext, rows: list[dict[str, Any]]) -> None:
     if context.closed:
         raise RuntimeError(
-            "a change after the unit of work wrote its audit entries would escape the trail"
+            "this unit of work writes no more audit entries (it reads, or has written them): "
+            "an entry now would escape the trail"
         )
     context.waiting += rows
     if session.in_nested_transaction():

@@ -255,6 +255,8 @@ class Workspace:
                 )
                 if write:
                     capture(session, context)
+                else:
+                    context.closed = True
                 unit = UnitOfWork(session, actor, now, request_id, context)
                 result = operation(unit)
                 if write:
