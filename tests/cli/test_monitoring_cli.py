@@ -91,6 +91,8 @@ def test_health_and_compliance(cli: Cli, database: Database) -> None:
         "discrepancies",
         "alerts",
         "keyring",
+        # The sealer's queue is a table with dead rows only on PostgreSQL.
+        *(("audit_queue",) if database.backend == "postgresql" else ()),
     }
     assert items["database"]["status"] == "ok" and items["database"]["round_trip_ms"] >= 0
     assert items["migrations"]["status"] == "ok"

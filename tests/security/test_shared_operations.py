@@ -15,6 +15,7 @@ from billing_desk.services import admin
 from billing_desk.services.audit import seal
 from billing_desk.services.credits import apply_credit
 from billing_desk.services.deposits import create_deposit
+from billing_desk.services.health import check_health
 from billing_desk.services.idempotency import purge_keys
 from billing_desk.services.invoices import run_invoice, void_invoice
 from billing_desk.services.payments import PaymentDraft, change_status, record_payment
@@ -230,3 +231,13 @@ def test_statements_and_reconciliation_run_under_the_databases_rules(
         assert row == (2,)
         row = conn.execute("SELECT count(*) FROM payment WHERE transfer_reference = 'ACH-BANK'")
         assert row.fetchone() == (0,)
+
+
+@pytest.mark.parametrize("person", ["clerk_a", "auditor"])
+def test_the_health_view_reads_the_audit_queue_as_a_login(
+    shared: SharedDatabase, person: str
+) -> None:
+    report = check_health(shared.workspace(person), keyring_check=lambda: True)
+    items = {item.name: item for item in report.items}
+    assert items["audit_queue"].status in ("ok", "warning")
+    assert isinstance(items["audit_queue"].value["dead_rows"], int)

@@ -4,23 +4,33 @@ the weight of a check when the problem it names is fixed."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from billing_desk.db.engine import resolve_location
 from billing_desk.db.models import ReconciliationRun
 from billing_desk.domain.errors import PermissionDenied
 from billing_desk.services.compliance import CHECKS, ComplianceReport, compliance_report
 from billing_desk.services.demo import load_demo_data
-from billing_desk.services.health import FAILING, OK, WARNING, check_health
+from billing_desk.services.health import (
+    FAILING,
+    OK,
+    WARNING,
+    HealthItem,
+    HealthSettings,
+    check_health,
+)
 from billing_desk.services.idempotency import purge_keys
 from billing_desk.services.monitoring import watch
 from billing_desk.services.payments import PaymentDraft, change_status, record_payment
 from billing_desk.services.reconciliation import resolve_discrepancy, run_reconciliation
 from billing_desk.services.unit_of_work import Workspace
 from tests.conftest import Database
+from tests.support import seed_users
 
 AS_OF = date(2026, 5, 20)
 
@@ -124,3 +134,40 @@ def test_the_score_moves_exactly_as_its_checks_do(database: Database) -> None:
     assert _passed(purged) == {**_passed(resolved), "keys_purged": True}
     assert all(c.action == "" for c in purged.checks if c.passed)
     assert all(c.action for c in purged.checks if not c.passed)
+
+
+def test_the_audit_queue_item_follows_its_dead_rows(
+    fresh_database: Callable[[str], Database],
+) -> None:
+    database = fresh_database("postgresql")
+    load_demo_data(database.workspace("newcomer"), facilities=2, months=1, as_of=AS_OF)
+    admin = database.workspace("admin")
+    with admin.engine.connect() as connection:
+        autovacuum = connection.execute(text("SHOW autovacuum")).scalar_one() == "on"
+    # Every write's entries went through the queue and were deleted by the sealer; a backend
+    # reports its table statistics when it ends, so end them all.
+    database.close()
+    admin = database.workspace("admin")
+    deadline = time.monotonic() + 15
+    while True:
+        item = _item(admin, "audit_queue", HealthSettings(queue_dead_rows_warning=1))
+        if item.value["dead_rows"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert item.value["dead_rows"] > 0
+    assert item.status == WARNING
+    assert "VACUUM ANALYZE audit_pending" in item.sentence
+    assert item.value["autovacuum"] is autovacuum
+    assert ("Autovacuum is off" in item.sentence) is not autovacuum
+    assert _item(admin, "audit_queue", HealthSettings()).status == OK
+
+
+def test_sqlite_has_no_audit_queue_item(fresh_database: Callable[[str], Database]) -> None:
+    admin = fresh_database("sqlite").workspace("admin")
+    seed_users(admin)
+    assert "audit_queue" not in {i.name for i in check_health(admin).items}
+
+
+def _item(workspace: Workspace, name: str, settings: HealthSettings) -> HealthItem:
+    report = check_health(workspace, settings=settings, keyring_check=lambda: True)
+    return next(i for i in report.items if i.name == name)

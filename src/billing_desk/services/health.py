@@ -44,6 +44,8 @@ class HealthSettings:
     checkpoint_warning_days: int = 7
     key_retention_days: int = DEFAULT_KEY_RETENTION_DAYS
     discrepancy_warning_days: int = 14
+    # Dead rows in the sealer's queue (PostgreSQL) past which sealing has slowed noticeably.
+    queue_dead_rows_warning: int = 100_000
 
     @classmethod
     def from_environment(cls) -> HealthSettings:
@@ -307,6 +309,9 @@ def _from_database(unit: UnitOfWork, limits: HealthSettings, since: datetime) ->
         )
     )
 
+    if session.get_bind().dialect.name == "postgresql":
+        items.append(_audit_queue(unit, limits))
+
     severities = dict(
         session.execute(
             select(Alert.severity, func.count())
@@ -327,6 +332,36 @@ def _from_database(unit: UnitOfWork, limits: HealthSettings, since: datetime) ->
         )
     )
     return items
+
+
+def _audit_queue(unit: UnitOfWork, limits: HealthSettings) -> HealthItem:
+    """PostgreSQL: every write queues its entries and the sealer deletes them moments later, so
+    the queue's dead rows pile up unless the table is vacuumed, and sealing slows with them."""
+    session = unit.session
+    dead = session.scalar(
+        text("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'audit_pending'::regclass")
+    )
+    autovacuum = session.scalar(text("SELECT current_setting('autovacuum')")) == "on"
+    value = {"dead_rows": int(dead or 0), "autovacuum": autovacuum}
+    advice = (
+        ""
+        if autovacuum
+        else " Autovacuum is off on this server; turn it on (autovacuum = on in postgresql.conf)."
+    )
+    if value["dead_rows"] >= limits.queue_dead_rows_warning:
+        return HealthItem(
+            "audit_queue",
+            WARNING,
+            f"The audit queue holds {value['dead_rows']} dead rows, which slow sealing; the "
+            f"server's administrator runs VACUUM ANALYZE audit_pending.{advice}",
+            value,
+        )
+    return HealthItem(
+        "audit_queue",
+        OK,
+        f"The audit queue holds {value['dead_rows']} dead rows.{advice}",
+        value,
+    )
 
 
 def _keyring(available: Callable[[], bool]) -> HealthItem:
