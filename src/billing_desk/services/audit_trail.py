@@ -41,7 +41,6 @@ from sqlalchemy.orm.attributes import get_history
 from sqlalchemy.sql.elements import TextClause
 
 from billing_desk.db.models import (
-    AuditChainHead,
     AuditEntry,
     AuditPending,
     Base,
@@ -79,6 +78,7 @@ ENTRY_TABLE: Table = Base.metadata.tables["audit_entry"]
 PENDING_TABLE: Table = Base.metadata.tables["audit_pending"]
 LINK_TABLE: Table = Base.metadata.tables["audit_link"]
 HEAD_TABLE: Table = Base.metadata.tables["audit_chain_head"]
+_HEAD = select(HEAD_TABLE.c.last_sequence, HEAD_TABLE.c.last_hash).where(HEAD_TABLE.c.id == 1)
 
 
 @dataclass
@@ -373,9 +373,7 @@ def seal_committed(session: Session, *, limit: int = SEAL_BATCH, skip_busy: bool
 
 def chain_head(session: Session) -> SealResult:
     """The newest link, as a result that sealed nothing."""
-    head = session.execute(
-        select(AuditChainHead.last_sequence, AuditChainHead.last_hash).where(AuditChainHead.id == 1)
-    ).one()
+    head = session.execute(_HEAD).one()
     return SealResult(0, head.last_sequence, head.last_hash)
 
 
@@ -384,23 +382,20 @@ def seal_written(session: Session, context: AuditContext) -> SealResult:
     turns (BEGIN IMMEDIATE), so the chain head cannot move under it, and the digests are the
     ones the unit computed; nothing goes through the queue."""
     connection = session.connection()
-    head = connection.execute(
-        select(HEAD_TABLE.c.last_sequence, HEAD_TABLE.c.last_hash).where(HEAD_TABLE.c.id == 1)
-    ).one()
-    sequence, previous, links = _links(
-        head.last_sequence, head.last_hash, context.written, context.now
-    )
-    if links:
-        connection.execute(insert(LINK_TABLE), links)
-        _move_head(connection, sequence, previous)
-    return SealResult(len(links), sequence, previous)
+    head = connection.execute(_HEAD).one()
+    return _chain(connection, head.last_sequence, head.last_hash, context.written, context.now)
 
 
-def _links(
-    sequence: int, previous: str, entries: Sequence[tuple[int, str | None]], now: datetime
-) -> tuple[int, str, list[dict[str, Any]]]:
-    """Version-2 links for `entries` (id, digest), oldest first, after the given head: the
-    same bytes the database function builds."""
+def _chain(
+    connection: Connection,
+    sequence: int,
+    previous: str,
+    entries: Sequence[tuple[int, str | None]],
+    now: datetime,
+) -> SealResult:
+    """Link `entries` (id, digest), oldest first, after the head (`sequence`, `previous`),
+    write the links and move the head: the same version-2 bytes the database function
+    builds."""
     links: list[dict[str, Any]] = []
     for entry_id, digest in entries:
         if digest is None:
@@ -418,20 +413,19 @@ def _links(
             }
         )
         previous = link
-    return sequence, previous, links
-
-
-def _move_head(connection: Connection, sequence: int, last_hash: str) -> None:
-    newer = HEAD_TABLE.c.hash_version < CURRENT_HASH_VERSION
-    connection.execute(
-        update(HEAD_TABLE)
-        .where(HEAD_TABLE.c.id == 1)
-        .values(
-            last_sequence=sequence,
-            last_hash=last_hash,
-            hash_version=case((newer, CURRENT_HASH_VERSION), else_=HEAD_TABLE.c.hash_version),
+    if links:
+        connection.execute(insert(LINK_TABLE), links)
+        newer = HEAD_TABLE.c.hash_version < CURRENT_HASH_VERSION
+        connection.execute(
+            update(HEAD_TABLE)
+            .where(HEAD_TABLE.c.id == 1)
+            .values(
+                last_sequence=sequence,
+                last_hash=previous,
+                hash_version=case((newer, CURRENT_HASH_VERSION), else_=HEAD_TABLE.c.hash_version),
+            )
         )
-    )
+    return SealResult(len(links), sequence, previous)
 
 
 def _seal_in_python(
@@ -445,34 +439,27 @@ def _seal_in_python(
     builds, from the queue (on SQLite only entries written behind the application's back wait
     there, and `Workspace.seal` leaves them for the verifier)."""
     connection = session.connection()
-    head = connection.execute(
-        select(HEAD_TABLE.c.last_sequence, HEAD_TABLE.c.last_hash)
-        .where(HEAD_TABLE.c.id == 1)
-        .with_for_update(skip_locked=skip_busy)
-    ).one_or_none()
+    head = connection.execute(_HEAD.with_for_update(skip_locked=skip_busy)).one_or_none()
     if head is None:
         # Another sealer holds the head: it, or the next writer, seals what is waiting.
         return SealResult(0, -1, "")
     # Driven by the (small) pending queue, so its cost follows the tail, not the whole log.
-    pending = connection.execute(
-        select(AuditEntry.id, AuditEntry.entry_digest)
-        .select_from(AuditPending)
-        .join(AuditEntry, AuditEntry.id == AuditPending.entry_id)
-        .order_by(AuditPending.entry_id)
-        .limit(limit)
-    ).all()
-    sequence, previous, links = _links(
-        head.last_sequence, head.last_hash, [(i, d) for i, d in pending], now
-    )
-    if links:
-        connection.execute(insert(LINK_TABLE), links)
-        connection.execute(
-            delete(PENDING_TABLE).where(
-                PENDING_TABLE.c.entry_id.in_([link["entry_id"] for link in links])
-            )
+    pending = [
+        (entry_id, digest)
+        for entry_id, digest in connection.execute(
+            select(AuditEntry.id, AuditEntry.entry_digest)
+            .select_from(AuditPending)
+            .join(AuditEntry, AuditEntry.id == AuditPending.entry_id)
+            .order_by(AuditPending.entry_id)
+            .limit(limit)
         )
-        _move_head(connection, sequence, previous)
-    return SealResult(len(links), sequence, previous)
+    ]
+    result = _chain(connection, head.last_sequence, head.last_hash, pending, now)
+    if pending:
+        connection.execute(
+            delete(PENDING_TABLE).where(PENDING_TABLE.c.entry_id.in_([i for i, _ in pending]))
+        )
+    return result
 
 
 ENTRY_FIELDS = (

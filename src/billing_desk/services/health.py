@@ -342,25 +342,23 @@ def _audit_queue(unit: UnitOfWork, limits: HealthSettings) -> HealthItem:
         text("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'audit_pending'::regclass")
     )
     autovacuum = session.scalar(text("SELECT current_setting('autovacuum')")) == "on"
-    value = {"dead_rows": int(dead or 0), "autovacuum": autovacuum}
-    advice = (
-        ""
-        if autovacuum
-        else " Autovacuum is off on this server; turn it on (autovacuum = on in postgresql.conf)."
-    )
-    if value["dead_rows"] >= limits.queue_dead_rows_warning:
-        return HealthItem(
-            "audit_queue",
-            WARNING,
-            f"The audit queue holds {value['dead_rows']} dead rows, which slow sealing; the "
-            f"server's administrator runs VACUUM ANALYZE audit_pending.{advice}",
-            value,
+    dead_rows = int(dead or 0)
+    sentence = f"The audit queue holds {dead_rows} dead rows"
+    crowded = dead_rows >= limits.queue_dead_rows_warning
+    if crowded:
+        sentence += (
+            ", which slow sealing; the server's administrator runs VACUUM ANALYZE audit_pending"
+        )
+    sentence += "."
+    if not autovacuum:
+        sentence += (
+            " Autovacuum is off on this server; turn it on (autovacuum = on in postgresql.conf)."
         )
     return HealthItem(
         "audit_queue",
-        OK,
-        f"The audit queue holds {value['dead_rows']} dead rows.{advice}",
-        value,
+        WARNING if crowded else OK,
+        sentence,
+        {"dead_rows": dead_rows, "autovacuum": autovacuum},
     )
 
 
