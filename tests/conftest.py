@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from billing_desk.services.clock import Clock, system_clock
 from billing_desk.services.unit_of_work import Workspace, open_workspace
 
 PG_ADMIN_URL = os.environ.get(
@@ -77,9 +78,10 @@ class Database:
     url: str
     opened: list[Workspace] = field(default_factory=list)
 
-    def workspace(self, user: str | None = "admin") -> Workspace:
-        """A workspace acting as `user`, closed when the test ends."""
-        workspace = open_workspace(self.url, user, migrate=False)
+    def workspace(self, user: str | None = "admin", *, clock: Clock = system_clock) -> Workspace:
+        """A workspace acting as `user` (at the moments `clock` gives), closed when the test
+        ends."""
+        workspace = open_workspace(self.url, user, migrate=False, clock=clock)
         self.opened.append(workspace)
         return workspace
 

@@ -1,4 +1,4 @@
-"""Importer tests read the shared corpus; without it they fail, saying where it was looked for."""
+"""Importer tests read the statement corpus in tests/data/statements; without it they fail."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tests.corpus import CORPUS_ROOT
 def corpus_root() -> Path:
     if not CORPUS_ROOT.is_dir():
         pytest.fail(
-            f"The statement corpus is not at {CORPUS_ROOT}; set BILLING_DESK_CORPUS.",
+            f"The statement corpus is not at {CORPUS_ROOT}; it belongs to the repository.",
             pytrace=False,
         )
     return CORPUS_ROOT

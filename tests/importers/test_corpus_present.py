@@ -12,5 +12,5 @@ def test_the_corpus_is_here(folder: str, count: int) -> None:
     files = sorted(p for p in (CORPUS_ROOT / folder).glob("*") if p.is_file())
     assert len(files) == count, (
         f"{CORPUS_ROOT / folder} should hold {count} statement files (found {len(files)}); "
-        "set BILLING_DESK_CORPUS to the corpus folder"
+        "the corpus belongs to the repository"
     )

@@ -14,10 +14,12 @@ import pytest
 from psycopg import sql
 
 from billing_desk.services import admin
+from billing_desk.services.clock import Clock
 from billing_desk.services.invoices import run_invoice
 from billing_desk.services.payments import PaymentDraft, record_payment
 from billing_desk.services.unit_of_work import Workspace, open_workspace
 from billing_desk.services.users import add_user
+from tests.clocks import office_hours
 from tests.conftest import pg_admin_connection, pg_url
 from tests.support import load_trips, seed_facility, trip
 
@@ -35,6 +37,9 @@ PEOPLE = {
 class SharedDatabase:
     name: str
     tag: str
+    # Everything written through the application happens at these moments: in office hours on
+    # a weekday, unless a test chooses otherwise, so that no rule depends on the wall clock.
+    clock: Clock = field(default_factory=office_hours)
     facility_ids: dict[str, int] = field(default_factory=dict)
     payment_ids: dict[str, int] = field(default_factory=dict)
     invoice_numbers: dict[str, str] = field(default_factory=dict)
@@ -55,8 +60,8 @@ class SharedDatabase:
         """A raw connection as `person`, autocommit, as psql would have."""
         return psycopg.connect(self.url(person), autocommit=True, connect_timeout=5)
 
-    def workspace(self, person: str) -> Workspace:
-        workspace = open_workspace(self.url(person))
+    def workspace(self, person: str, *, clock: Clock | None = None) -> Workspace:
+        workspace = open_workspace(self.url(person), clock=clock or self.clock)
         self.opened.append(workspace)
         return workspace
 
@@ -80,7 +85,7 @@ def make_shared_database() -> SharedDatabase:
     with pg_admin_connection() as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database.name)))
     admin.init_shared(database.admin_url)
-    setup = open_workspace(database.admin_url, f"{tag}_setup")
+    setup = open_workspace(database.admin_url, f"{tag}_setup", clock=database.clock)
     database.opened.append(setup)
     add_user(setup, f"{tag}_setup", "admin")
     for code in ("FACA", "FACB"):

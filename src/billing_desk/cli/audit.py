@@ -94,7 +94,7 @@ def verify_command(
         )
         if report.unsealed.count:
             since = report.unsealed.oldest
-            age = f", oldest {datetime.now(UTC) - since} old" if since else ""
+            age = f", oldest {workspace.clock() - since} old" if since else ""
             typer.echo(f"{report.unsealed.count} entries are not sealed yet{age}.")
         for finding in report.findings:
             typer.echo(f"FINDING {finding.kind}: {finding.entity}: {finding.detail}")

@@ -103,7 +103,7 @@ def write_combined(
         story += statement_story(data, provider)
         if progress is not None:
             progress(index, len(statements), data.facility.code)
-    as_of = statements[0].as_of if statements else date.today()
+    as_of = statements[0].as_of if statements else when.date()
     info = ReportInfo(
         f"Statements as of {as_of} ({len(statements)} facilities)",
         f"Statements of account as of {as_of}",

@@ -98,7 +98,7 @@ def check_health(
     """Every health item. A database that cannot be reached is one failing item saying so (the
     items that need it are then left out); this never raises for an unreachable server."""
     limits = settings or HealthSettings.from_environment()
-    now = datetime.now(UTC)
+    now = workspace.clock()
     since = failures_since or now - timedelta(hours=24)
     where = workspace.location.describe()
     items: list[HealthItem] = []

@@ -199,7 +199,7 @@ class Subscription:
                 except (psycopg.Error, DBAPIError) as err:
                     if not self._lost(err):
                         raise  # not the connection's fault: a bug or a refusal, never retried
-                    lost_at = datetime.now(UTC)
+                    lost_at = self._workspace.clock()
                     yield ConnectionLost(lost_at, _reason(err))
                     if not self._reconnect():
                         return

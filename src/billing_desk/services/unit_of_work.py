@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, select
@@ -49,6 +49,7 @@ from billing_desk.services.audit_trail import (
     tail_exceeds,
     write_waiting,
 )
+from billing_desk.services.clock import Clock, system_clock
 from billing_desk.services.credentials import connection_failure
 from billing_desk.services.integrity import restamp
 
@@ -132,8 +133,12 @@ class UnitOfWork:
 class Workspace:
     """One open billing database and the user working in it: the front ends' handle on services."""
 
-    def __init__(self, location: DatabaseLocation, user: str | None = None) -> None:
+    def __init__(
+        self, location: DatabaseLocation, user: str | None = None, *, clock: Clock = system_clock
+    ) -> None:
         self.location = location
+        # What every operation of this workspace takes as "now" (`UnitOfWork.now`).
+        self.clock: Clock = clock
         self.engine: Engine = make_engine(location)
         # On a shared database you act as the role you log in as (row-level security and the
         # audit trail both name it); elsewhere, as the local user.
@@ -243,7 +248,7 @@ class Workspace:
                 bind = self.engine.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
             with Session(bind=bind, expire_on_commit=False) as session, session.begin():
                 actor = self._actor(session)
-                now = datetime.now(UTC)
+                now = self.clock()
                 request_id = str(uuid.uuid4())
                 context = AuditContext(
                     actor.name,
@@ -312,7 +317,7 @@ class Workspace:
             total = 0
             while True:
                 with Session(bind=self.engine) as session, session.begin():
-                    done = seal_pending(session, now=datetime.now(UTC))
+                    done = seal_pending(session, now=self.clock())
                 total += done.sealed
                 if done.sealed == 0:
                     return SealResult(total, done.head_sequence, done.head_hash)
@@ -382,6 +387,7 @@ def open_workspace(
     *,
     migrate: bool = True,
     report_db: str | None = None,
+    clock: Clock = system_clock,
 ) -> Workspace:
     """Open the database named by `--db` (a path or URL; SQLite in the data folder when empty).
     An auditor's archive opens read-only and is never migrated. `report_db` names a read
@@ -390,7 +396,7 @@ def open_workspace(
     path = location.sqlite_path
     if path is not None and is_archive(path):
         location = dataclasses.replace(location, read_only=True)
-    workspace = Workspace(location, user)
+    workspace = Workspace(location, user, clock=clock)
     if workspace.read_only:
         if not workspace.schema_is_current():
             workspace.close()
@@ -417,7 +423,9 @@ def _open_replica(primary: Workspace, report_db: str) -> Workspace:
             "--report-db names a PostgreSQL read replica of a PostgreSQL --db; leave it out "
             "for an SQLite database."
         )
-    replica = Workspace(dataclasses.replace(location, read_only=True), primary.user_name)
+    replica = Workspace(
+        dataclasses.replace(location, read_only=True), primary.user_name, clock=primary.clock
+    )
     if not replica.schema_is_current():
         replica.close()
         primary.close()
