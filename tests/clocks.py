@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from billing_desk.services.clock import Clock, clock_from
+from billing_desk.services.unit_of_work import Workspace
 
 # Wednesday 15 July 2026 and Saturday 18 July 2026: after every date the tests write into data.
 WEEKDAY_OFFICE_HOURS = datetime(2026, 7, 15, 10, 0, tzinfo=UTC)
@@ -17,3 +18,8 @@ WEEKEND_NIGHT = datetime(2026, 7, 18, 23, 30, tzinfo=UTC)
 def office_hours() -> Clock:
     """A clock running from a weekday morning in office hours."""
     return clock_from(WEEKDAY_OFFICE_HOURS)
+
+
+def today_of(workspace: Workspace) -> date:
+    """The workspace's today: its clock's moment in its time zone (what services call today)."""
+    return workspace.clock().astimezone(workspace.zone).date()

@@ -12,10 +12,12 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
 import psycopg
 import pytest
+import time_machine
 from psycopg import sql
 
 from billing_desk.services.clock import Clock, system_clock
@@ -25,6 +27,33 @@ PG_ADMIN_URL = os.environ.get(
     "BILLING_DESK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 BACKENDS = ["sqlite", "postgresql"]
+# The clock guard: with BILLING_DESK_TEST_CLOCK set, this process's wall clock (datetime.now,
+# date.today, time.time) is moved to that moment and runs on from there, so that a test which
+# silently depends on the hour or the day fails whenever the suite runs. `weekend-night` is the
+# latest Saturday 23:30 UTC before now; an ISO moment with its offset is taken as given.
+# `make test` runs the tests marked `clock` so, after the main run.
+TEST_CLOCK = os.environ.get("BILLING_DESK_TEST_CLOCK", "").strip()
+
+
+def moved_wall_clock(spec: str, now: datetime) -> datetime:
+    """The moment a BILLING_DESK_TEST_CLOCK value names, seen from `now`."""
+    if spec == "weekend-night":
+        night = now.astimezone(UTC).replace(hour=23, minute=30, second=0, microsecond=0)
+        night -= timedelta(days=(night.weekday() - 5) % 7)
+        return night if night <= now else night - timedelta(days=7)
+    moment = datetime.fromisoformat(spec)
+    if moment.tzinfo is None:
+        raise ValueError(f"BILLING_DESK_TEST_CLOCK={spec!r} needs a UTC offset")
+    return moment
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _wall_clock_guard() -> Iterator[None]:
+    if not TEST_CLOCK:
+        yield
+        return
+    with time_machine.travel(moved_wall_clock(TEST_CLOCK, datetime.now(UTC)), tick=True):
+        yield
 
 
 def pg_admin_connection() -> psycopg.Connection[tuple[object, ...]]:
@@ -78,10 +107,16 @@ class Database:
     url: str
     opened: list[Workspace] = field(default_factory=list)
 
-    def workspace(self, user: str | None = "admin", *, clock: Clock = system_clock) -> Workspace:
-        """A workspace acting as `user` (at the moments `clock` gives), closed when the test
-        ends."""
-        workspace = open_workspace(self.url, user, migrate=False, clock=clock)
+    def workspace(
+        self,
+        user: str | None = "admin",
+        *,
+        clock: Clock = system_clock,
+        zone: tzinfo | None = None,
+    ) -> Workspace:
+        """A workspace acting as `user` (at the moments `clock` gives, its today reckoned in
+        `zone`, by default this machine's), closed when the test ends."""
+        workspace = open_workspace(self.url, user, migrate=False, clock=clock, zone=zone)
         self.opened.append(workspace)
         return workspace
 

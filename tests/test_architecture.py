@@ -27,13 +27,22 @@ def test_contracts_name_the_forbidden_frameworks() -> None:
     assert {"sqlalchemy", "billing_desk.db"} <= forbidden[
         "The command line opens no session and writes no SQL"
     ]
+    assert {"sqlalchemy", "billing_desk.db"} <= forbidden[
+        "The desktop application opens no session and writes no SQL"
+    ]
+    assert "PySide6" in forbidden["Nothing outside the desktop application imports Qt"]
+    assert "billing_desk.ui" in forbidden["The command line never imports the desktop application"]
+    sources = {c["name"]: set(c.get("source_modules", [])) for c in config["contracts"]}
+    assert {"billing_desk.cli", "billing_desk.services", "billing_desk.domain"} <= sources[
+        "Nothing outside the desktop application imports Qt"
+    ]
 
 
 def test_no_float_reaches_money_code() -> None:
     """A float near money is a bug: no `float(` call in the domain or services."""
     offenders = [
         f"{path.relative_to(ROOT)}:{number}"
-        for package in ("domain", "services", "db")
+        for package in ("domain", "services", "db", "ui")
         for path in (ROOT / "src" / "billing_desk" / package).rglob("*.py")
         for number, line in enumerate(path.read_text().splitlines(), start=1)
         if "float(" in line and "not money" not in line

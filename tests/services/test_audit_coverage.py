@@ -51,7 +51,7 @@ from billing_desk.services.credits import apply_credit
 from billing_desk.services.csv_mappings import save_mapping
 from billing_desk.services.demo import load_demo_data
 from billing_desk.services.deposits import create_deposit
-from billing_desk.services.facilities import NewFacility, add_facility
+from billing_desk.services.facilities import NewFacility, add_facility, change_facility
 from billing_desk.services.idempotency import purge_keys
 from billing_desk.services.invoices import list_invoices, run_invoice, void_invoice
 from billing_desk.services.matching import auto_match, match_line, unmatch_line
@@ -72,7 +72,7 @@ from billing_desk.services.report_data import (
 from billing_desk.services.statements import import_statements
 from billing_desk.services.trips import import_trips
 from billing_desk.services.unit_of_work import UnitOfWork, Workspace
-from billing_desk.services.users import add_user
+from billing_desk.services.users import add_user, change_user
 from billing_desk.services.verification import verify, verify_session
 from tests.conftest import PG_ADMIN_URL, Database
 from tests.support import trip
@@ -107,6 +107,7 @@ COVERED_WRITE_SERVICES = frozenset(
         "demo.load_demo_data",
         "deposits.create_deposit",
         "facilities.add_facility",
+        "facilities.change_facility",
         "idempotency.purge_keys",
         "invoices.run_invoice",
         "invoices.void_invoice",
@@ -127,6 +128,7 @@ COVERED_WRITE_SERVICES = frozenset(
         "statements.import_statements",
         "trips.import_trips",
         "users.add_user",
+        "users.change_user",
         "verification.verify",
     }
 )
@@ -518,6 +520,23 @@ def test_every_write_service_is_fully_audited(
             lambda w, c=code: add_facility(w, _facility(c)),
             touches={"facility", "invoice_counter"},
         )
+    cov.run(
+        change_facility,
+        "manager",
+        "facility.change",
+        lambda w: change_facility(w, replace(_facility(OAKVIEW), payment_terms_days=45)),
+        touches={"facility"},
+    )
+    cov.run(
+        add_user, "admin", "user.add", lambda w: add_user(w, "temp", "clerk"), touches={"app_user"}
+    )
+    cov.run(
+        change_user,
+        "admin",
+        "user.change",
+        lambda w: change_user(w, "temp", role="auditor", active=False),
+        touches={"app_user"},
+    )
 
     # Trips: new, then updated (a fare, a client), then the same file again.
     result = cov.run(

@@ -6,6 +6,7 @@ aging and demo dates. Nothing here reads the wall clock, so the verdict is the s
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
@@ -42,7 +43,7 @@ def _cash(amount: str, received: date, memo: str | None = None) -> PaymentDraft:
 
 
 def _setup(database: Database, clock: Clock) -> None:
-    admin = database.workspace("admin", clock=clock)
+    admin = database.workspace("admin", clock=clock, zone=UTC)
     seed_users(admin)
     seed_facility(admin)
 
@@ -144,25 +145,37 @@ def test_health_counts_stale_keys_and_failures_by_the_clock(database: Database) 
 def test_today_is_the_clocks_day(database: Database, moment: datetime) -> None:
     clock = fixed_clock(moment)
     _setup(database, clock)
-    clerk = database.workspace("clerk", clock=clock)
+    clerk = database.workspace("clerk", clock=clock, zone=UTC)
     assert record_payment(clerk, _cash("5.00", moment.date()), "today-1").payment_id
     with pytest.raises(BadInput, match="in the future"):
         record_payment(clerk, _cash("5.00", moment.date() + timedelta(days=1)), "tomorrow-1")
 
 
+def test_today_is_reckoned_in_the_persons_time_zone(database: Database) -> None:
+    # 23:30 UTC on Saturday is already Sunday in Kiritimati (UTC+14) and still Saturday in Adak.
+    clock = fixed_clock(WEEKEND_NIGHT)
+    _setup(database, clock)
+    sunday = WEEKEND_NIGHT.date() + timedelta(days=1)
+    east = database.workspace("clerk", clock=clock, zone=ZoneInfo("Pacific/Kiritimati"))
+    west = database.workspace("clerk", clock=clock, zone=ZoneInfo("America/Adak"))
+    assert record_payment(east, _cash("5.00", sunday), "east-1").payment_id
+    with pytest.raises(BadInput, match="in the future"):
+        record_payment(west, _cash("6.00", sunday), "west-1")
+
+
 def test_demo_data_and_aging_default_to_the_clocks_day(database: Database) -> None:
     as_of = date(2026, 5, 20)
     clock = fixed_clock(datetime(2026, 5, 20, 22, 30, tzinfo=UTC))
-    admin = database.workspace("newcomer", clock=clock)
+    admin = database.workspace("newcomer", clock=clock, zone=UTC)
     load_demo_data(admin, facilities=2, months=3)
     newest_issue = admin.read(
         lambda unit: unit.session.scalar(select(func.max(Invoice.issue_date)))
     )
     assert newest_issue is not None and newest_issue <= as_of
-    clerk = database.workspace("clerk", clock=clock)
+    clerk = database.workspace("clerk", clock=clock, zone=UTC)
     assert aging_report_data(clerk).as_of == as_of
     # The same data seen 40 days later has moved on in its aging buckets.
-    later = database.workspace("clerk", clock=fixed_clock(clock() + timedelta(days=40)))
+    later = database.workspace("clerk", clock=fixed_clock(clock() + timedelta(days=40)), zone=UTC)
     then, now = aging_report_data(clerk), aging_report_data(later)
     assert now.as_of == as_of + timedelta(days=40)
     assert sum(r.buckets[0].minor for r in now.rows) < sum(r.buckets[0].minor for r in then.rows)

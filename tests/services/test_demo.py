@@ -35,6 +35,7 @@ from billing_desk.services.overview import overview
 from billing_desk.services.trips import list_trips
 from billing_desk.services.unit_of_work import Workspace
 from billing_desk.services.users import list_users
+from tests.clocks import today_of
 from tests.conftest import Database
 from tests.support import seed_facility, seed_users
 
@@ -445,10 +446,9 @@ def test_default_demo_has_a_realistic_payment_history(database: Database) -> Non
 def test_payments_wait_for_the_real_today_when_as_of_is_in_the_future(
     database: Database,
 ) -> None:
-    today = datetime.now(UTC).date()
-    summary = load_demo_data(
-        database.workspace(), facilities=2, months=3, as_of=today + timedelta(days=75)
-    )
+    workspace = database.workspace()
+    today = today_of(workspace)
+    summary = load_demo_data(workspace, facilities=2, months=3, as_of=today + timedelta(days=75))
     with database.workspace("auditor").engine.connect() as conn:
         received = conn.execute(select(Payment.received_date)).scalars().all()
         _assert_money_conserved(conn)

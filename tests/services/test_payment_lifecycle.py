@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from billing_desk.services.payments import (
     record_payment,
     show_payment,
 )
+from tests.clocks import today_of
 from tests.conftest import BACKENDS
 from tests.services.test_payments import (
     APRIL_INVOICE,
@@ -478,7 +479,7 @@ def test_only_recorded_checks_and_cash_in_one_currency_are_deposited(billing: Bi
     euros = record_payment(
         billing.clerk, draft(CASH, facility="EUROPA", amount="10.00"), "k-6"
     ).payment_id
-    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    tomorrow = today_of(billing.clerk) + timedelta(days=1)
     day = date(2026, 6, 3)
     before = row_counts(billing.clerk)
 

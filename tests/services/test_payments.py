@@ -35,6 +35,7 @@ from billing_desk.services.payments import (
 )
 from billing_desk.services.unit_of_work import Workspace
 from billing_desk.services.users import add_user
+from tests.clocks import today_of
 from tests.conftest import BACKENDS, Database, pg_admin_connection, pg_url
 from tests.support import load_trips, seed_facility, seed_users, trip
 
@@ -1064,7 +1065,7 @@ def test_account_numbers_are_never_stored(billing: Billing) -> None:
 
 
 def test_bad_amounts_and_dates_are_refused_with_their_messages(billing: Billing) -> None:
-    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    tomorrow = today_of(billing.clerk) + timedelta(days=1)
     cases = [
         ("12.345", {"amount": "12.345"}, BadInput, "'12.345' has more decimal places than USD "
          "allows (2); enter an amount such as 12.34."),
@@ -1119,7 +1120,7 @@ def test_bad_amounts_and_dates_are_refused_with_their_messages(billing: Billing)
 
     assert problems == []
     assert row_counts(billing.clerk) == before
-    today = record_payment(billing.clerk, draft(CHECK, received=datetime.now(UTC).date()), "k-ok")
+    today = record_payment(billing.clerk, draft(CHECK, received=today_of(billing.clerk)), "k-ok")
     assert today.status == "recorded"
 
 

@@ -89,6 +89,30 @@ def add_facility(workspace: Workspace, new: NewFacility) -> FacilityInfo:
     return workspace.write(operation, action="facility.add")
 
 
+def change_facility(workspace: Workspace, changed: NewFacility) -> FacilityInfo:
+    """Change a facility's name, payment terms and billing contact. Its code and currency stay:
+    they are on its invoices and payments."""
+    draft = changed.validated()
+
+    def operation(unit: UnitOfWork) -> FacilityInfo:
+        unit.require(Permission.MANAGE_FACILITIES)
+        row = get_facility(unit, draft.code)
+        if row.currency != draft.currency:
+            raise Refused(
+                f"{row.code} bills in {row.currency}; a facility's currency cannot change once "
+                "it exists (add a new facility for another currency)."
+            )
+        row.name = draft.name
+        row.payment_terms_days = draft.payment_terms_days
+        row.billing_contact_name = draft.billing_contact_name
+        row.billing_contact_email = draft.billing_contact_email
+        row.billing_address = draft.billing_address
+        unit.session.flush()
+        return facility_info(row)
+
+    return workspace.write(operation, action="facility.change")
+
+
 def insert_facility(unit: UnitOfWork, draft: NewFacility) -> Facility:
     if unit.session.scalar(select(Facility.id).where(Facility.code == draft.code)) is not None:
         raise Refused(f"A facility with code {draft.code} already exists; choose another code.")

@@ -89,6 +89,74 @@ class InvoiceDetail:
     void_reason: str | None
 
 
+@dataclass(frozen=True)
+class BillableTrip:
+    """A trip an invoice run would bill: what its line will say."""
+
+    trip_id: str
+    service_date: date
+    client: str
+    description: str
+    fare: Money
+
+
+@dataclass(frozen=True)
+class InvoiceRunPreview:
+    """What `run_invoice` would bill for a facility and period, before anything is written."""
+
+    facility: str
+    period: str
+    issue_date: date
+    due_date: date
+    trips: tuple[BillableTrip, ...]
+    total: Money
+
+
+def preview_invoice_run(
+    workspace: Workspace,
+    facility_code: str,
+    period: str,
+    *,
+    issue_date: date | None = None,
+) -> InvoiceRunPreview:
+    """The completed, billable, not-yet-invoiced trips of `period` that an invoice run would
+    bill now, with the total and dates it would carry. Writes nothing; refuses as the run would
+    (an unknown facility, a period not started, nothing to bill, trips already billed)."""
+    billing_period = parse_period(period)
+
+    def operation(unit: UnitOfWork) -> InvoiceRunPreview:
+        unit.require(Permission.RUN_INVOICES)
+        session = unit.session
+        facility = get_facility(unit, facility_code)
+        day = issue_date or unit.today
+        if billing_period.start > day:
+            raise BadInput(
+                f"Period {billing_period} has not started yet; bill it once it has trips."
+            )
+        trips = _unbilled_trips_of_period(session, facility, billing_period, lock=False)
+        if not trips:
+            _refuse_empty_period(session, facility, billing_period)
+        return InvoiceRunPreview(
+            facility.code,
+            str(billing_period),
+            day,
+            day + timedelta(days=facility.payment_terms_days),
+            tuple(
+                BillableTrip(
+                    trip.external_trip_id,
+                    trip.service_date,
+                    client_name,
+                    f"{client_name}: {trip.pickup} to {trip.dropoff}",
+                    Money.from_minor(trip.fare_minor, facility.currency),
+                )
+                for trip, client_name in trips
+            ),
+            Money.from_minor(sum(t.fare_minor for t, _ in trips), facility.currency),
+        )
+
+    return workspace.read(operation)
+
+
 def run_invoice(
     workspace: Workspace,
     facility_code: str,
@@ -179,7 +247,7 @@ def bill_trips(
 
 
 def _unbilled_trips_of_period(
-    session: Session, facility: Facility, period: Period
+    session: Session, facility: Facility, period: Period, *, lock: bool = True
 ) -> list[tuple[Trip, str]]:
     query = (
         select(Trip, Client.name)
@@ -193,9 +261,10 @@ def _unbilled_trips_of_period(
             ~exists().where(InvoiceLine.trip_id == Trip.id, InvoiceLine.released.is_(False)),
         )
         .order_by(Trip.service_date, Trip.external_trip_id)
-        # Holds the trips' billed fields still until this run commits (PostgreSQL).
-        .with_for_update(read=True, of=Trip)
     )
+    if lock:
+        # Holds the trips' billed fields still until this run commits (PostgreSQL).
+        query = query.with_for_update(read=True, of=Trip)
     return [(trip, name) for trip, name in session.execute(query)]
 
 

@@ -66,11 +66,112 @@ def import_trip_records(
     earlier: Sequence[RowProblem],
 ) -> TripImportResult:
     session = unit.session
+    good, problems, existing = _sort_rows(session, records, earlier)
+    if problems and not skip_bad:
+        raise TripFileRejected(problems)
+    clients: dict[tuple[int, str, str | None], Client] = {}
+    with session.no_autoflush:
+        counts = _write_rows(unit, good, existing, clients)
+    session.flush()
+    added, updated, unchanged = counts
+    return TripImportResult(added, updated, unchanged, tuple(problems))
+
+
+@dataclass(frozen=True)
+class TripRowPreview:
+    """One row of a trip file as an import would take it: `outcome` is new, changed,
+    unchanged or bad (with `reason`)."""
+
+    line: int
+    trip_id: str
+    facility: str
+    client: str
+    service_date: date | None
+    fare: str
+    outcome: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class TripImportPreview:
+    rows: tuple[TripRowPreview, ...]
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for row in self.rows if row.outcome == outcome)
+
+    @property
+    def bad(self) -> tuple[TripRowPreview, ...]:
+        return tuple(row for row in self.rows if row.outcome == "bad")
+
+
+def preview_trip_import(
+    workspace: Workspace,
+    records: Sequence[TripRecord],
+    problems: Sequence[RowProblem] = (),
+) -> TripImportPreview:
+    """What importing these rows would do, row by row, without writing anything: the same
+    checks as `import_trips` (unknown facility, bad fare, a billed trip that would change),
+    plus the rows the file reader already refused."""
+
+    def operation(unit: UnitOfWork) -> TripImportPreview:
+        unit.require(Permission.IMPORT_TRIPS)
+        session = unit.session
+        good, bad, existing = _sort_rows(session, records, problems)
+        by_line = {r.line: r for r in records}
+        rows = [_preview_good(record, facility, fare, existing) for record, facility, fare in good]
+        for problem in bad:
+            record = by_line.get(problem.line)
+            rows.append(
+                TripRowPreview(
+                    problem.line,
+                    record.external_trip_id if record else "",
+                    record.facility_code if record else "",
+                    record.client_name if record else "",
+                    record.service_date if record else None,
+                    record.fare if record else "",
+                    "bad",
+                    problem.reason,
+                )
+            )
+        return TripImportPreview(tuple(sorted(rows, key=lambda r: r.line)))
+
+    return workspace.read(operation)
+
+
+def _preview_good(
+    record: TripRecord,
+    facility: Facility,
+    fare_minor: int,
+    existing: dict[tuple[int, str], Trip],
+) -> TripRowPreview:
+    trip = existing.get((facility.id, record.external_trip_id))
+    if trip is None:
+        outcome = "new"
+    else:
+        stored: tuple[object, ...] = (trip.service_date, trip.pickup, trip.dropoff)
+        stored += (trip.status, trip.fare_minor, trip.billable)
+        wanted: tuple[object, ...] = (record.service_date, record.pickup, record.dropoff)
+        wanted += (record.status.value, fare_minor, record.billable)
+        outcome = "unchanged" if stored == wanted else "changed"
+    return TripRowPreview(
+        record.line,
+        record.external_trip_id,
+        facility.code,
+        record.client_name,
+        record.service_date,
+        Money.from_minor(fare_minor, facility.currency).format(),
+        outcome,
+    )
+
+
+def _sort_rows(
+    session: Session, records: Sequence[TripRecord], earlier: Sequence[RowProblem]
+) -> tuple[list[tuple[TripRecord, Facility, int]], list[RowProblem], dict[tuple[int, str], Trip]]:
+    """The rows an import may write, and the bad ones with their reasons (in line order)."""
     problems = list(earlier)
     facilities = {f.code: f for f in session.scalars(select(Facility))}
     existing = _existing_trips(session, records, facilities)
     billed = _billed_trip_ids(session, [t.id for t in existing.values()])
-    clients: dict[tuple[int, str, str | None], Client] = {}
     good: list[tuple[TripRecord, Facility, int]] = []
     for record in records:
         facility = facilities.get(record.facility_code)
@@ -97,15 +198,7 @@ def import_trip_records(
             )
             continue
         good.append((record, facility, fare.minor))
-    if problems and not skip_bad:
-        raise TripFileRejected(sorted(problems, key=lambda p: p.line))
-    with session.no_autoflush:
-        counts = _write_rows(unit, good, existing, clients)
-    session.flush()
-    added, updated, unchanged = counts
-    return TripImportResult(
-        added, updated, unchanged, tuple(sorted(problems, key=lambda p: p.line))
-    )
+    return good, sorted(problems, key=lambda p: p.line), existing
 
 
 def _write_rows(

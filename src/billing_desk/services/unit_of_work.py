@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, select
@@ -88,6 +88,8 @@ class UnitOfWork:
     now: datetime
     request_id: str
     audit: AuditContext
+    # Where "today" is reckoned: the person's time zone (None: this machine's).
+    zone: tzinfo | None = None
 
     def record_event(
         self,
@@ -111,7 +113,9 @@ class UnitOfWork:
 
     @property
     def today(self) -> date:
-        return self.now.date()
+        """The acting person's date: a payment received today in Kiritimati is not refused as
+        "in the future" while it is still yesterday in UTC."""
+        return self.now.astimezone(self.zone).date()
 
     def require(self, permission: Permission) -> Actor:
         """Refuse unless the acting user holds `permission`."""
@@ -134,11 +138,18 @@ class Workspace:
     """One open billing database and the user working in it: the front ends' handle on services."""
 
     def __init__(
-        self, location: DatabaseLocation, user: str | None = None, *, clock: Clock = system_clock
+        self,
+        location: DatabaseLocation,
+        user: str | None = None,
+        *,
+        clock: Clock = system_clock,
+        zone: tzinfo | None = None,
     ) -> None:
         self.location = location
-        # What every operation of this workspace takes as "now" (`UnitOfWork.now`).
+        # What every operation of this workspace takes as "now" (`UnitOfWork.now`), and the
+        # time zone its "today" is reckoned in (None: this machine's).
         self.clock: Clock = clock
+        self.zone = zone
         self.engine: Engine = make_engine(location)
         # On a shared database you act as the role you log in as (row-level security and the
         # audit trail both name it); elsewhere, as the local user.
@@ -155,6 +166,9 @@ class Workspace:
         self.after_commit: list[Callable[[str, Any], None]] = []
         self.after_failure: list[Callable[[str, Exception], None]] = []
         self._hooks_running = threading.local()
+        # Called before every transaction this workspace opens: a front end hangs a check here
+        # (the desktop application refuses to open one on its GUI thread).
+        self.unit_checks: list[Callable[[], None]] = []
         # Whether this workspace's last seal after commit left the queue short (it sealed
         # something, and less than a batch): then the next write need not count the tail.
         self._tail_short = False
@@ -262,7 +276,7 @@ class Workspace:
                     capture(session, context)
                 else:
                     context.closed = True
-                unit = UnitOfWork(session, actor, now, request_id, context)
+                unit = UnitOfWork(session, actor, now, request_id, context, self.zone)
                 result = operation(unit)
                 if write:
                     self._finish(unit)
@@ -334,6 +348,8 @@ class Workspace:
 
     def _guard(self, work: Callable[[], T]) -> T:
         """Turn the database's environment failures into one sentence for the user."""
+        for check in self.unit_checks:
+            check()
         try:
             return work()
         except OperationalError as err:
@@ -381,6 +397,21 @@ class Workspace:
         self.engine.dispose()
 
 
+def whoami(workspace: Workspace) -> Actor:
+    """Who this workspace acts as, with the role the database gives them (None: not a user)."""
+    return workspace.read(lambda unit: unit.actor)
+
+
+def locate_database(db: str | None) -> DatabaseLocation:
+    """Where `--db` (a path, a URL, or nothing for the data folder's file) points, without
+    opening it; an auditor's archive is marked read-only."""
+    location = resolve_location(db)
+    path = location.sqlite_path
+    if path is not None and path.exists() and is_archive(path):
+        location = dataclasses.replace(location, read_only=True)
+    return location
+
+
 def open_workspace(
     db: str | None,
     user: str | None = None,
@@ -388,6 +419,7 @@ def open_workspace(
     migrate: bool = True,
     report_db: str | None = None,
     clock: Clock = system_clock,
+    zone: tzinfo | None = None,
 ) -> Workspace:
     """Open the database named by `--db` (a path or URL; SQLite in the data folder when empty).
     An auditor's archive opens read-only and is never migrated. `report_db` names a read
@@ -396,7 +428,7 @@ def open_workspace(
     path = location.sqlite_path
     if path is not None and is_archive(path):
         location = dataclasses.replace(location, read_only=True)
-    workspace = Workspace(location, user, clock=clock)
+    workspace = Workspace(location, user, clock=clock, zone=zone)
     if workspace.read_only:
         if not workspace.schema_is_current():
             workspace.close()
@@ -424,7 +456,10 @@ def _open_replica(primary: Workspace, report_db: str) -> Workspace:
             "for an SQLite database."
         )
     replica = Workspace(
-        dataclasses.replace(location, read_only=True), primary.user_name, clock=primary.clock
+        dataclasses.replace(location, read_only=True),
+        primary.user_name,
+        clock=primary.clock,
+        zone=primary.zone,
     )
     if not replica.schema_is_current():
         replica.close()

@@ -52,6 +52,67 @@ def add_user(workspace: Workspace, name: str, role: str) -> UserInfo:
     return workspace.write(operation, action="user.add")
 
 
+def change_user(
+    workspace: Workspace, name: str, *, role: str | None = None, active: bool | None = None
+) -> UserInfo:
+    """An administrator changes a user's role or turns them off (never deleted: their name is
+    in the audit trail). Nobody changes their own role or turns themselves off, and the last
+    active administrator stays one."""
+    wanted_role = parse_role(role) if role is not None else None
+
+    def operation(unit: UnitOfWork) -> UserInfo:
+        unit.require(Permission.MANAGE_USERS)
+        session = unit.session
+        user = session.scalar(select(User).where(User.name == name.strip()))
+        if user is None:
+            raise BadInput(f"There is no user '{name}'; `billing-desk user list` shows them.")
+        if user.name == unit.actor.name:
+            raise Refused(
+                "You cannot change your own role or turn yourself off; ask another administrator."
+            )
+        new_role = wanted_role.value if wanted_role is not None else user.role
+        new_active = user.active if active is None else active
+        if (
+            user.role == Role.ADMIN.value
+            and user.active
+            and (new_role != Role.ADMIN.value or not new_active)
+        ):
+            admins = session.scalar(
+                select(func.count())
+                .select_from(User)
+                .where(User.role == Role.ADMIN.value, User.active.is_(True))
+            )
+            if (admins or 0) <= 1:
+                raise Refused(
+                    f"{user.name} is the last active administrator; make someone else an "
+                    "administrator first."
+                )
+        user.role = new_role
+        user.active = new_active
+        session.flush()
+        return UserInfo(user.name, user.role, user.active)
+
+    return workspace.write(operation, action="user.change")
+
+
+def who_may_work(workspace: Workspace) -> list[UserInfo]:
+    """The active people of an embedded database, for the desktop's "Working as" chooser.
+    Asks for no permission: on one person's machine the names are the choice itself (the
+    command line's --user is the same choice)."""
+    if workspace.location.is_postgresql:
+        raise BadInput("On a shared database you work as the login you connect with.")
+
+    def operation(unit: UnitOfWork) -> list[UserInfo]:
+        rows = unit.session.execute(
+            select(User.name, User.role, User.active)
+            .where(User.active.is_(True))
+            .order_by(User.name)
+        )
+        return [UserInfo(r.name, r.role, r.active) for r in rows]
+
+    return workspace.read(operation)
+
+
 def list_users(workspace: Workspace) -> list[UserInfo]:
     def operation(unit: UnitOfWork) -> list[UserInfo]:
         unit.require(Permission.READ)

@@ -164,7 +164,9 @@ def verify_session(
     chain = _Chain()
     hashes_by_sequence: dict[int, str] = {}
     wanted = {c.sequence for c in checkpoints}
-    checked, last_sequence, last_hash = _walk_chain(session, chain, wanted, hashes_by_sequence)
+    checked, last_sequence, last_hash, _version = _walk_chain(
+        session, chain, wanted, hashes_by_sequence
+    )
     _check_orphans(session, chain)
     if not tail_allowed:
         _check_no_tail(session, chain)
@@ -187,7 +189,52 @@ def verify_session(
     )
 
 
-def _links(session: Session) -> Iterator[tuple[Any, ...]]:
+@dataclass(frozen=True)
+class ChainCheck:
+    """How far the chain is known good: verified up to link `sequence` (whose hash is
+    `head_hash`), what was found wrong on the way, and the tail not yet sealed."""
+
+    sequence: int
+    head_hash: str
+    hash_version: int
+    findings: tuple[Finding, ...]
+    unsealed: Unsealed
+    checked_at: datetime
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+def check_chain(workspace: Workspace, since: ChainCheck | None = None) -> ChainCheck:
+    """Walk the chain from where `since` stopped (from its first link without it) to the head:
+    every link, and every entry against its digest. A check that found problems starts again
+    from the first link. This is the desktop's integrity badge, run at start and after each
+    seal: it writes nothing and is not audited. A person's verification (`verify`) also checks
+    the payments' and invoices' stored hashes and the checkpoints, and is audited."""
+    start = since if since is not None and since.ok else None
+
+    def operation(unit: UnitOfWork) -> ChainCheck:
+        unit.require(Permission.READ)
+        chain = _Chain()
+        begin = (start.sequence, start.head_hash, start.hash_version) if start else None
+        _checked, last, head, version = _walk_chain(unit.session, chain, set(), {}, begin)
+        _check_head(unit.session, chain, last, head)
+        chain.summarise()
+        tail = unsealed_tail(unit.session)
+        return ChainCheck(
+            last,
+            head,
+            version,
+            tuple(chain.findings),
+            Unsealed(tail.count, tail.oldest),
+            unit.now,
+        )
+
+    return workspace.read(operation)
+
+
+def _links(session: Session, after: int = -1) -> Iterator[tuple[Any, ...]]:
     """Every link in sequence order with its entry's columns (all None when the entry row is
     gone), as the driver's own tuples in keyset-paged chunks. `recorded_at` comes as text: on
     SQLite as stored (see `_stamp`), on PostgreSQL already in canonical form (see `_PG_STAMP`)."""
@@ -221,7 +268,6 @@ def _links(session: Session) -> Iterator[tuple[Any, ...]]:
         .limit(CHUNK)
     )
     chunk = _driver_query(session, statement)
-    after = -1
     while rows := chunk(after=after):
         yield from rows
         after = rows[-1][0]
@@ -359,17 +405,26 @@ def _link_digest(version: int, sequence: int, prev_hash: str, content: bytes) ->
 
 
 def _walk_chain(
-    session: Session, chain: _Chain, wanted: set[int], hashes: dict[int, str]
-) -> tuple[int, int, str]:
+    session: Session,
+    chain: _Chain,
+    wanted: set[int],
+    hashes: dict[int, str],
+    begin: tuple[int, str, int] | None = None,
+) -> tuple[int, int, str, int]:
+    """Check every link after `begin` (sequence, hash and hash version of a link already
+    verified; the chain's start without it). Returns how many links were checked, and the
+    last link's sequence, hash and version."""
     # `recorded_at` as the canonical text, or None when only the general path can say.
     stamp_of = _stamp if session.get_bind().dialect.name == "sqlite" else _pg_stamp
     expected, previous, version, checked = 1, ZERO_HASH, 1, 0
+    if begin is not None:
+        expected, previous, version = begin[0] + 1, begin[1], begin[2]
     # Whether `previous` is known to be 64 lower-case hex digits (the zero hash, or a stored link
     # hash equal to the one recomputed), so that a version-2 link may be written by
     # concatenation without matching its prev_hash against the pattern once more.
     previous_is_hex = True
-    last_sequence = 0
-    for row in _links(session):
+    last_sequence = expected - 1
+    for row in _links(session, after=last_sequence if begin is not None else -1):
         checked += 1
         sequence, entry_id, link_version, prev_hash, stored_hash = row[:5]
         if sequence > expected:
@@ -412,7 +467,7 @@ def _walk_chain(
         previous = stored_hash
         expected = max(expected, sequence + 1)
         last_sequence = sequence
-    return checked, last_sequence, previous
+    return checked, last_sequence, previous, version
 
 
 def _check_link(

@@ -1,0 +1,180 @@
+"""The main window's status bar: which database, who is working, the live connection (shared
+mode) and the integrity badge. The badge's check runs in the background at start and after each
+change has been sealed into the audit chain, never on the GUI thread."""
+
+from __future__ import annotations
+
+from html import escape as esc
+
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QLabel,
+    QListWidget,
+    QPushButton,
+    QStatusBar,
+    QStyle,
+    QVBoxLayout,
+    QWidget,
+)
+
+from billing_desk.services.verification import ChainCheck, check_chain
+from billing_desk.ui.desk import Desk
+from billing_desk.ui.operations import Changes, Operation
+
+# After a burst of changes, the badge checks the new links once, this long after the last.
+BADGE_SETTLE_MS = 300
+
+
+class IntegrityBadge(QPushButton):
+    """ "Verified up to entry N at HH:MM", "N entries not yet sealed", or a red "Integrity
+    problem: ..." that opens the findings."""
+
+    checked = Signal(object)  # ChainCheck
+
+    def __init__(self, desk: Desk, parent: QWidget | None = None) -> None:
+        super().__init__("Checking the audit trail…", parent)
+        self.desk = desk
+        self.setFlat(True)
+        self.setAccessibleName("Integrity")
+        self.setToolTip("The audit trail's hash chain, checked in the background.")
+        self.result: ChainCheck | None = None
+        self._running = False
+        self._again = False
+        self._settle = QTimer(self)
+        self._settle.setSingleShot(True)
+        self._settle.setInterval(BADGE_SETTLE_MS)
+        self._settle.timeout.connect(self.check)
+        self.clicked.connect(self.show_findings)
+        desk.changed.connect(self._changed)
+
+    def _changed(self, what: Changes) -> None:
+        if what.touches("audit"):
+            self._settle.start()
+
+    def check(self) -> None:
+        """Check the links added since the last check (all of them the first time)."""
+        if self._running:
+            self._again = True
+            return
+        self._running = True
+        since = self.result
+        self.desk.run(
+            Operation(
+                self,
+                lambda ws: check_chain(ws, since),
+                success=self._checked,
+                failure=self._failed,
+            )
+        )
+
+    def _checked(self, result: ChainCheck) -> None:
+        self._running = False
+        self.result = result
+        f = self.desk.formats
+        if not result.ok:
+            first = result.findings[0]
+            self.setText(f"Integrity problem: {first.kind} at {first.entity}")
+            self._paint(problem=True)
+            self.setToolTip("Click to see every finding.")
+        elif result.unsealed.count:
+            n = result.unsealed.count
+            self.setText(f"{f.count(n)} entr{'ies' if n != 1 else 'y'} not yet sealed")
+            self._paint(problem=False, waiting=True)
+            self.setToolTip(
+                f"Verified up to entry {f.count(result.sequence)}; newer entries wait for the "
+                "sealer."
+            )
+        else:
+            at = result.checked_at.astimezone()
+            self.setText(f"Verified up to entry {f.count(result.sequence)} at {at:%H:%M}")
+            self._paint(problem=False)
+            self.setToolTip("Every link of the audit chain and every entry's digest checked.")
+        self.checked.emit(result)
+        if self._again:
+            self._again = False
+            self.check()
+
+    def _failed(self, error: BaseException) -> None:
+        self._running = False
+        self.setText("Audit trail not checked")
+        self.setToolTip(str(error))
+        if self._again:
+            self._again = False
+            self._settle.start()
+
+    def _paint(self, *, problem: bool, waiting: bool = False) -> None:
+        """The style's own icons (a red stop sign for a problem) and a bold face, not colours
+        of ours: they follow the light and dark schemes."""
+        font = self.font()
+        font.setBold(problem)
+        self.setFont(font)
+        pixmap = QStyle.StandardPixmap
+        if problem:
+            icon = pixmap.SP_MessageBoxCritical
+        elif waiting:
+            icon = pixmap.SP_MessageBoxInformation
+        else:
+            icon = pixmap.SP_DialogApplyButton
+        self.setIcon(self.style().standardIcon(icon))
+
+    def show_findings(self) -> None:
+        if self.result is None or self.result.ok:
+            return
+        dialog = FindingsDialog(self.result, self.window())
+        dialog.open()
+
+
+class FindingsDialog(QDialog):
+    """Every finding of the last check, each in a sentence."""
+
+    def __init__(self, result: ChainCheck, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Integrity findings")
+        intro = QLabel(
+            f"The audit trail's hash chain does not hold past entry {result.sequence}. "
+            "Someone changed the database outside billing-desk, or a file was damaged; an "
+            "auditor should run a full verification (Audit ▸ Verify, or "
+            "`billing-desk audit verify`).",
+            self,
+        )
+        intro.setWordWrap(True)
+        self.findings = QListWidget(self)
+        self.findings.setAccessibleName("Findings")
+        for finding in result.findings:
+            self.findings.addItem(f"{finding.kind}: {finding.entity} — {finding.detail}")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(intro)
+        layout.addWidget(self.findings, 1)
+        layout.addWidget(buttons)
+        self.resize(640, 360)
+
+
+class StatusBar(QStatusBar):
+    """Database, person, live connection and integrity, left to right."""
+
+    def __init__(self, desk: Desk, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.database = QLabel(self)
+        self.database.setAccessibleName("Database")
+        where = desk.describe_database()
+        if desk.read_only:
+            where = f"{where} — auditor's archive, read-only"
+        self.database.setText(esc(where))
+        self.person = QLabel(desk.person.describe, self)
+        self.person.setAccessibleName("Working as")
+        self.live = QLabel(self)
+        self.live.setAccessibleName("Live updates")
+        self.live.setVisible(desk.is_shared)
+        self.badge = IntegrityBadge(desk, self)
+        self.addWidget(self.database, 1)
+        self.addPermanentWidget(self.person)
+        self.addPermanentWidget(self.live)
+        self.addPermanentWidget(self.badge)
+
+    def set_live(self, text: str) -> None:
+        self.live.setText(text)
+        self.live.show()

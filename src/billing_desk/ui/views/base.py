@@ -1,0 +1,192 @@
+"""What every view of the main window shares: its title, who may see it, what changes refresh
+it, a message bar, and the table and filter pieces most views are built from."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import ClassVar, TypeVar
+
+from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QLabel,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from billing_desk.domain.roles import Permission
+from billing_desk.ui.desk import Desk
+from billing_desk.ui.errors import MessageBar
+from billing_desk.ui.models import RowsModel
+from billing_desk.ui.operations import Changes
+
+R = TypeVar("R")
+
+
+class View(QWidget):
+    """One screen. A view fetches its data in the background when it is shown and when a change
+    it listens to has committed (bursts coalesced); a hidden view only notes that it is stale."""
+
+    title: ClassVar[str] = ""
+    # The permission a role needs to see this view in the navigation.
+    permission: ClassVar[Permission] = Permission.READ
+    # Nouns (operations.NOUNS) whose changes make this view fetch again.
+    listens: ClassVar[frozenset[str]] = frozenset()
+    # A word or two under the title in the navigation, for screen readers and tooltips.
+    summary: ClassVar[str] = ""
+
+    def __init__(self, desk: Desk, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.desk = desk
+        self.setObjectName(f"view{type(self).__name__}")
+        self.setAccessibleName(f"{self.title} view")
+        self.message_bar = MessageBar(self)
+        self.layout_ = QVBoxLayout(self)
+        self.layout_.setContentsMargins(8, 8, 8, 8)
+        heading = QLabel(self.title, self)
+        heading.setObjectName("viewTitle")
+        font = heading.font()
+        font.setPointSizeF(font.pointSizeF() * 1.4)
+        font.setBold(True)
+        heading.setFont(font)
+        heading.setAccessibleName(f"{self.title} (heading)")
+        self.layout_.addWidget(heading)
+        self.layout_.addWidget(self.message_bar)
+        self._stale = True
+        self._refresh_soon = QTimer(self)
+        self._refresh_soon.setSingleShot(True)
+        self._refresh_soon.setInterval(0)
+        self._refresh_soon.timeout.connect(self.refresh)
+        desk.changed.connect(self._changed)
+
+    # -- what the main window calls ---------------------------------------------------------
+
+    def menu_actions(self) -> Sequence[QAction]:
+        """The view's own actions, for its menu and toolbar (with their shortcuts)."""
+        return ()
+
+    def activate(self) -> None:
+        """Shown: fetch what is stale."""
+        if self._stale:
+            self._stale = False
+            self._refresh_soon.start()
+
+    def refresh(self) -> None:
+        """Fetch the view's data again, in the background."""
+
+    def save_state(self) -> None:
+        """Remember header and splitter states (QSettings)."""
+
+    def restore_state(self) -> None:
+        """Put back what save_state remembered."""
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _changed(self, what: Changes) -> None:
+        if not what.touches(*self.listens):
+            return
+        if self.isVisible():
+            self._refresh_soon.start()
+        else:
+            self._stale = True
+
+    def action(
+        self,
+        text: str,
+        slot: Callable[[], None],
+        *,
+        shortcut: str | QKeySequence.StandardKey | None = None,
+        tip: str | None = None,
+    ) -> QAction:
+        act = QAction(text, self)
+        if shortcut is not None:
+            act.setShortcut(QKeySequence(shortcut))
+            act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        if tip:
+            act.setToolTip(tip)
+            act.setStatusTip(tip)
+        act.triggered.connect(slot)
+        return act
+
+    def settings_key(self, name: str) -> str:
+        return f"views/{type(self).__name__}/{name}"
+
+    def save_header(self, table: QTableView) -> None:
+        self.desk.settings.setValue(
+            self.settings_key("header"), table.horizontalHeader().saveState()
+        )
+
+    def restore_header(self, table: QTableView) -> None:
+        state = self.desk.settings.value(self.settings_key("header"))
+        if isinstance(state, QByteArray):
+            table.horizontalHeader().restoreState(state)
+
+
+def make_table(
+    parent: QWidget,
+    model: RowsModel[R],
+    name: str,
+    *,
+    stretch: int | None = None,
+    sort: tuple[int, Qt.SortOrder] | None = None,
+) -> QTableView:
+    """A read-only, sortable table of whole rows, as every list of the application looks:
+    column `stretch` takes the width left over (the last one without it), and the rows start
+    sorted by `sort` (column, order)."""
+    table = QTableView(parent)
+    table.setModel(model)
+    table.setObjectName(name.replace(" ", ""))
+    table.setAccessibleName(name)
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSortingEnabled(True)
+    table.setAlternatingRowColors(True)
+    table.setWordWrap(False)
+    table.setTabKeyNavigation(False)
+    table.verticalHeader().hide()
+    table.verticalHeader().setDefaultSectionSize(table.fontMetrics().height() + 8)
+    header = table.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+    header.setStretchLastSection(stretch is None)
+    if stretch is not None:
+        header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
+    header.setHighlightSections(False)
+    header.setSortIndicatorShown(True)
+    column, order = sort if sort is not None else (0, Qt.SortOrder.AscendingOrder)
+    header.setSortIndicator(column, order)
+    model.sort(column, order)
+    return table
+
+
+def fit_columns(table: QTableView) -> None:
+    """Size columns to their contents once data has arrived (not on every refill)."""
+    if table.property("fitted"):
+        return
+    if table.model().rowCount() == 0:
+        return
+    table.resizeColumnsToContents()
+    # A long address or description is cut, not allowed to push the amounts off screen.
+    widest = table.fontMetrics().averageCharWidth() * 32
+    header = table.horizontalHeader()
+    for column in range(header.count()):
+        if header.sectionResizeMode(column) != QHeaderView.ResizeMode.Stretch:
+            header.resizeSection(column, min(header.sectionSize(column) + 12, widest))
+    table.setProperty("fitted", True)
+
+
+def selected_row(table: QTableView, model: RowsModel[R]) -> R | None:
+    indexes = table.selectionModel().selectedRows() if table.selectionModel() else []
+    if not indexes:
+        return None
+    return model.row_at(indexes[0].row())
+
+
+def select_key(table: QTableView, model: RowsModel[R], key: object) -> None:
+    row = model.row_of(key)
+    if row is not None:
+        table.selectRow(row)
+        table.scrollTo(model.index(row, 0))

@@ -1,0 +1,458 @@
+"""Invoices: the list with its filters, an invoice's lines, payments and history, running
+invoices for a facility and month with a preview of the trips before anything is written, and
+voiding with a reason (managers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape as esc
+
+from PySide6.QtCore import QByteArray, Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QHBoxLayout,
+    QLabel,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from billing_desk.domain.periods import Period
+from billing_desk.domain.roles import Permission
+from billing_desk.domain.states import InvoiceStatus
+from billing_desk.services.facilities import FacilityInfo, list_facilities
+from billing_desk.services.invoices import (
+    BillableTrip,
+    InvoiceDetail,
+    InvoiceLineInfo,
+    InvoiceRunPreview,
+    InvoiceRunResult,
+    InvoiceSummary,
+    StatusChangeInfo,
+    list_invoices,
+    preview_invoice_run,
+    run_invoice,
+    show_invoice,
+    void_invoice,
+)
+from billing_desk.ui.desk import Desk
+from billing_desk.ui.errors import MessageBar, show_at_field
+from billing_desk.ui.formatting import money_sort_key
+from billing_desk.ui.models import RIGHT, Column, RowsModel
+from billing_desk.ui.operations import changes
+from billing_desk.ui.views.base import View, fit_columns, make_table, select_key, selected_row
+from billing_desk.ui.widgets import FacilityBox, Form, MonthEdit, ReasonDialog
+
+STATUS_FILTERS = [("Any status", None)] + [
+    (s.value.capitalize(), s.value) for s in InvoiceStatus if s is not InvoiceStatus.DRAFT
+]
+
+
+@dataclass(frozen=True)
+class InvoiceFilter:
+    facility: str | None = None
+    status: str | None = None
+
+
+class InvoicesView(View):
+    title = "Invoices"
+    summary = "bills to facilities"
+    listens = frozenset({"invoices", "payments", "facilities", "trips"})
+
+    def __init__(self, desk: Desk, parent: QWidget | None = None) -> None:
+        super().__init__(desk, parent)
+        f = desk.formats
+        self.model: RowsModel[InvoiceSummary] = RowsModel(
+            [
+                Column("Number", lambda r: r.number),
+                Column("Facility", lambda r: r.facility),
+                Column("Period", lambda r: f"{r.period_start:%Y-%m}", lambda r: r.period_start),
+                Column("Issued", lambda r: f.date(r.issue_date), lambda r: r.issue_date),
+                Column("Due", lambda r: f.date(r.due_date), lambda r: r.due_date),
+                Column("Status", lambda r: r.status.capitalize()),
+                Column("Trips", lambda r: f.count(r.trip_count), lambda r: r.trip_count, RIGHT),
+                Column(
+                    "Total", lambda r: f.money(r.total), lambda r: money_sort_key(r.total), RIGHT
+                ),
+            ],
+            key=lambda r: r.number,
+            parent=self,
+        )
+        # Filters: a row above the list, each reachable by its mnemonic.
+        self.facility = FacilityBox(self, allow_all=True)
+        self.status = QComboBox(self)
+        for label, value in STATUS_FILTERS:
+            self.status.addItem(label, value)
+        self.status.setAccessibleName("Status")
+        self.facility.setAccessibleName("Facility")
+        filters = QHBoxLayout()
+        for text, widget in (("&Facility:", self.facility), ("&Status:", self.status)):
+            caption = QLabel(text, self)
+            caption.setBuddy(widget)
+            filters.addWidget(caption)
+            filters.addWidget(widget, 1 if widget is self.facility else 0)
+        filters.addStretch(0)
+        self.count = QLabel(self)
+        self.count.setAccessibleName("Number of invoices shown")
+        filters.addWidget(self.count)
+        self.layout_.addLayout(filters)
+
+        self.table = make_table(
+            self, self.model, "Invoices", sort=(3, Qt.SortOrder.DescendingOrder)
+        )
+        self.detail = InvoiceDetailPane(desk, self)
+        self.splitter = QSplitter(Qt.Orientation.Vertical, self)
+        self.splitter.addWidget(self.table)
+        self.splitter.addWidget(self.detail)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.layout_.addWidget(self.splitter, 1)
+
+        self.facility.activated.connect(lambda _: self.refresh())
+        self.status.currentIndexChanged.connect(lambda _: self.refresh())
+        self.table.selectionModel().selectionChanged.connect(lambda *_: self._show_selected())
+        self.table.activated.connect(lambda _: self._show_selected())
+
+        self.run_action = self.action(
+            "&Run invoices…",
+            self.run_invoices,
+            shortcut="Ctrl+R",
+            tip="Bill a facility's completed trips of a month, after a preview.",
+        )
+        self.void_action = self.action(
+            "&Void invoice…",
+            self.void_selected,
+            shortcut="Ctrl+Shift+V",
+            tip="Void the selected invoice with a reason (managers); its trips can then be "
+            "billed again.",
+        )
+        self.refresh_action = self.action(
+            "Re&fresh", self.refresh, shortcut=QKeySequence.StandardKey.Refresh
+        )
+        self.run_action.setVisible(desk.may(Permission.RUN_INVOICES))
+        self.void_action.setVisible(desk.may(Permission.VOID_INVOICES))
+        self.void_action.setEnabled(False)
+        self._facilities: list[FacilityInfo] = []
+        self._wanted: str | None = None
+
+    def menu_actions(self) -> list[QAction]:
+        return [self.run_action, self.void_action, self.refresh_action]
+
+    # -- fetching -----------------------------------------------------------------------------
+
+    def current_filter(self) -> InvoiceFilter:
+        return InvoiceFilter(self.facility.code(), self.status.currentData())
+
+    def refresh(self) -> None:
+        wanted = self.current_filter()
+        self.desk.query(self, list_facilities, self._facilities_arrived, key="invoices-facilities")
+        self.desk.query(
+            self,
+            lambda ws: list_invoices(ws, facility=wanted.facility, status=wanted.status),
+            self._arrived,
+            key="invoices-list",
+        )
+
+    def _facilities_arrived(self, facilities: list[FacilityInfo]) -> None:
+        self._facilities = facilities
+        self.facility.set_facilities(facilities)
+
+    def _arrived(self, invoices: list[InvoiceSummary]) -> None:
+        chosen = selected_row(self.table, self.model)
+        self.model.set_rows(invoices)
+        fit_columns(self.table)
+        n = len(invoices)
+        self.count.setText(f"{self.desk.formats.count(n)} invoice{'s' if n != 1 else ''}")
+        key = self._wanted or (chosen.number if chosen else None)
+        self._wanted = None
+        if key is not None:
+            select_key(self.table, self.model, key)
+        self._show_selected()
+
+    def _show_selected(self) -> None:
+        invoice = selected_row(self.table, self.model)
+        self.void_action.setEnabled(
+            invoice is not None and invoice.status not in (InvoiceStatus.VOID.value,)
+        )
+        if invoice is None:
+            self.detail.clear()
+            return
+        number = invoice.number
+        self.desk.query(
+            self, lambda ws: show_invoice(ws, number), self.detail.show_invoice, key="invoice"
+        )
+
+    def open_invoice(self, number: str) -> None:
+        """Select the invoice `number` (from elsewhere in the application)."""
+        self._wanted = number
+        self.facility.set_code(None)
+        self.status.setCurrentIndex(0)
+        self.refresh()
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def run_invoices(self) -> None:
+        dialog = RunInvoicesDialog(self.desk, self._facilities, self.facility.code(), self)
+        dialog.billed.connect(self._billed)
+        dialog.open()
+
+    def _billed(self, result: InvoiceRunResult) -> None:
+        self._wanted = result.invoice_number
+        self.message_bar.show_message(
+            f"Invoice {result.invoice_number} issued to {result.facility} for {result.period}: "
+            f"{result.trip_count} trips, {self.desk.formats.money(result.total)}, due "
+            f"{self.desk.formats.date(result.due_date)}."
+        )
+
+    def void_selected(self) -> None:
+        invoice = selected_row(self.table, self.model)
+        if invoice is None or not self.desk.may(Permission.VOID_INVOICES):
+            return
+        dialog = ReasonDialog(
+            self,
+            f"Void invoice {invoice.number}",
+            f"Void invoice {invoice.number} of {invoice.facility} "
+            f"({self.desk.formats.money(invoice.total)})? Its trips can then be billed again. "
+            "&Why?",
+            "&Void invoice",
+        )
+        number = invoice.number
+
+        def voided(summary: InvoiceSummary) -> None:
+            dialog.accept()
+            self.message_bar.show_message(f"Invoice {summary.number} is void.")
+
+        dialog.submitted.connect(
+            lambda reason: self.desk.change(
+                dialog,
+                lambda ws: void_invoice(ws, number, reason),
+                voided,
+                changes("invoices", "trips"),
+                failure=lambda err: dialog.failed(err, self.desk.presenter.present),
+            )
+        )
+        dialog.open()
+
+    def save_state(self) -> None:
+        self.save_header(self.table)
+        self.desk.settings.setValue(self.settings_key("splitter"), self.splitter.saveState())
+
+    def restore_state(self) -> None:
+        self.restore_header(self.table)
+        state = self.desk.settings.value(self.settings_key("splitter"))
+        if isinstance(state, QByteArray):
+            self.splitter.restoreState(state)
+
+
+class InvoiceDetailPane(QTabWidget):
+    """The selected invoice: its lines, and its status history."""
+
+    def __init__(self, desk: Desk, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setAccessibleName("Invoice detail")
+        f = desk.formats
+        self.heading = QLabel(self)
+        self.heading.setWordWrap(True)
+        self.heading.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.lines: RowsModel[InvoiceLineInfo] = RowsModel(
+            [
+                Column("Line", lambda r: str(r.line_no), lambda r: r.line_no, RIGHT),
+                Column("Trip", lambda r: r.trip_id),
+                Column("Service date", lambda r: f.date(r.service_date), lambda r: r.service_date),
+                Column("Description", lambda r: r.description),
+                Column(
+                    "Amount",
+                    lambda r: f.money(r.amount),
+                    lambda r: money_sort_key(r.amount),
+                    RIGHT,
+                ),
+            ],
+            key=lambda r: r.line_no,
+            parent=self,
+        )
+        self.history: RowsModel[StatusChangeInfo] = RowsModel(
+            [
+                Column("When", lambda r: f.datetime(r.changed_at), lambda r: r.changed_at),
+                Column("From", lambda r: (r.from_status or "").capitalize()),
+                Column("To", lambda r: r.to_status.capitalize()),
+                Column("By", lambda r: r.changed_by),
+                Column("Why", lambda r: r.reason or ""),
+            ],
+            key=lambda r: (r.changed_at, r.to_status),
+            parent=self,
+        )
+        lines_page = QWidget(self)
+        lines_layout = QVBoxLayout(lines_page)
+        lines_layout.setContentsMargins(4, 4, 4, 4)
+        lines_layout.addWidget(self.heading)
+        self.lines_table = make_table(lines_page, self.lines, "Invoice lines", stretch=3)
+        lines_layout.addWidget(self.lines_table)
+        self.history_table = make_table(self, self.history, "Status history", stretch=4)
+        self.addTab(lines_page, "&Lines")
+        self.addTab(self.history_table, "&History")
+        self._formats = f
+        self.clear()
+
+    def clear(self) -> None:
+        self.heading.setText("Select an invoice to see its lines and history.")
+        self.lines.set_rows([])
+        self.history.set_rows([])
+
+    def show_invoice(self, detail: InvoiceDetail) -> None:
+        s, f = detail.summary, self._formats
+        text = (
+            f"<b>{esc(s.number)}</b> — {esc(s.facility)}, {s.period_start:%B %Y}; issued "
+            f"{f.date(s.issue_date)}, due {f.date(s.due_date)}; <b>{esc(s.status)}</b>; total "
+            f"<b>{esc(f.money(s.total))}</b>"
+        )
+        if detail.void_reason:
+            text += f"<br>Voided: {esc(detail.void_reason)}"
+        self.heading.setText(text)
+        self.lines.set_rows(detail.lines)
+        fit_columns(self.lines_table)
+        self.history.set_rows(detail.history)
+        fit_columns(self.history_table)
+
+
+class RunInvoicesDialog(QDialog):
+    """Run invoices for a facility and month: first a preview of the trips that will be billed
+    (nothing written), then "Bill N trips", which bills exactly the trips previewed."""
+
+    billed = Signal(object)
+
+    def __init__(
+        self,
+        desk: Desk,
+        facilities: list[FacilityInfo],
+        facility: str | None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.desk = desk
+        self.setWindowTitle("Run invoices")
+        self.message_bar = MessageBar(self)
+        self.facility = FacilityBox(self)
+        self.facility.set_facilities(facilities)
+        self.facility.set_code(facility)
+        self.month = MonthEdit(self)
+        # Trips are billed after their month ends: last month is the usual choice.
+        today = desk.today()
+        self.month.set_period(Period(today.year - (today.month == 1), (today.month - 2) % 12 + 1))
+        form = Form()
+        form.add("&Facility:", self.facility)
+        form.add("&Month:", self.month, error_key="period")
+        self.form = form
+        self.preview_label = QLabel("Choose a facility and month, then Preview.", self)
+        self.preview_label.setWordWrap(True)
+        f = desk.formats
+        self.trips: RowsModel[BillableTrip] = RowsModel(
+            [
+                Column("Trip", lambda r: r.trip_id),
+                Column("Date", lambda r: f.date(r.service_date), lambda r: r.service_date),
+                Column("Description", lambda r: r.description),
+                Column("Fare", lambda r: f.money(r.fare), lambda r: money_sort_key(r.fare), RIGHT),
+            ],
+            key=lambda r: r.trip_id,
+            parent=self,
+        )
+        self.table = make_table(self, self.trips, "Trips to bill", stretch=2)
+        self.buttons = QDialogButtonBox(self)
+        self.preview_button = self.buttons.addButton(
+            "&Preview", QDialogButtonBox.ButtonRole.ActionRole
+        )
+        self.bill_button = self.buttons.addButton(
+            "&Bill trips", QDialogButtonBox.ButtonRole.AcceptRole
+        )
+        self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        self.bill_button.setEnabled(False)
+        self.preview_button.setDefault(True)
+        self.preview_button.clicked.connect(self.preview)
+        self.bill_button.clicked.connect(self.bill)
+        self.buttons.rejected.connect(self.reject)
+        # A new choice invalidates the preview: what is billed is always what was shown.
+        self.facility.currentIndexChanged.connect(lambda _: self._forget_preview())
+        self.month.dateChanged.connect(lambda _: self._forget_preview())
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.message_bar)
+        layout.addLayout(form)
+        layout.addWidget(self.preview_label)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.buttons)
+        self.setTabOrder(self.facility, self.month)
+        self._preview: InvoiceRunPreview | None = None
+        self.resize(720, 480)
+
+    def _forget_preview(self) -> None:
+        self._preview = None
+        self.trips.set_rows([])
+        self.bill_button.setEnabled(False)
+        self.bill_button.setText("&Bill trips")
+        self.preview_button.setDefault(True)
+        self.preview_label.setText("Choose a facility and month, then Preview.")
+
+    def preview(self) -> None:
+        self.form.clear_errors()
+        self.message_bar.hide()
+        code = self.facility.code()
+        if code is None:
+            self.form.errors["facility"].setText("Choose the facility to bill.")
+            self.form.errors["facility"].show()
+            return
+        period = str(self.month.period())
+        self.preview_button.setEnabled(False)
+        self.desk.query(
+            self,
+            lambda ws: preview_invoice_run(ws, code, period),
+            self._previewed,
+            failure=self._refused,
+        )
+
+    def _previewed(self, preview: InvoiceRunPreview) -> None:
+        self.preview_button.setEnabled(True)
+        self._preview = preview
+        f = self.desk.formats
+        self.trips.set_rows(preview.trips)
+        fit_columns(self.table)
+        n = len(preview.trips)
+        self.preview_label.setText(
+            f"{n} trip{'s' if n != 1 else ''} of {preview.facility} in {preview.period}, "
+            f"total {f.money(preview.total)}; the invoice will be dated "
+            f"{f.date(preview.issue_date)} and due {f.date(preview.due_date)}. Nothing is "
+            "written until you bill them."
+        )
+        self.bill_button.setText(f"&Bill {n} trip{'s' if n != 1 else ''}")
+        self.bill_button.setEnabled(True)
+        self.bill_button.setDefault(True)
+        self.bill_button.setFocus()
+
+    def _refused(self, error: BaseException) -> None:
+        self.preview_button.setEnabled(True)
+        self.bill_button.setEnabled(self._preview is not None)
+        show_at_field(
+            error,
+            self.form.errors,
+            lambda err: self.desk.presenter.present(self, err, None),
+        )
+
+    def bill(self) -> None:
+        preview = self._preview
+        if preview is None or not self.bill_button.isEnabled():
+            return
+        # Exactly the trips shown: one arriving since the preview waits for the next run.
+        self.bill_button.setEnabled(False)
+        trip_ids = [t.trip_id for t in preview.trips]
+        self.desk.change(
+            self,
+            lambda ws: run_invoice(ws, preview.facility, preview.period, trip_ids=trip_ids),
+            self._done,
+            changes("invoices", "trips"),
+            failure=self._refused,
+        )
+
+    def _done(self, result: InvoiceRunResult) -> None:
+        self.billed.emit(result)
+        self.accept()
