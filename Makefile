@@ -39,6 +39,9 @@ test: $(TEST_STAMP)
 	@tools/ensure-postgres
 	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+	@echo "== the tests that read the time, again on a Saturday night in UTC+14 (tests/conftest.py)"
+	BILLING_DESK_TEST_CLOCK=weekend-night TZ=Pacific/Kiritimati \
+	  $(BIN)/python -m pytest -n 2 --dist loadfile -q -m clock $(PYTEST_ARGS)
 
 bench: $(TEST_STAMP)
 	@tools/ensure-postgres

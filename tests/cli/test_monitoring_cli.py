@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
+
 from billing_desk.cli.app import run
 from billing_desk.services.demo import load_demo_data
 from tests.cli.conftest import Cli
 from tests.conftest import Database
+
+# Reads the time: run again under a moved wall clock by `make test` (tests/conftest.py).
+pytestmark = pytest.mark.clock
 
 AS_OF = date(2026, 5, 20)
 

@@ -41,6 +41,9 @@ from tests.reports.conftest import (
     render_first_page,
 )
 
+# Reads the time: run again under a moved wall clock by `make test` (tests/conftest.py).
+pytestmark = pytest.mark.clock
+
 PROVIDER = Provider("Prairie Wheels Transport", "12 Depot Lane\nSpringfield IL", "ap@pw.example")
 PRINTED_AT = datetime(2026, 5, 20, 9, 30, tzinfo=UTC)
 HOSTILE = '<font color="x">Evil & Co</font> <para>'

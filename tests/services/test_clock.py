@@ -24,6 +24,9 @@ from tests.clocks import WEEKDAY_NIGHT, WEEKDAY_OFFICE_HOURS, WEEKEND_DAY, WEEKE
 from tests.conftest import Database
 from tests.support import seed_facility, seed_users
 
+# Reads the time: run again under a moved wall clock by `make test` (tests/conftest.py).
+pytestmark = pytest.mark.clock
+
 
 class SettableClock:
     """A clock the test moves by hand."""

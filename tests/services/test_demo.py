@@ -39,6 +39,9 @@ from tests.clocks import today_of
 from tests.conftest import Database
 from tests.support import seed_facility, seed_users
 
+# Reads the time: run again under a moved wall clock by `make test` (tests/conftest.py).
+pytestmark = pytest.mark.clock
+
 AS_OF = date(2026, 5, 20)
 ROLES = ("clerk", "manager", "auditor", "admin")
 

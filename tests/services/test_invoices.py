@@ -21,6 +21,9 @@ from billing_desk.services.trips import list_trips
 from tests.conftest import Database
 from tests.support import load_trips, seed_facility, seed_users, trip
 
+# Reads the time: run again under a moved wall clock by `make test` (tests/conftest.py).
+pytestmark = pytest.mark.clock
+
 MAY = "2026-05"
 
 

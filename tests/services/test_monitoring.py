@@ -48,6 +48,9 @@ from billing_desk.services.unit_of_work import Workspace
 from tests.clocks import office_hours
 from tests.conftest import BACKENDS, Database, _fresh_sqlite, pg_admin_connection, pg_url
 
+# Reads the time: run again under a moved wall clock by `make test` (tests/conftest.py).
+pytestmark = pytest.mark.clock
+
 AS_OF = date(2026, 5, 20)
 CONFIG = MonitoringConfig()
 

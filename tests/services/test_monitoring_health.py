@@ -32,6 +32,9 @@ from billing_desk.services.unit_of_work import Workspace
 from tests.conftest import Database
 from tests.support import seed_users
 
+# Reads the time: run again under a moved wall clock by `make test` (tests/conftest.py).
+pytestmark = pytest.mark.clock
+
 AS_OF = date(2026, 5, 20)
 
 

@@ -16,6 +16,9 @@ from billing_desk.services.monitoring import close_alert, list_alerts, run_monit
 from billing_desk.services.payments import PaymentDraft, change_status, record_payment
 from tests.security.conftest import SharedDatabase, drop_shared_database, make_shared_database
 
+# Reads the time: run again under a moved wall clock by `make test` (tests/conftest.py).
+pytestmark = pytest.mark.clock
+
 
 @pytest.fixture
 def shared() -> Iterator[SharedDatabase]:

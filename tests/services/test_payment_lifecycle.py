@@ -46,6 +46,9 @@ from tests.services.test_payments import (
 )
 from tests.support import seed_facility
 
+# Reads the time: run again under a moved wall clock by `make test` (tests/conftest.py).
+pytestmark = pytest.mark.clock
+
 CLERK_MAY_NOT = "clerk is a clerk, and a clerk may not void, refund or approve payments."
 
 

@@ -39,6 +39,9 @@ from tests.clocks import today_of
 from tests.conftest import BACKENDS, Database, pg_admin_connection, pg_url
 from tests.support import load_trips, seed_facility, seed_users, trip
 
+# Reads the time: run again under a moved wall clock by `make test` (tests/conftest.py).
+pytestmark = pytest.mark.clock
+
 MAY_INVOICE = "STMARY-000001"  # 52.34 USD, due 2026-07-01
 APRIL_INVOICE = "STMARY-000002"  # 30.00 USD, due 2026-05-31: the oldest due, numbered second
 RECEIVED = date(2026, 6, 2)

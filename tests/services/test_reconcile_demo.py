@@ -22,6 +22,9 @@ from billing_desk.services.unit_of_work import Workspace
 from tests.conftest import Database
 from tests.statement_writers import WRITERS, BankEntry
 
+# Reads the time: run again under a moved wall clock by `make test` (tests/conftest.py).
+pytestmark = pytest.mark.clock
+
 AS_OF = date(2026, 5, 20)
 ACCOUNT = "100200300"
 
