@@ -15,6 +15,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
+# Qt draws offscreen in the tests (set before anything imports it), on one 1600 x 1000 screen
+# at 96 dpi, so that window sizes and screenshots do not depend on the machine.
+os.environ.setdefault(
+    "QT_QPA_PLATFORM",
+    f"offscreen:configfile={Path(__file__).parent / 'data' / 'qt' / 'offscreen.json'}",
+)
+
 import psycopg
 import pytest
 import time_machine

@@ -296,7 +296,9 @@ def _open(target: str | None, wanted: str | None) -> Opened:
     """Open (and migrate) the database and settle who is working. On an embedded database with
     nobody registered yet, this machine's person becomes its administrator."""
     os_user = getpass.getuser()
-    workspace = open_workspace(target, wanted or os_user)
+    # On a shared database you are the login you connect with, never a name chosen here.
+    shared = locate_database(target).is_postgresql
+    workspace = open_workspace(target, None if shared else wanted or os_user)
     try:
         if workspace.location.is_postgresql:
             actor = whoami(workspace)

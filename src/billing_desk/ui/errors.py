@@ -86,6 +86,8 @@ class MessageBar(QFrame):
         self._buttons = []
         for index, (label, action) in enumerate((actions or {}).items()):
             button = QPushButton(label, self)
+            # Enter in a form stays the form's own action, never this one.
+            button.setAutoDefault(False)
             button.setAccessibleName(label.replace("&", ""))
             button.clicked.connect(self._run_and_hide(action))
             self._layout.insertWidget(2 + index, button)
@@ -194,17 +196,22 @@ def show_at_field(
 
 
 def setup_logging(folder: Path) -> Path:
-    """Log warnings and errors of the application to a rotating file in `folder`."""
+    """Log warnings and errors of the application to a rotating file in `folder` (one file for
+    the process: a later call moves the log there)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "billing-desk.log"
-    handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=2_000_000, backupCount=3, encoding="utf-8"
-    )
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("billing_desk")
     root.setLevel(logging.WARNING)
-    if not any(isinstance(h, logging.handlers.RotatingFileHandler) for h in root.handlers):
-        root.addHandler(handler)
+    for old in [h for h in root.handlers if isinstance(h, logging.handlers.RotatingFileHandler)]:
+        if Path(old.baseFilename) == path:
+            return path
+        root.removeHandler(old)
+        old.close()
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=2_000_000, backupCount=3, encoding="utf-8", delay=True
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
     return path
 
 

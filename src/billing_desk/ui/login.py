@@ -32,7 +32,7 @@ from billing_desk.services.credentials import (
 from billing_desk.services.users import UserInfo
 from billing_desk.ui.errors import ErrorPresenter, MessageBar, show_at_field
 from billing_desk.ui.operations import background
-from billing_desk.ui.widgets import Form
+from billing_desk.ui.widgets import Form, make_primary
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class LoginDialog(QDialog):
         buttons = QDialogButtonBox(self)
         self.connect_button = buttons.addButton("&Connect", QDialogButtonBox.ButtonRole.AcceptRole)
         buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
-        self.connect_button.setDefault(True)
+        make_primary(buttons, self.connect_button)
         buttons.accepted.connect(self.connect_to_server)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
@@ -144,6 +144,8 @@ class LoginDialog(QDialog):
 
     def _refused(self, error: BaseException) -> None:
         self.connect_button.setEnabled(True)
+        self.password.setFocus()
+        self.password.selectAll()
         show_at_field(
             error,
             {"password": self.form.errors["password"]},
@@ -183,6 +185,8 @@ class PersonDialog(QDialog):
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
         )
+        ok = buttons.button(QDialogButtonBox.StandardButton.Ok)
+        make_primary(buttons, ok)
         buttons.accepted.connect(self._choose)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QLabel,
     QPlainTextEdit,
+    QPushButton,
     QVBoxLayout,
     QWidget,
 )
@@ -123,6 +124,15 @@ class FacilityBox(QComboBox):
         self.setCurrentIndex(max(index, 0))
 
 
+def make_primary(buttons: QDialogButtonBox, primary: QPushButton) -> None:
+    """Enter means `primary`, whichever button has the focus: the others never become the
+    default (Cancel taking the focus while a busy button is disabled once made Enter cancel)."""
+    for button in buttons.buttons():
+        if isinstance(button, QPushButton):
+            button.setAutoDefault(button is primary)
+            button.setDefault(button is primary)
+
+
 def qdate(day: date) -> QDate:
     return QDate(day.year, day.month, day.day)
 
@@ -157,6 +167,7 @@ class ReasonDialog(QDialog):
         )
         self.ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
         self.ok.setText(action_label)
+        make_primary(self.buttons, self.ok)
         self.ok.setEnabled(False)
         self.reason.textChanged.connect(
             lambda: self.ok.setEnabled(bool(self.reason.toPlainText().strip()))

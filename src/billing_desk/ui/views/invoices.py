@@ -45,7 +45,7 @@ from billing_desk.ui.formatting import money_sort_key
 from billing_desk.ui.models import RIGHT, Column, RowsModel
 from billing_desk.ui.operations import changes
 from billing_desk.ui.views.base import View, fit_columns, make_table, select_key, selected_row
-from billing_desk.ui.widgets import FacilityBox, Form, MonthEdit, ReasonDialog
+from billing_desk.ui.widgets import FacilityBox, Form, MonthEdit, ReasonDialog, make_primary
 
 STATUS_FILTERS = [("Any status", None)] + [
     (s.value.capitalize(), s.value) for s in InvoiceStatus if s is not InvoiceStatus.DRAFT
@@ -369,7 +369,7 @@ class RunInvoicesDialog(QDialog):
         )
         self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
         self.bill_button.setEnabled(False)
-        self.preview_button.setDefault(True)
+        make_primary(self.buttons, self.preview_button)
         self.preview_button.clicked.connect(self.preview)
         self.bill_button.clicked.connect(self.bill)
         self.buttons.rejected.connect(self.reject)
@@ -391,7 +391,7 @@ class RunInvoicesDialog(QDialog):
         self.trips.set_rows([])
         self.bill_button.setEnabled(False)
         self.bill_button.setText("&Bill trips")
-        self.preview_button.setDefault(True)
+        make_primary(self.buttons, self.preview_button)
         self.preview_label.setText("Choose a facility and month, then Preview.")
 
     def preview(self) -> None:
@@ -426,7 +426,7 @@ class RunInvoicesDialog(QDialog):
         )
         self.bill_button.setText(f"&Bill {n} trip{'s' if n != 1 else ''}")
         self.bill_button.setEnabled(True)
-        self.bill_button.setDefault(True)
+        make_primary(self.buttons, self.bill_button)
         self.bill_button.setFocus()
 
     def _refused(self, error: BaseException) -> None:

@@ -23,7 +23,7 @@ from billing_desk.ui.errors import MessageBar, show_at_field
 from billing_desk.ui.models import Column, RowsModel
 from billing_desk.ui.operations import changes
 from billing_desk.ui.views.base import View, fit_columns, make_table, select_key, selected_row
-from billing_desk.ui.widgets import Form
+from billing_desk.ui.widgets import Form, make_primary
 
 ROLE_WORDS = {
     Role.CLERK: "Clerk — records payments, deposits, imports and reconciles",
@@ -147,6 +147,7 @@ class PersonDialog(QDialog):
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel, self
         )
         self.save_button = buttons.button(QDialogButtonBox.StandardButton.Save)
+        make_primary(buttons, self.save_button)
         buttons.accepted.connect(self.save)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)

@@ -39,7 +39,7 @@ from billing_desk.ui.formatting import money_sort_key
 from billing_desk.ui.models import RIGHT, Column, RowsModel
 from billing_desk.ui.operations import changes
 from billing_desk.ui.views.base import View, fit_columns, make_table
-from billing_desk.ui.widgets import FacilityBox, MonthEdit
+from billing_desk.ui.widgets import FacilityBox, MonthEdit, make_primary
 
 # The newest trips first, and not more than a person can scroll: the filters narrow it.
 TRIPS_SHOWN = 5000
@@ -91,9 +91,7 @@ class TripsView(View):
         self.count = QLabel(self)
         filters.addWidget(self.count)
         self.layout_.addLayout(filters)
-        self.table = make_table(
-            self, self.model, "Trips", sort=(2, Qt.SortOrder.DescendingOrder)
-        )
+        self.table = make_table(self, self.model, "Trips", sort=(2, Qt.SortOrder.DescendingOrder))
         self.layout_.addWidget(self.table, 1)
         if desk.may(Permission.IMPORT_TRIPS):
             hint = QLabel("Drop a dispatch export (CSV) here to import it.", self)
@@ -241,6 +239,7 @@ class TripImportDialog(QDialog):
         )
         self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
         self.import_button.setEnabled(False)
+        make_primary(self.buttons, self.import_button)
         self.import_button.clicked.connect(self.commit)
         self.buttons.rejected.connect(self.reject)
         self.skip_bad.toggled.connect(lambda _: self._update_button())
