@@ -17,8 +17,20 @@ from billing_desk.services import credentials
 from billing_desk.services.credentials import NO_KEYRING
 from billing_desk.ui.login import LoginDialog
 from tests.keyring_backend import MemoryKeyring
-from tests.security.conftest import PASSWORD, SharedDatabase, shared  # noqa: F401 (fixture)
+from tests.security.conftest import (
+    PASSWORD,
+    SharedDatabase,
+    drop_shared_database,
+    make_shared_database,
+)
 from tests.ui.conftest import Gui, screenshot
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[SharedDatabase]:
+    database = make_shared_database()
+    yield database
+    drop_shared_database(database)
 
 
 @pytest.fixture
@@ -50,7 +62,7 @@ def _fill(gui: Gui, dialog: LoginDialog, database: SharedDatabase, password: str
 def test_login_with_a_keyring_keeps_the_password_there(
     gui: Gui,
     shared: SharedDatabase,
-    memory_keyring: MemoryKeyring,  # noqa: F811
+    memory_keyring: MemoryKeyring,
 ) -> None:
     application = gui.start()
     dialog = application.connect_shared()
@@ -85,7 +97,7 @@ def test_login_with_a_keyring_keeps_the_password_there(
 def test_login_without_a_keyring_says_so_and_stores_nothing(
     gui: Gui,
     shared: SharedDatabase,
-    no_keyring: None,  # noqa: F811
+    no_keyring: None,
 ) -> None:
     application = gui.start()
     dialog = application.connect_shared()
