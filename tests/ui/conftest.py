@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QEvent, QSettings
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication, QWidget
 
@@ -103,7 +103,6 @@ class Gui:
         application = Application(self.app, settings)
         self.started.append(application)
         assert application.start(db or self.db, user)
-        self.qtbot.addWidget(application.window)  # type: ignore[attr-defined]
         self.wait(lambda: application.desk is not None, "the database to open")
         return application
 
@@ -118,8 +117,14 @@ class Gui:
         self.qtbot.wait(50)  # type: ignore[attr-defined]
 
     def stop(self, application: Application) -> None:
+        """Quit as a person would, then let Qt delete the window now (not in the next test)."""
+        if application.stopped:
+            return
         application.window.close()
         application.close()
+        application.window.deleteLater()
+        QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        QApplication.processEvents()
 
     def close_all(self) -> None:
         for application in self.started:

@@ -109,6 +109,7 @@ class Application:
         self.desk: Desk | None = None
         self.lock: InstanceLock | None = None
         self.target: str | None = None
+        self.stopped = False
         # Passwords typed this session (never written anywhere): account -> password.
         self._passwords: dict[str, str] = {}
         use_saved_passwords(self._password_for)
@@ -282,6 +283,7 @@ class Application:
         dialog.open()
 
     def close(self) -> None:
+        self.stopped = True
         if self.desk is not None:
             self.desk.close()
             self.desk = None

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import shiboken6
 from PySide6.QtCore import QObject, QRunnable, Qt, QThread, QThreadPool, QTimer, Signal, Slot
 from PySide6.QtWidgets import QApplication, QProgressDialog, QWidget
 
@@ -298,7 +299,9 @@ class Operations(QObject):
         if error is None and op.changes:
             self._pending = self._pending | op.changes
             self._burst.start()
-        if superseded:
+        if superseded or not _alive(op.parent) or not _alive(op.success) or not _alive(op.failure):
+            # Superseded by a newer one, or asked for by a widget that is gone (its view was
+            # replaced): nobody is left to show the result to.
             return
         try:
             if error is None:
@@ -327,6 +330,12 @@ class Operations(QObject):
         self._burst.start()
 
 
+def _alive(thing: object) -> bool:
+    """Whether a widget (or the object a bound method belongs to) still exists on the Qt side."""
+    owner = getattr(thing, "__self__", thing)
+    return not isinstance(owner, QObject) or shiboken6.isValid(owner)
+
+
 def background(
     owner: QObject,
     work: Callable[[], T],
@@ -340,6 +349,8 @@ def background(
 
     def finished(result: Any, error: BaseException | None) -> None:
         relay.deleteLater()
+        if not (_alive(success) and _alive(failure)):
+            return
         if error is None:
             success(result)
         else:

@@ -132,11 +132,12 @@ class FindingsDialog(QDialog):
     def __init__(self, result: ChainCheck, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Integrity findings")
+        first = result.findings[0]
         intro = QLabel(
-            f"The audit trail's hash chain does not hold past entry {result.sequence}. "
-            "Someone changed the database outside billing-desk, or a file was damaged; an "
-            "auditor should run a full verification (Audit ▸ Verify, or "
-            "`billing-desk audit verify`).",
+            f"The audit trail's hash chain does not hold: the first problem is at {first.entity}. "
+            "Someone changed the database outside billing-desk, or its file was damaged. An "
+            "auditor should run a full verification (`billing-desk audit verify`) and compare "
+            "with a signed checkpoint.",
             self,
         )
         intro.setWordWrap(True)

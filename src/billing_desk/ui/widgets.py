@@ -112,12 +112,32 @@ class FacilityBox(QComboBox):
         self.set_code(current)
 
     def code(self) -> str | None:
-        """The chosen facility's code; None for "All facilities" or nothing chosen."""
-        index = self.findText(self.currentText(), Qt.MatchFlag.MatchExactly)
+        """The chosen facility's code; None for "All facilities" or nothing chosen. What was
+        typed counts when it is a code, or part of exactly one facility's code or name."""
+        text = self.currentText().strip()
+        index = self.findText(text, Qt.MatchFlag.MatchExactly)
+        if index < 0 and text:
+            lowered = text.lower()
+            codes = [self.itemData(i) for i in range(self.count()) if self.itemData(i)]
+            exact = [c for c in codes if str(c).lower() == lowered]
+            partial = [
+                self.itemData(i)
+                for i in range(self.count())
+                if self.itemData(i) and lowered in self.itemText(i).lower()
+            ]
+            found = exact or (partial if len(partial) == 1 else [])
+            index = self.findData(found[0]) if found else -1
         if index < 0:
             return None
         value = self.itemData(index)
         return str(value) if value else None
+
+    def when_chosen(self, slot: Callable[[], None]) -> None:
+        """Call `slot` when a facility is picked from the list or typed and confirmed."""
+        self.activated.connect(lambda _: slot())
+        editor = self.lineEdit()
+        if editor is not None:
+            editor.returnPressed.connect(slot)
 
     def set_code(self, code: str | None) -> None:
         index = self.findData(code if code else self.ALL)

@@ -112,7 +112,7 @@ class InvoicesView(View):
         self.splitter.setStretchFactor(1, 2)
         self.layout_.addWidget(self.splitter, 1)
 
-        self.facility.activated.connect(lambda _: self.refresh())
+        self.facility.when_chosen(self.refresh)
         self.status.currentIndexChanged.connect(lambda _: self.refresh())
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._show_selected())
         self.table.activated.connect(lambda _: self._show_selected())

@@ -79,7 +79,7 @@ class PaymentsView(View):
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 1)
         self.layout_.addWidget(self.splitter, 1)
-        self.facility.activated.connect(lambda _: self.refresh())
+        self.facility.when_chosen(self.refresh)
         self.status.currentIndexChanged.connect(lambda _: self.refresh())
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._show_selected())
         self.refresh_action = self.action(

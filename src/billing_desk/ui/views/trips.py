@@ -98,7 +98,7 @@ class TripsView(View):
             hint.setEnabled(False)
             self.layout_.addWidget(hint)
 
-        self.facility.activated.connect(lambda _: self.refresh())
+        self.facility.when_chosen(self.refresh)
         self.month.dateChanged.connect(lambda _: self.refresh())
         self.any_month.toggled.connect(self._any_month)
         self.unbilled.toggled.connect(lambda _: self.refresh())
