@@ -43,10 +43,18 @@ def desk_app(qapp: QApplication) -> QApplication:
     return make_application()
 
 
+@dataclass
+class Guards:
+    """What the guards saw; a test that provokes one on purpose inspects and clears it."""
+
+    opened_on_gui_thread: list[str] = field(default_factory=list)
+    bugs: list[BaseException] = field(default_factory=list)
+
+
 @pytest.fixture(autouse=True)
-def gui_guards(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[None]:
-    opened_on_gui_thread: list[str] = []
-    bugs: list[BaseException] = []
+def gui_guards(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[Guards]:
+    guards = Guards()
+    opened_on_gui_thread, bugs = guards.opened_on_gui_thread, guards.bugs
     check = desk_module.refuse_gui_thread
 
     def recording_check() -> None:
@@ -64,7 +72,7 @@ def gui_guards(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) 
         original_bug(self, parent, error)
 
     monkeypatch.setattr(ErrorPresenter, "bug", recording_bug)
-    yield
+    yield guards
     assert not opened_on_gui_thread, "a unit of work was opened on the GUI thread:\n" + "\n".join(
         opened_on_gui_thread
     )

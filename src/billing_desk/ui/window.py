@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QMenu,
     QSplitter,
     QStackedWidget,
+    QStatusBar,
     QVBoxLayout,
     QWidget,
 )
@@ -237,6 +238,12 @@ class MainWindow(QMainWindow):
             self.welcome.deleteLater()
             self.welcome = None
         self.stack.setCurrentWidget(self.opening)
+        # Nothing of the database that was open stays on screen.
+        self.setStatusBar(QStatusBar(self))
+        self.setWindowTitle(APP_TITLE)
+        if self._action_menu is not None:
+            self._action_menu.clear()
+            self._action_menu.menuAction().setVisible(False)
 
     def _fill_view_menu(self) -> None:
         assert self._view_menu is not None  # built in __init__
