@@ -34,6 +34,7 @@ from billing_desk.ui.desk import Desk, Person
 from billing_desk.ui.errors import ErrorPresenter, install_excepthook, setup_logging
 from billing_desk.ui.formatting import Formats
 from billing_desk.ui.instance import InstanceLock
+from billing_desk.ui.live import LiveFeed
 from billing_desk.ui.login import LoginDialog, PersonDialog, SharedLogin
 from billing_desk.ui.operations import background
 from billing_desk.ui.window import MainWindow
@@ -107,6 +108,7 @@ class Application:
         self.window.recent_wanted.connect(lambda target: self.open(target))
         self.window.person_wanted.connect(self.choose_person)
         self.desk: Desk | None = None
+        self.feed: LiveFeed | None = None
         self.lock: InstanceLock | None = None
         self.target: str | None = None
         self.stopped = False
@@ -177,6 +179,7 @@ class Application:
             self.presenter.present(self.window, Refused(refusal), None)
             return
         self.window.take_down()
+        self._stop_feed()
         if self.desk is not None:
             old, self.desk = self.desk, None
             old.close()
@@ -209,6 +212,11 @@ class Application:
         self._remember(target, opened)
         empty = opened.overview is not None and opened.overview.is_empty
         self.window.set_desk(desk, empty=empty)
+        if desk.is_shared:
+            self.feed = LiveFeed(desk)
+            self.feed.state.connect(self.window.status.set_live, Qt.ConnectionType.QueuedConnection)
+            self.window.status.set_live("Connecting live updates…")
+            self.feed.start()
 
     def _failed(self, target: str | None, user: str | None, error: BaseException) -> None:
         self.window.opening.setText(
@@ -282,8 +290,14 @@ class Application:
         dialog.chosen.connect(lambda name: self.open(target, name, locked=True))
         dialog.open()
 
+    def _stop_feed(self) -> None:
+        if self.feed is not None:
+            self.feed.stop()
+            self.feed = None
+
     def close(self) -> None:
         self.stopped = True
+        self._stop_feed()
         if self.desk is not None:
             self.desk.close()
             self.desk = None
