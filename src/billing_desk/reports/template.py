@@ -1,8 +1,9 @@
 """The page every report is printed on: embedded fonts, styles, the header band and the
 "page x of y" footer, safe text for ReportLab markup, money cells and tables.
 
-Only embedded TrueType fonts are used (shipped in `resources/fonts` with their licences, and set
-as the canvas's base font, so no PDF names an unembedded Helvetica). DejaVu Sans prints Latin
+Only embedded TrueType fonts are used (shipped in the package, `billing_desk/resources/fonts`,
+with their licences, and set as the canvas's base font, so no PDF names an unembedded
+Helvetica). DejaVu Sans prints Latin
 with accents, Greek, Cyrillic, Hebrew and Arabic; Droid Sans Fallback prints Chinese and
 Japanese; NanumSquare prints Korean Hangul. Right-to-left runs are put in visual order (and
 Arabic joined) before printing. A character no font has prints as "?" rather than as an
@@ -14,7 +15,6 @@ drawn as strings, which ReportLab never parses.
 
 from __future__ import annotations
 
-import os
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -43,6 +43,7 @@ from reportlab.platypus import (
 )
 
 from billing_desk.domain.money import Money
+from billing_desk.resources import fonts_folder
 
 FONT = "BillingDeskSans"
 FONT_BOLD = "BillingDeskSans-Bold"
@@ -70,14 +71,6 @@ SHADE = colors.HexColor("#e8edf2")
 BAND = colors.HexColor("#f5f7f9")
 
 
-def fonts_folder() -> Path:
-    """resources/fonts of this checkout, or BILLING_DESK_RESOURCES/fonts when set."""
-    override = os.environ.get("BILLING_DESK_RESOURCES")
-    if override:
-        return Path(override) / "fonts"
-    return Path(__file__).resolve().parents[3] / "resources" / "fonts"
-
-
 @cache
 def register_fonts() -> None:
     """Register the embedded fonts once per process."""
@@ -86,8 +79,8 @@ def register_fonts() -> None:
         path = folder / file
         if not path.is_file():
             raise FileNotFoundError(
-                f"The report font {path} is missing; reinstall billing-desk with its resources "
-                "folder, or point BILLING_DESK_RESOURCES at it."
+                f"The report font {path} is missing from the installed package; reinstall "
+                "billing-desk."
             )
         pdfmetrics.registerFont(TTFont(name, str(path)))
     pdfmetrics.registerFontFamily(

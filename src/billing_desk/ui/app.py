@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 from PySide6.QtCore import QLocale, QSettings, Qt
@@ -20,7 +21,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog
 
 from billing_desk.domain.errors import Refused
 from billing_desk.domain.roles import Role
-from billing_desk.reports.template import fonts_folder
+from billing_desk.resources import fonts_folder
 from billing_desk.services.credentials import account_name, shared_location, use_saved_passwords
 from billing_desk.services.overview import Overview, overview
 from billing_desk.services.unit_of_work import (
@@ -34,10 +35,12 @@ from billing_desk.ui.desk import Desk, Person
 from billing_desk.ui.errors import ErrorPresenter, install_excepthook, setup_logging
 from billing_desk.ui.formatting import Formats
 from billing_desk.ui.instance import InstanceLock
-from billing_desk.ui.live import LiveFeed
 from billing_desk.ui.login import LoginDialog, PersonDialog, SharedLogin
 from billing_desk.ui.operations import background
 from billing_desk.ui.window import MainWindow
+
+if TYPE_CHECKING:
+    from billing_desk.ui.live import LiveFeed
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +111,7 @@ class Application:
         self.window.recent_wanted.connect(lambda target: self.open(target))
         self.window.person_wanted.connect(self.choose_person)
         self.desk: Desk | None = None
-        self.feed: LiveFeed | None = None
+        self.feed: LiveFeed | None = None  # shared databases only
         self.lock: InstanceLock | None = None
         self.target: str | None = None
         self.stopped = False
@@ -213,6 +216,9 @@ class Application:
         empty = opened.overview is not None and opened.overview.is_empty
         self.window.set_desk(desk, empty=empty)
         if desk.is_shared:
+            # Imported for shared databases only: an embedded one never listens.
+            from billing_desk.ui.live import LiveFeed
+
             self.feed = LiveFeed(desk)
             self.feed.state.connect(self.window.status.set_live, Qt.ConnectionType.QueuedConnection)
             self.window.status.set_live("Connecting live updates…")

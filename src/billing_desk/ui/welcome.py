@@ -6,7 +6,6 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QCommandLinkButton, QLabel, QVBoxLayout, QWidget
 
-from billing_desk.services.demo import DemoSummary, load_demo_data
 from billing_desk.services.unit_of_work import Workspace
 from billing_desk.ui.desk import Desk
 from billing_desk.ui.errors import MessageBar
@@ -79,6 +78,9 @@ class WelcomePage(QWidget):
         if not self.demo.isEnabled():
             return
         self.demo.setEnabled(False)
+
+        # Imported when asked for: the demo's tables would slow every start of the window.
+        from billing_desk.services.demo import DemoSummary, load_demo_data
 
         def load(ws: Workspace, progress: Progress) -> DemoSummary:
             return load_demo_data(

@@ -6,6 +6,7 @@ persist between runs."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
@@ -22,7 +23,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from billing_desk.services.demo import DemoSummary
 from billing_desk.ui.desk import Desk
 from billing_desk.ui.errors import MessageBar
 from billing_desk.ui.statusbar import StatusBar
@@ -33,6 +33,9 @@ from billing_desk.ui.views.payments import PaymentsView
 from billing_desk.ui.views.people import PeopleView
 from billing_desk.ui.views.trips import TripsView
 from billing_desk.ui.welcome import WelcomePage
+
+if TYPE_CHECKING:
+    from billing_desk.services.demo import DemoSummary
 
 # The navigation, in the order of a clerk's day; each shown only to roles that may use it.
 VIEWS: tuple[type[View], ...] = (
