@@ -70,6 +70,7 @@ class MonthEdit(QDateEdit):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.setAccessibleName("Month")
         self.setDisplayFormat("MMMM yyyy")
         self.setCalendarPopup(False)
         self.setCurrentSection(QDateEdit.Section.MonthSection)
@@ -90,6 +91,7 @@ class FacilityBox(QComboBox):
     def __init__(self, parent: QWidget | None = None, *, allow_all: bool = False) -> None:
         super().__init__(parent)
         self.allow_all = allow_all
+        self.setAccessibleName("Facility")
         self.setEditable(True)
         self.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         # "valley" finds "RIVER — River Valley Care": any part of the code or name.
