@@ -63,21 +63,31 @@ def test_an_archive_opens_read_only_and_refuses_every_write(demo_gui: Gui) -> No
     [
         (
             "clerk",
-            ["Payments", "Invoices", "Trips", "Facilities"],
-            {"Invoices": {"&Run invoices…"}, "Trips": {"&Import trips…"}, "Facilities": set()},
+            ["Payments", "Invoices", "Trips", "Alerts", "Health", "Facilities"],
+            {
+                "Invoices": {"&Run invoices…"},
+                "Trips": {"&Import trips…"},
+                "Facilities": set(),
+                "Alerts": set(),
+            },
         ),
         (
             "manager",
-            ["Payments", "Invoices", "Trips", "Facilities"],
+            ["Payments", "Invoices", "Trips", "Alerts", "Health", "Facilities"],
             {
                 "Invoices": {"&Run invoices…", "&Void invoice…"},
                 "Facilities": {"&Add facility…", "&Edit facility…"},
+                "Alerts": {"&Acknowledge…", "&Dismiss…"},
             },
         ),
-        ("auditor", ["Payments", "Invoices", "Trips", "Facilities"], {"Invoices": set()}),
+        (
+            "auditor",
+            ["Payments", "Invoices", "Trips", "Alerts", "Health", "Facilities"],
+            {"Invoices": set()},
+        ),
         (
             "admin",
-            ["Payments", "Invoices", "Trips", "Facilities", "People"],
+            ["Payments", "Invoices", "Trips", "Alerts", "Health", "Facilities", "People"],
             {"People": {"&Add person…", "&Change role or turn off…"}, "Invoices": set()},
         ),
     ],

@@ -23,6 +23,7 @@ from billing_desk.domain.errors import Refused
 from billing_desk.domain.roles import Role
 from billing_desk.resources import fonts_folder
 from billing_desk.services.credentials import account_name, shared_location, use_saved_passwords
+from billing_desk.services.monitoring import watch
 from billing_desk.services.overview import Overview, overview
 from billing_desk.services.unit_of_work import (
     Workspace,
@@ -212,6 +213,9 @@ class Application:
             settings=self.settings,
         )
         self.desk = desk
+        if not desk.read_only:
+            # The anomaly rules run after each payment this window records, off its thread.
+            watch(opened.workspace, background=True)
         self._remember(target, opened)
         empty = opened.overview is not None and opened.overview.is_empty
         self.window.set_desk(desk, empty=empty)

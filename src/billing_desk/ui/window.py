@@ -26,8 +26,10 @@ from PySide6.QtWidgets import (
 from billing_desk.ui.desk import Desk
 from billing_desk.ui.errors import MessageBar
 from billing_desk.ui.statusbar import StatusBar
+from billing_desk.ui.views.alerts import AlertsView
 from billing_desk.ui.views.base import View
 from billing_desk.ui.views.facilities import FacilitiesView
+from billing_desk.ui.views.health import HealthView
 from billing_desk.ui.views.invoices import InvoicesView
 from billing_desk.ui.views.payments import PaymentsView
 from billing_desk.ui.views.people import PeopleView
@@ -42,10 +44,20 @@ VIEWS: tuple[type[View], ...] = (
     PaymentsView,
     InvoicesView,
     TripsView,
+    AlertsView,
+    HealthView,
     FacilitiesView,
     PeopleView,
 )
 APP_TITLE = "billing-desk"
+
+
+def _badge(item: QListWidgetItem, title: str, count: int) -> None:
+    """A navigation entry with how many things wait there: "Alerts (3)"."""
+    item.setText(f"{title} ({count})" if count else title)
+    font = item.font()
+    font.setBold(bool(count))
+    item.setFont(font)
 
 
 class MainWindow(QMainWindow):
@@ -178,6 +190,9 @@ class MainWindow(QMainWindow):
             item.setToolTip(kind.summary)
             item.setData(Qt.ItemDataRole.AccessibleTextRole, f"{kind.title}: {kind.summary}")
             self.navigation.addItem(item)
+            if isinstance(view, AlertsView):
+                view.open_count.connect(lambda n, i=item: _badge(i, "Alerts", n))
+                view.count_open()
         self._fill_view_menu()
         status = StatusBar(desk, self)
         self.setStatusBar(status)
@@ -233,6 +248,8 @@ class MainWindow(QMainWindow):
         self.navigation.clear()
         self.navigation.blockSignals(False)
         for view in self.views.values():
+            # Answers still on their way to a view that is going must not reach its signals.
+            view.blockSignals(True)
             self.stack.removeWidget(view)
             view.deleteLater()
         self.views = {}
