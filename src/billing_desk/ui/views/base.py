@@ -170,7 +170,7 @@ def fit_columns(table: QTableView) -> None:
         return
     table.resizeColumnsToContents()
     # A long address or description is cut, not allowed to push the amounts off screen.
-    widest = table.fontMetrics().averageCharWidth() * 32
+    widest = table.fontMetrics().averageCharWidth() * 40
     header = table.horizontalHeader()
     for column in range(header.count()):
         if header.sectionResizeMode(column) != QHeaderView.ResizeMode.Stretch:
