@@ -180,6 +180,11 @@ def open_amount(session: Session, facility_id: int, number: str) -> int:
     return _open_amounts(session, [invoice])[invoice.id]
 
 
+def open_amounts(session: Session, invoices: Sequence[Invoice]) -> dict[int, int]:
+    """Invoice id -> what is still open on it: its total less what live allocations hold."""
+    return _open_amounts(session, invoices)
+
+
 def _open_amounts(session: Session, invoices: Sequence[Invoice]) -> dict[int, int]:
     paid = live_allocated(session, [i.id for i in invoices])
     return {i.id: i.total_minor - paid.get(i.id, 0) for i in invoices}

@@ -157,6 +157,54 @@ def preview_invoice_run(
     return workspace.read(operation)
 
 
+@dataclass(frozen=True)
+class OpenInvoice:
+    """An invoice that still takes payments, with what is open on it."""
+
+    number: str
+    issue_date: date
+    due_date: date
+    total: Money
+    open: Money
+    days_past_due: int
+
+
+def open_invoices(workspace: Workspace, facility_code: str) -> list[OpenInvoice]:
+    """The facility's issued and partly paid invoices, the oldest due first (the order in which
+    a payment is applied), each with its open amount as an allocation sees it."""
+    # Allocations bill against invoices (record_invoice_status): imported here, not at the top.
+    from billing_desk.services.allocations import OPEN_INVOICE_STATUSES, open_amounts
+
+    def operation(unit: UnitOfWork) -> list[OpenInvoice]:
+        unit.require(Permission.READ)
+        facility = get_facility(unit, facility_code)
+        invoices = list(
+            unit.session.scalars(
+                select(Invoice)
+                .where(
+                    Invoice.facility_id == facility.id,
+                    Invoice.status.in_(OPEN_INVOICE_STATUSES),
+                )
+                .order_by(Invoice.due_date, Invoice.sequence)
+            )
+        )
+        left = open_amounts(unit.session, invoices)
+        return [
+            OpenInvoice(
+                i.number,
+                i.issue_date,
+                i.due_date,
+                Money.from_minor(i.total_minor, i.currency),
+                Money.from_minor(left[i.id], i.currency),
+                max(0, (unit.today - i.due_date).days),
+            )
+            for i in invoices
+            if left[i.id] > 0
+        ]
+
+    return workspace.read(operation)
+
+
 def run_invoice(
     workspace: Workspace,
     facility_code: str,

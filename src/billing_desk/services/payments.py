@@ -215,6 +215,51 @@ class TransitionResult:
         )
 
 
+@dataclass(frozen=True)
+class DuplicateInfo:
+    """A recorded payment that a draft would duplicate: which one, when and by whom."""
+
+    payment_id: int
+    status: str
+    amount: Money
+    received_date: date
+    recorded_at: datetime
+    recorded_by: str
+    instrument: str
+
+
+def find_duplicate(workspace: Workspace, draft: PaymentDraft) -> DuplicateInfo | None:
+    """The payment already recorded with this draft's check (routing, account and number),
+    transfer reference or card processor reference; None when there is none, or while the
+    draft is not complete enough to tell (the form asks again as the person types)."""
+    try:
+        method = parse_method(draft.method)
+    except BadInput:
+        return None
+
+    def operation(unit: UnitOfWork) -> DuplicateInfo | None:
+        unit.require(Permission.READ)
+        try:
+            facility = get_facility(unit, draft.facility)
+            instrument = _instrument(unit.session, draft, method)
+        except BadInput:
+            return None
+        existing = _existing_payment(unit.session, facility, instrument.natural_key)
+        if existing is None:
+            return None
+        return DuplicateInfo(
+            existing.id,
+            existing.status,
+            Money.from_minor(existing.amount_minor, existing.currency),
+            existing.received_date,
+            existing.recorded_at,
+            existing.recorded_by,
+            instrument.describe(),
+        )
+
+    return workspace.read(operation)
+
+
 # -- recording ------------------------------------------------------------------------------
 
 

@@ -54,6 +54,7 @@ class PdfPreview(QWidget):
         self.setAccessibleName("Report preview")
         self.document: pdfium.PdfDocument | None = None
         self.path: Path | None = None
+        self.current = 0
         self.thumbnails = QListWidget(self)
         self.thumbnails.setAccessibleName("Pages")
         self.thumbnails.setViewMode(QListWidget.ViewMode.IconMode)
@@ -65,9 +66,9 @@ class PdfPreview(QWidget):
         self.page = QLabel(self)
         self.page.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
         self.page.setAccessibleName("Page")
-        self.scroll = QScrollArea(self)
-        self.scroll.setWidget(self.page)
-        self.scroll.setWidgetResizable(True)
+        self.page_area = QScrollArea(self)
+        self.page_area.setWidget(self.page)
+        self.page_area.setWidgetResizable(True)
         self.zoom = QComboBox(self)
         self.zoom.setAccessibleName("Zoom")
         for percent in ZOOMS:
@@ -86,7 +87,7 @@ class PdfPreview(QWidget):
         column = QVBoxLayout(right)
         column.setContentsMargins(0, 0, 0, 0)
         column.addLayout(bar)
-        column.addWidget(self.scroll, 1)
+        column.addWidget(self.page_area, 1)
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(self.thumbnails)
         splitter.addWidget(right)
@@ -96,7 +97,6 @@ class PdfPreview(QWidget):
         layout.addWidget(splitter)
         self.thumbnails.currentRowChanged.connect(self.show_page)
         self.zoom.currentIndexChanged.connect(lambda _: self.show_page(self.current))
-        self.current = 0
         self.clear()
 
     @property
