@@ -529,3 +529,29 @@ def test_money_from_text_either_reads_plain_digits_or_refuses(text: str, currenc
     except BadInput:
         return
     assert Money(money.plain(), currency) == money
+
+
+@pytest.mark.parametrize(
+    ("text", "decimal", "group", "minor"),
+    [
+        ("1.234,56", ",", ".", 123456),
+        ("1234,5", ",", ".", 123450),
+        ("1\u202f234,56", ",", "\u202f", 123456),
+        ("1 234,56", ",", " ", 123456),
+        ("1,234.56", ".", ",", 123456),
+        ("€ 12,00", ",", ".", 1200),
+    ],
+)
+def test_amounts_as_the_locale_writes_them(text: str, decimal: str, group: str, minor: int) -> None:
+    from billing_desk.domain.money import parse_local_money
+
+    parsed = parse_local_money(text, "EUR", decimal_mark=decimal, group_mark=group)
+    assert parsed.minor == minor
+
+
+@pytest.mark.parametrize("text", ["12.5", "1.23.4,5", "12,345", "1e3", "12,5.0"])
+def test_a_misplaced_mark_is_refused_never_guessed(text: str) -> None:
+    from billing_desk.domain.money import parse_local_money
+
+    with pytest.raises(BadInput, match=re.escape(f"'{text}'")):
+        parse_local_money(text, "EUR", decimal_mark=",", group_mark=".")

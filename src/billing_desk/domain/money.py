@@ -444,3 +444,36 @@ def parse_money(
     if minor == 0 and not allow_zero:
         raise BadInput(f"'{shown}' is zero; enter an amount greater than zero.")
     return Money.from_minor(minor, currency)
+
+
+def parse_local_money(
+    text: str,
+    currency: str,
+    *,
+    decimal_mark: str = ".",
+    group_mark: str = ",",
+    allow_zero: bool = True,
+) -> Money:
+    """What a person typed in their locale's way of writing numbers ("1.234,56" in Germany,
+    "1 234,56" in France), as `Money`, with the same refusals as `parse_money` (thousands
+    groups must be whole: "12.5" in Germany is refused, never read as 125); the message quotes
+    what they typed."""
+    if not isinstance(text, str):
+        raise TypeError(f"parse_local_money reads text, not {type(text).__name__}")
+    stripped = text.strip()
+    if decimal_mark == "." and group_mark == ",":
+        return parse_money(stripped, currency, allow_zero=allow_zero)
+    # Written the way parse_money reads: the locale's group marks become commas and its
+    # decimal mark a dot, in one pass, so that each mark keeps its meaning.
+    groups = {group_mark, "\u00a0", "\u202f"} if group_mark.isspace() else {group_mark}
+    table = {ord(mark): "," for mark in groups if mark}
+    table[ord(decimal_mark)] = "."
+    if "." not in groups and decimal_mark != ".":
+        table[ord(".")] = "\x00"  # a dot that is neither mark: never an amount
+    normalised = stripped.translate(table)
+    try:
+        return parse_money(normalised, currency, allow_zero=allow_zero)
+    except BadInput as err:
+        raise BadInput(
+            err.message.replace(f"'{_echo(normalised)}'", f"'{_echo(stripped)}'")
+        ) from None
