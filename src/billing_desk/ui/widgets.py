@@ -135,15 +135,20 @@ class FacilityBox(QComboBox):
         return str(value) if value else None
 
     def when_chosen(self, slot: Callable[[], None]) -> None:
-        """Call `slot` when a facility is picked from the list or typed and confirmed."""
+        """Call `slot` when a facility is picked from the list, or typed and confirmed (Enter,
+        or leaving the field)."""
         self.activated.connect(lambda _: slot())
         editor = self.lineEdit()
         if editor is not None:
-            editor.returnPressed.connect(slot)
+            editor.editingFinished.connect(slot)
 
     def set_code(self, code: str | None) -> None:
+        """Choose the facility `code`; None chooses "All facilities", or nothing (an empty
+        field, ready for typing) where there is no such choice."""
         index = self.findData(code if code else self.ALL)
-        self.setCurrentIndex(max(index, 0))
+        self.setCurrentIndex(index if index >= 0 or not self.allow_all else 0)
+        if index < 0 and not self.allow_all:
+            self.setEditText("")
 
 
 def make_primary(buttons: QDialogButtonBox, primary: QPushButton) -> None:

@@ -3,6 +3,7 @@ selected payment's allocations, credit and history."""
 
 from __future__ import annotations
 
+from functools import partial
 from html import escape as esc
 
 from PySide6.QtCore import QByteArray, Qt
@@ -10,12 +11,19 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSplitter, QWidget
 
 from billing_desk.domain.payments import PaymentStatus
+from billing_desk.domain.roles import Permission
 from billing_desk.services.facilities import FacilityInfo, list_facilities
-from billing_desk.services.payments import PaymentDetail, list_payments, show_payment
+from billing_desk.services.payments import (
+    PaymentDetail,
+    PaymentReceipt,
+    list_payments,
+    show_payment,
+)
 from billing_desk.ui.desk import Desk
 from billing_desk.ui.formatting import money_sort_key
 from billing_desk.ui.models import RIGHT, Column, RowsModel
 from billing_desk.ui.views.base import View, fit_columns, make_table, select_key, selected_row
+from billing_desk.ui.views.payment_entry import PaymentForm
 from billing_desk.ui.widgets import FacilityBox
 
 # The newest payments, as many as a person scrolls through; the filters narrow the rest.
@@ -64,6 +72,13 @@ class PaymentsView(View):
         self.count = QLabel(self)
         filters.addWidget(self.count)
         self.layout_.addLayout(filters)
+        # Receiving a payment: the form above the register, for those who record payments.
+        self.entry: PaymentForm | None = None
+        if desk.may(Permission.RECORD_PAYMENTS):
+            self.entry = PaymentForm(desk, self)
+            self.entry.setVisible(bool(desk.settings.value(self.settings_key("entry"), True)))
+            self.entry.saved.connect(self._recorded)
+            self.layout_.insertWidget(2, self.entry)
         self.table = make_table(
             self, self.model, "Payments", stretch=4, sort=(0, Qt.SortOrder.DescendingOrder)
         )
@@ -85,10 +100,46 @@ class PaymentsView(View):
         self.refresh_action = self.action(
             "Re&fresh", self.refresh, shortcut=QKeySequence.StandardKey.Refresh
         )
+        self.receive_action = self.action(
+            "&Receive a payment",
+            self.receive,
+            shortcut="Ctrl+N",
+            tip="Show the form and start a new payment (Enter saves it).",
+        )
+        self.receive_action.setVisible(self.entry is not None)
+        self._wanted: int | None = None
         self._clear_detail()
 
     def menu_actions(self) -> list[QAction]:
-        return [self.refresh_action]
+        return [self.receive_action, self.refresh_action]
+
+    def receive(self) -> None:
+        if self.entry is None:
+            return
+        self.entry.show()
+        self.entry.facility.setFocus()
+        editor = self.entry.facility.lineEdit()
+        if editor is not None:
+            editor.selectAll()
+
+    def _recorded(self, receipt: PaymentReceipt) -> None:
+        f = self.desk.formats
+        waiting = receipt.status == PaymentStatus.AWAITING_APPROVAL.value
+        held = " — held for a manager's approval" if waiting else ""
+        applied = ", ".join(f"{a.invoice_number} {f.money(a.amount)}" for a in receipt.allocations)
+        credit = f"; {f.money(receipt.credit)} credit" if receipt.credit.is_positive() else ""
+        self.message_bar.show_message(
+            f"Payment {receipt.payment_id} recorded: {f.money(receipt.amount)} from "
+            f"{receipt.facility}{held}" + (f", applied to {applied}" if applied else "") + credit,
+            actions={"&Open": partial(self.open_payment, receipt.payment_id)},
+        )
+
+    def open_payment(self, payment_id: int) -> None:
+        """Select payment `payment_id` in the register (from elsewhere in the application)."""
+        self._wanted = payment_id
+        self.facility.set_code(None)
+        self.status.setCurrentIndex(0)
+        self.refresh()
 
     def refresh(self) -> None:
         facility, status = self.facility.code(), self.status.currentData()
@@ -102,6 +153,8 @@ class PaymentsView(View):
 
     def _facilities(self, facilities: list[FacilityInfo]) -> None:
         self.facility.set_facilities(facilities)
+        if self.entry is not None:
+            self.entry.set_facilities(facilities)
 
     def _arrived(self, payments: list[PaymentDetail]) -> None:
         chosen = selected_row(self.table, self.model)
@@ -110,8 +163,10 @@ class PaymentsView(View):
         n = len(payments)
         more = " (the newest; narrow the filters)" if n >= PAYMENTS_SHOWN else ""
         self.count.setText(f"{self.desk.formats.count(n)} payment{'s' if n != 1 else ''}{more}")
-        if chosen is not None:
-            select_key(self.table, self.model, chosen.payment_id)
+        key = self._wanted or (chosen.payment_id if chosen else None)
+        self._wanted = None
+        if key is not None:
+            select_key(self.table, self.model, key)
 
     def _clear_detail(self) -> None:
         self.detail.setText("Select a payment to see where its money went.")

@@ -1,0 +1,229 @@
+"""Receiving payments from the keyboard, as a clerk with a pile of checks would: a check paying
+two invoices and leaving credit, recorded once whatever is pressed twice or retried; a check
+already recorded shown before Save and recorded for a manager's approval; a full card number
+refused at its field and never kept."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QWidget
+from sqlalchemy import func, select
+
+from billing_desk.db.models import Allocation, Payment
+from billing_desk.domain.errors import EnvironmentFault
+from billing_desk.services.invoices import open_invoices
+from billing_desk.services.payments import PaymentDraft, record_payment
+from billing_desk.services.unit_of_work import open_workspace
+from billing_desk.ui.views import payment_entry
+from billing_desk.ui.views.payment_entry import PaymentForm
+from billing_desk.ui.views.payments import PaymentsView
+from billing_desk.ui.widgets import ReasonDialog
+from tests.ui.conftest import Gui, screenshot
+
+ROUTING, ACCOUNT = "021000021", "000123456789"
+
+
+def _form(gui: Gui) -> tuple[object, PaymentsView, PaymentForm]:
+    application = gui.start("clerk")
+    view = application.window.show_view("Payments")
+    assert isinstance(view, PaymentsView) and view.entry is not None
+    gui.idle(application)
+    gui.wait(lambda: view.entry is not None and bool(view.entry.facilities), "facilities")
+    return application, view, view.entry
+
+
+def _payments(gui: Gui) -> list[tuple[int, str, int, str]]:
+    workspace = open_workspace(gui.db, "auditor", migrate=False)
+    try:
+        return workspace.read(
+            lambda unit: [
+                (p.id, p.status, p.amount_minor, p.check_number or "")
+                for p in unit.session.scalars(select(Payment).order_by(Payment.id))
+            ]
+        )
+    finally:
+        workspace.close()
+
+
+def _allocations_of(gui: Gui, payment_id: int) -> dict[str, int]:
+    from billing_desk.db.models import Invoice
+
+    workspace = open_workspace(gui.db, "auditor", migrate=False)
+    try:
+        return workspace.read(
+            lambda unit: {
+                number: amount
+                for number, amount in unit.session.execute(
+                    select(Invoice.number, func.sum(Allocation.amount_minor))
+                    .join(Invoice, Invoice.id == Allocation.invoice_id)
+                    .where(Allocation.payment_id == payment_id, Allocation.released.is_(False))
+                    .group_by(Invoice.number)
+                )
+            }
+        )
+    finally:
+        workspace.close()
+
+
+def _type(gui: Gui, form: PaymentForm, text: str) -> QWidget:
+    """Type into whatever has the focus now, then Tab on; returns where the text went."""
+    target = form.window().focusWidget()
+    assert target is not None
+    gui.qtbot.keyClicks(target, text)  # type: ignore[attr-defined]
+    gui.qtbot.keyClick(target, Qt.Key.Key_Tab)  # type: ignore[attr-defined]
+    return target
+
+
+def _open_of(gui: Gui, code: str) -> list[int]:
+    workspace = open_workspace(gui.db, "auditor", migrate=False)
+    try:
+        return [i.open.minor for i in open_invoices(workspace, code)]
+    finally:
+        workspace.close()
+
+
+def _money_text(minor: int) -> str:
+    return f"{minor // 100:,}.{minor % 100:02d}"
+
+
+def test_a_check_paying_two_invoices_and_leaving_credit_from_the_keyboard(demo_gui: Gui) -> None:
+    application, view, form = _form(demo_gui)
+    open_amounts = _open_of(demo_gui, "OAKVIEW")
+    assert len(open_amounts) >= 2, "the demo leaves OAKVIEW two invoices open"
+    total = open_amounts[0] + open_amounts[1] + 1000
+    before = _payments(demo_gui)
+
+    form.window().activateWindow()
+    form.facility.setFocus()
+    # Payer, received (today), method (check), number, routing, account, amount, memo.
+    _type(demo_gui, form, "OAKVIEW")
+    _type(demo_gui, form, "")
+    _type(demo_gui, form, "")
+    assert _type(demo_gui, form, "7001") is form.check_number
+    assert _type(demo_gui, form, ROUTING) is form.routing
+    assert _type(demo_gui, form, ACCOUNT) is form.account
+    demo_gui.wait(lambda: form.allocations.rowCount() >= 2, "OAKVIEW's open invoices")
+    assert _type(demo_gui, form, _money_text(total)) is form.amount
+    memo = form.window().focusWidget()
+    assert memo is form.memo
+    demo_gui.qtbot.keyClicks(memo, "Two invoices and a little more")
+    shown = dict(form.allocations.allocations())
+    assert "credit to the facility" in form.totals.text()
+    screenshot(application.window, "payment-form-filled")
+    demo_gui.qtbot.keyClick(memo, Qt.Key.Key_Return)
+    demo_gui.wait(lambda: "recorded" in view.message_bar.text.text(), "the saved payment")
+
+    after = _payments(demo_gui)
+    assert len(after) == len(before) + 1
+    new = after[-1]
+    assert new[2] == total and new[3] == "7001"
+    stored = _allocations_of(demo_gui, new[0])
+    assert {n: _money_text(m).replace(",", "") for n, m in stored.items()} == shown
+    assert f"Payment {new[0]} recorded" in view.message_bar.text.text()
+    # The form is blank for the next check, with a new key.
+    assert form.amount.text() == "" and form.check_number.text() == ""
+    screenshot(application.window, "payment-form-empty")
+
+
+def test_enter_twice_and_a_retry_after_a_lost_connection_record_one_payment(
+    demo_gui: Gui, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    application, view, form = _form(demo_gui)
+    form.facility.set_code("STMARY")
+    form.method.setCurrentIndex(form.method.findData("transfer"))
+    form.reference.setText("ACH-ONCE-1")
+    form.amount.setText("100.00")
+    before = len(_payments(demo_gui))
+    form.window().activateWindow()
+    form.amount.setFocus()
+    demo_gui.qtbot.keyClick(form.amount, Qt.Key.Key_Return)
+    demo_gui.qtbot.keyClick(form.amount, Qt.Key.Key_Return)
+    demo_gui.wait(lambda: "recorded" in view.message_bar.text.text(), "the first payment")
+    demo_gui.idle(application)
+    assert len(_payments(demo_gui)) == before + 1
+
+    # The connection drops after the commit and before the answer: the clerk retries.
+    real = payment_entry.record_payment
+    calls: list[str] = []
+
+    def lost_after_commit(workspace, draft, key):  # type: ignore[no-untyped-def]
+        calls.append(key)
+        receipt = real(workspace, draft, key)
+        if len(calls) == 1:
+            raise EnvironmentFault("The connection to the database was lost.", retryable=True)
+        return receipt
+
+    monkeypatch.setattr(payment_entry, "record_payment", lost_after_commit)
+    form.facility.set_code("STMARY")
+    form.method.setCurrentIndex(form.method.findData("transfer"))
+    form.reference.setText("ACH-ONCE-2")
+    form.amount.setText("55.00")
+    form.save()
+    demo_gui.wait(lambda: form.message_bar.button("Retry") is not None, "the offer to retry")
+    assert form.amount.text() == "55.00", "what was typed stays"
+    retry = form.message_bar.button("Retry")
+    assert retry is not None
+    demo_gui.qtbot.mouseClick(retry, Qt.MouseButton.LeftButton)
+    demo_gui.wait(lambda: len(calls) == 2 and form.amount.text() == "", "the retry")
+    assert calls[0] == calls[1], "the retry carried the same key"
+    assert len(_payments(demo_gui)) == before + 2
+
+
+def test_a_check_recorded_before_is_shown_before_save_and_goes_for_approval(
+    demo_gui: Gui,
+) -> None:
+    workspace = open_workspace(demo_gui.db, "clerk", migrate=False)
+    try:
+        first = record_payment(
+            workspace,
+            PaymentDraft(
+                "STMARY",
+                "check",
+                "80.00",
+                date(2026, 5, 18),
+                check_number="9911",
+                routing_number=ROUTING,
+                account_number=ACCOUNT,
+            ),
+            "first-9911",
+        )
+    finally:
+        workspace.close()
+    application, view, form = _form(demo_gui)
+    form.facility.set_code("STMARY")
+    form.facility.currentIndexChanged.emit(form.facility.currentIndex())
+    for field, text in ((form.check_number, "9911"), (form.routing, ROUTING)):
+        demo_gui.qtbot.keyClicks(field, text)
+    demo_gui.qtbot.keyClicks(form.account, ACCOUNT)
+    demo_gui.wait(lambda: form.duplicate_bar.isVisible(), "the duplicate warning")
+    text = form.duplicate_bar.text.text()
+    assert f"payment {first.payment_id}" in text and "recorded by clerk" in text
+    screenshot(application.window, "payment-form-duplicate")
+    form.amount.setText("80.00")
+    override = form.duplicate_bar.button("Record for a manager's approval…")
+    assert override is not None
+    demo_gui.qtbot.mouseClick(override, Qt.MouseButton.LeftButton)
+    dialog = application.window.findChildren(ReasonDialog)[-1]
+    demo_gui.qtbot.keyClicks(dialog.reason, "the facility paid twice; refund follows")
+    demo_gui.qtbot.mouseClick(dialog.ok, Qt.MouseButton.LeftButton)
+    demo_gui.wait(lambda: "held for a manager" in view.message_bar.text.text(), "held")
+    held = _payments(demo_gui)[-1]
+    assert held[1] == "awaiting approval" and held[3] == "9911"
+
+
+def test_a_full_card_number_is_refused_at_its_field_and_not_kept(demo_gui: Gui) -> None:
+    _application, _view, form = _form(demo_gui)
+    before = _payments(demo_gui)
+    form.facility.set_code("STMARY")
+    form.amount.setText("12.00")
+    demo_gui.qtbot.keyClicks(form.memo, "card 4111 1111 1111 1111")
+    # Refused as the last digit arrived: the field was emptied, nothing of it is kept.
+    assert form.memo.text() == ""
+    error = form.form.errors["memo"]
+    assert error.isVisibleTo(form) and "looks like a full card number" in error.text()
+    assert form.draft().memo is None
+    screenshot(form, "payment-form-card-number", schemes=False)
+    assert _payments(demo_gui) == before
