@@ -73,7 +73,7 @@ def test_an_archive_opens_read_only_and_refuses_every_write(demo_gui: Gui) -> No
         ),
         (
             "manager",
-            ["Payments", "Invoices", "Trips", "Alerts", "Health", "Facilities"],
+            ["Payments", "Approvals", "Invoices", "Trips", "Alerts", "Health", "Facilities"],
             {
                 "Invoices": {"&Run invoices…", "&Void invoice…"},
                 "Facilities": {"&Add facility…", "&Edit facility…"},

@@ -5,6 +5,7 @@ refused at its field and never kept."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -227,3 +228,104 @@ def test_a_full_card_number_is_refused_at_its_field_and_not_kept(demo_gui: Gui) 
     assert form.draft().memo is None
     screenshot(form, "payment-form-card-number", schemes=False)
     assert _payments(demo_gui) == before
+
+
+def _hold(gui: Gui, person: str, number: str) -> int:
+    """A check recorded twice on purpose by `person`: the second waits for approval."""
+    workspace = open_workspace(gui.db, person, migrate=False)
+    try:
+        draft = PaymentDraft(
+            "OAKVIEW",
+            "check",
+            "45.00",
+            date(2026, 5, 18),
+            check_number=number,
+            routing_number=ROUTING,
+            account_number=ACCOUNT,
+        )
+        record_payment(workspace, draft, f"first-{number}")
+        held = record_payment(
+            workspace, replace(draft, override_reason="paid twice, refund follows"), f"2-{number}"
+        )
+    finally:
+        workspace.close()
+    return held.payment_id
+
+
+def test_a_manager_approves_in_the_queue_but_not_what_they_recorded(demo_gui: Gui) -> None:
+    from billing_desk.ui.views.approvals import ApprovalsView
+
+    by_clerk = _hold(demo_gui, "clerk", "7301")
+    by_manager = _hold(demo_gui, "manager", "7302")
+    application = demo_gui.start("manager")
+    view = application.window.show_view("Approvals")
+    assert isinstance(view, ApprovalsView)
+    demo_gui.wait(lambda: view.model.rowCount() == 2, "two payments waiting")
+    screenshot(application.window, "approvals-queue")
+
+    def decide(payment_id: int, label: str) -> ReasonDialog:
+        view.table.selectRow(view.model.row_of(payment_id) or 0)
+        demo_gui.wait(lambda: view.buttons.count() > 1, "the decisions")
+        button = next(
+            view.buttons.itemAt(i).widget()
+            for i in range(view.buttons.count())
+            if view.buttons.itemAt(i).widget() is not None
+            and view.buttons.itemAt(i).widget().text() == label
+        )
+        demo_gui.qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+        dialog = application.window.findChildren(ReasonDialog)[-1]
+        demo_gui.qtbot.keyClicks(dialog.reason, "checked with the facility")
+        demo_gui.qtbot.mouseClick(dialog.ok, Qt.MouseButton.LeftButton)
+        return dialog
+
+    decide(by_clerk, "Approve…")
+    demo_gui.wait(lambda: f"Payment {by_clerk} approved" in view.message_bar.text.text(), "ok")
+    own = decide(by_manager, "Approve…")
+    demo_gui.wait(lambda: own.message_bar.isVisible(), "the refusal")
+    assert "another manager must approve it" in own.message_bar.text.text()
+    statuses = {p[0]: p[1] for p in _payments(demo_gui)}
+    assert statuses[by_clerk] == "recorded" and statuses[by_manager] == "awaiting approval"
+
+
+def test_register_actions_follow_the_state_and_the_role(demo_gui: Gui) -> None:
+    workspace = open_workspace(demo_gui.db, "clerk", migrate=False)
+    try:
+        recorded = record_payment(
+            workspace,
+            PaymentDraft("OAKVIEW", "transfer", "12.00", date(2026, 5, 18), reference="ACH-ACT-1"),
+            "act-1",
+        ).payment_id
+    finally:
+        workspace.close()
+
+    def offered(person: str) -> tuple[object, PaymentsView, list[str]]:
+        application = demo_gui.start(person)
+        view = application.window.show_view("Payments")
+        assert isinstance(view, PaymentsView)
+        demo_gui.wait(lambda: view.model.row_of(recorded) is not None, "the payment")
+        view.table.selectRow(view.model.row_of(recorded) or 0)
+        demo_gui.wait(lambda: view.moves_row.count() > 0, "its next steps")
+        labels = [
+            view.moves_row.itemAt(i).widget().text()
+            for i in range(view.moves_row.count())
+            if view.moves_row.itemAt(i).widget() is not None
+        ]
+        return application, view, labels
+
+    clerk, _view, labels = offered("clerk")
+    assert "Void…" not in labels and "Returned by the bank…" in labels
+    demo_gui.stop(clerk)
+    manager, view, labels = offered("manager")
+    assert "Void…" in labels
+    void = next(
+        view.moves_row.itemAt(i).widget()
+        for i in range(view.moves_row.count())
+        if view.moves_row.itemAt(i).widget() is not None
+        and view.moves_row.itemAt(i).widget().text() == "Void…"
+    )
+    demo_gui.qtbot.mouseClick(void, Qt.MouseButton.LeftButton)
+    dialog = manager.window.findChildren(ReasonDialog)[-1]
+    demo_gui.qtbot.keyClicks(dialog.reason, "entered against the wrong facility")
+    demo_gui.qtbot.mouseClick(dialog.ok, Qt.MouseButton.LeftButton)
+    demo_gui.wait(lambda: "to voided" in view.message_bar.text.text(), "the void")
+    assert {p[0]: p[1] for p in _payments(demo_gui)}[recorded] == "voided"

@@ -27,6 +27,7 @@ from billing_desk.ui.desk import Desk
 from billing_desk.ui.errors import MessageBar
 from billing_desk.ui.statusbar import StatusBar
 from billing_desk.ui.views.alerts import AlertsView
+from billing_desk.ui.views.approvals import ApprovalsView
 from billing_desk.ui.views.base import View
 from billing_desk.ui.views.facilities import FacilitiesView
 from billing_desk.ui.views.health import HealthView
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 # The navigation, in the order of a clerk's day; each shown only to roles that may use it.
 VIEWS: tuple[type[View], ...] = (
     PaymentsView,
+    ApprovalsView,
     InvoicesView,
     TripsView,
     AlertsView,

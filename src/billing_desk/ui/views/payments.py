@@ -8,7 +8,15 @@ from html import escape as esc
 
 from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSplitter, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from billing_desk.domain.payments import PaymentStatus
 from billing_desk.domain.roles import Permission
@@ -16,12 +24,14 @@ from billing_desk.services.facilities import FacilityInfo, list_facilities
 from billing_desk.services.payments import (
     PaymentDetail,
     PaymentReceipt,
+    TransitionResult,
     list_payments,
     show_payment,
 )
 from billing_desk.ui.desk import Desk
 from billing_desk.ui.formatting import money_sort_key
 from billing_desk.ui.models import RIGHT, Column, RowsModel
+from billing_desk.ui.payment_moves import Move, ask_and_move, next_moves
 from billing_desk.ui.views.base import View, fit_columns, make_table, select_key, selected_row
 from billing_desk.ui.views.payment_entry import PaymentForm
 from billing_desk.ui.widgets import FacilityBox
@@ -88,9 +98,18 @@ class PaymentsView(View):
         self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.detail.setAccessibleName("Payment detail")
         self.detail.setMargin(6)
+        # What may happen next to the selected payment, as buttons under its detail.
+        self.moves = QWidget(self)
+        self.moves_row = QHBoxLayout(self.moves)
+        self.moves_row.setContentsMargins(6, 0, 6, 6)
+        lower = QWidget(self)
+        lower_column = QVBoxLayout(lower)
+        lower_column.setContentsMargins(0, 0, 0, 0)
+        lower_column.addWidget(self.detail, 1)
+        lower_column.addWidget(self.moves)
         self.splitter = QSplitter(Qt.Orientation.Vertical, self)
         self.splitter.addWidget(self.table)
-        self.splitter.addWidget(self.detail)
+        self.splitter.addWidget(lower)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 1)
         self.layout_.addWidget(self.splitter, 1)
@@ -170,6 +189,8 @@ class PaymentsView(View):
 
     def _clear_detail(self) -> None:
         self.detail.setText("Select a payment to see where its money went.")
+        if hasattr(self, "moves_row"):
+            self._offer_moves(None)
 
     def _show_selected(self) -> None:
         payment = selected_row(self.table, self.model)
@@ -179,7 +200,36 @@ class PaymentsView(View):
         number = payment.payment_id
         self.desk.query(self, lambda ws: show_payment(ws, number), self._detail, key="payment")
 
+    def _offer_moves(self, payment: PaymentDetail | None) -> None:
+        while self.moves_row.count():
+            item = self.moves_row.takeAt(0)
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.deleteLater()
+        if payment is None or self.desk.read_only:
+            return
+        for move in next_moves(payment):
+            if not self.desk.may(move.permission):
+                continue
+            button = QPushButton(move.label, self.moves)
+            button.setAutoDefault(False)
+            button.clicked.connect(partial(self._move, payment, move))
+            self.moves_row.addWidget(button)
+        self.moves_row.addStretch(1)
+
+    def _move(self, payment: PaymentDetail, move: Move) -> None:
+        ask_and_move(self.desk, self, payment, move, self._moved)
+
+    def _moved(self, result: TransitionResult) -> None:
+        released = f"; released {len(result.released)} allocations" if result.released else ""
+        self.message_bar.show_message(
+            f"Payment {result.payment_id} moved from {result.from_status} to "
+            f"{result.status}{released}."
+        )
+        self._wanted = result.payment_id
+
     def _detail(self, p: PaymentDetail) -> None:
+        self._offer_moves(p)
         f = self.desk.formats
         lines = [
             f"<b>Payment {p.payment_id}</b> — {esc(f.money(p.amount))} from {esc(p.facility)} by "
