@@ -118,3 +118,49 @@ def test_a_manager_voids_with_a_reason_and_a_clerk_cannot(demo_gui: Gui) -> None
     demo_gui.wait(lambda: bool(refused), "the refusal")
     assert isinstance(refused[0], PermissionDenied)
     assert "may not void invoices" in str(refused[0])
+
+
+def test_what_is_owed_shows_and_filters(demo_gui: Gui) -> None:
+    application, view = _invoices_view(demo_gui, "clerk")
+    for row in view.model.rows:
+        assert row.total == row.paid + row.credited + row.open or row.status == "void", row
+    # Alt+H reaches the filter of what is owed; Down picks "Open", then "Overdue".
+    demo_gui.qtbot.keyClick(application.window, Qt.Key.Key_H, Qt.KeyboardModifier.AltModifier)
+    assert application.window.focusWidget() is view.owing
+    demo_gui.qtbot.keyClick(view.owing, Qt.Key.Key_Down)
+    demo_gui.wait(
+        lambda: (
+            view.model.rowCount() > 0
+            and all(r.open.is_positive() for r in view.model.rows)
+            and view.owing.currentData() == "open"
+        ),
+        "only invoices with something open",
+    )
+    open_rows = view.model.rowCount()
+    demo_gui.qtbot.keyClick(view.owing, Qt.Key.Key_Down)
+    demo_gui.wait(
+        lambda: (
+            view.owing.currentData() == "overdue"
+            and 0 < view.model.rowCount() <= open_rows
+            and all(r.overdue and r.open.is_positive() for r in view.model.rows)
+        ),
+        "only overdue invoices",
+    )
+    late = max(view.model.rows, key=lambda r: r.days_past_due)
+    row = view.model.row_of(late.number)
+    assert row is not None
+    days_column = [
+        view.model.headerData(c, Qt.Orientation.Horizontal) for c in range(view.model.columnCount())
+    ].index("Late")
+    assert view.model.index(row, days_column).data() == str(late.days_past_due)
+    partly = next(r for r in view.model.rows if r.paid.is_positive())
+    view.table.selectRow(view.model.row_of(partly.number) or 0)
+    demo_gui.wait(lambda: partly.number in view.detail.heading.text(), "the invoice")
+    view.detail.setCurrentWidget(view.detail.money_table)
+    demo_gui.wait(lambda: view.detail.money.rowCount() > 0, "the money applied")
+    assert partly.paid == sum(
+        (m.amount for m in view.detail.money.rows if not m.released and not m.via_credit),
+        partly.paid - partly.paid,
+    )
+    assert "days past due" in view.detail.heading.text()
+    screenshot(application.window, "invoices-overdue")

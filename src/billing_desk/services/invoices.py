@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import partial
 
 from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from billing_desk.db.models import (
+    Allocation,
     Client,
     Facility,
     Invoice,
@@ -50,6 +52,9 @@ class InvoiceRunResult:
 
 @dataclass(frozen=True)
 class InvoiceSummary:
+    """An invoice with what is owed on it: total = paid + credited + open (a void invoice owes
+    nothing); `days_past_due` counts from the due date while something is open."""
+
     number: str
     facility: str
     period_start: date
@@ -59,6 +64,14 @@ class InvoiceSummary:
     status: str
     total: Money
     trip_count: int
+    paid: Money
+    credited: Money
+    open: Money
+    days_past_due: int
+
+    @property
+    def overdue(self) -> bool:
+        return self.days_past_due > 0
 
 
 @dataclass(frozen=True)
@@ -82,11 +95,33 @@ class StatusChangeInfo:
 
 
 @dataclass(frozen=True)
+class InvoiceMoney:
+    """Money applied to an invoice: from which payment, directly or as the facility's credit
+    applied later, and whether it was released again (the payment voided or returned)."""
+
+    payment_id: int
+    amount: Money
+    via_credit: bool
+    applied_at: datetime
+    applied_by: str
+    released: bool
+
+    def describe(self) -> str:
+        source = (
+            f"credit from payment {self.payment_id}"
+            if self.via_credit
+            else f"payment {self.payment_id}"
+        )
+        return f"{source}, released" if self.released else source
+
+
+@dataclass(frozen=True)
 class InvoiceDetail:
     summary: InvoiceSummary
     lines: tuple[InvoiceLineInfo, ...]
     history: tuple[StatusChangeInfo, ...]
     void_reason: str | None
+    money: tuple[InvoiceMoney, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -460,7 +495,7 @@ def void_invoice(workspace: Workspace, number: str, reason: str) -> InvoiceSumma
         ):
             line.released = True
         unit.session.flush()
-        return _summaries(unit.session, [invoice])[0]
+        return _summaries(unit.session, [invoice], unit.today)[0]
 
     return workspace.write(operation, action="invoice.void")
 
@@ -475,18 +510,26 @@ def _invoice_by_number(session: Session, number: str, *, lock: bool = False) -> 
     return invoice
 
 
-def _summaries(session: Session, invoices: Sequence[Invoice]) -> list[InvoiceSummary]:
+def _summaries(session: Session, invoices: Sequence[Invoice], today: date) -> list[InvoiceSummary]:
     if not invoices:
         return []
     ids = [i.id for i in invoices]
-    counts: dict[int, int] = {
-        invoice_id: count
+    counts: dict[int, int] = {}
+    applied: dict[tuple[int, bool], int] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
         for invoice_id, count in session.execute(
             select(InvoiceLine.invoice_id, func.count())
-            .where(InvoiceLine.invoice_id.in_(ids))
+            .where(InvoiceLine.invoice_id.in_(chunk))
             .group_by(InvoiceLine.invoice_id)
-        )
-    }
+        ):
+            counts[invoice_id] = int(count)
+        for invoice_id, via_credit, amount in session.execute(
+            select(Allocation.invoice_id, Allocation.via_credit, func.sum(Allocation.amount_minor))
+            .where(Allocation.invoice_id.in_(chunk), Allocation.released.is_(False))
+            .group_by(Allocation.invoice_id, Allocation.via_credit)
+        ):
+            applied[(invoice_id, bool(via_credit))] = int(amount)
     codes: dict[int, str] = {
         facility_id: code
         for facility_id, code in session.execute(
@@ -496,35 +539,83 @@ def _summaries(session: Session, invoices: Sequence[Invoice]) -> list[InvoiceSum
         )
     }
     return [
-        InvoiceSummary(
-            i.number,
-            codes[i.facility_id],
-            i.period_start,
-            i.period_end,
-            i.issue_date,
-            i.due_date,
-            i.status,
-            Money.from_minor(i.total_minor, i.currency),
-            counts.get(i.id, 0),
-        )
-        for i in invoices
+        _summary(i, codes[i.facility_id], counts.get(i.id, 0), applied, today) for i in invoices
     ]
 
 
+def _summary(
+    invoice: Invoice,
+    code: str,
+    trips: int,
+    applied: dict[tuple[int, bool], int],
+    today: date,
+) -> InvoiceSummary:
+    """The one definition of what is open on an invoice: its total less the live money
+    applied to it (paid directly or as credit); nothing is open on a void or draft invoice."""
+    paid = applied.get((invoice.id, False), 0)
+    credited = applied.get((invoice.id, True), 0)
+    owing = invoice.status in (InvoiceStatus.ISSUED.value, InvoiceStatus.PARTIALLY_PAID.value)
+    left = invoice.total_minor - paid - credited if owing else 0
+    late = max(0, (today - invoice.due_date).days) if left > 0 else 0
+    money = partial(Money.from_minor, currency=invoice.currency)
+    return InvoiceSummary(
+        invoice.number,
+        code,
+        invoice.period_start,
+        invoice.period_end,
+        invoice.issue_date,
+        invoice.due_date,
+        invoice.status,
+        money(invoice.total_minor),
+        trips,
+        money(paid),
+        money(credited),
+        money(left),
+        late,
+    )
+
+
 def list_invoices(
-    workspace: Workspace, *, facility: str | None = None, status: str | None = None
+    workspace: Workspace,
+    *,
+    facility: str | None = None,
+    status: str | None = None,
+    open_only: bool = False,
+    overdue_only: bool = False,
+    period_from: date | None = None,
+    period_to: date | None = None,
+    limit: int | None = None,
 ) -> list[InvoiceSummary]:
+    """Invoices by number, each with what is paid, credited and open on it; `open_only` keeps
+    those with something open, `overdue_only` those open past their due date; `period_from` and
+    `period_to` bound the billing period; `limit` keeps the newest."""
     wanted_status = _parse_status(status) if status else None
 
     def operation(unit: UnitOfWork) -> list[InvoiceSummary]:
         unit.require(Permission.READ)
-        query = select(Invoice).order_by(Invoice.facility_id, Invoice.sequence)
+        query = select(Invoice)
         if facility is not None:
             query = query.where(Invoice.facility_id == get_facility(unit, facility).id)
         if wanted_status is not None:
             query = query.where(Invoice.status == wanted_status.value)
-        invoices = list(unit.session.scalars(query))
-        summaries = _summaries(unit.session, invoices)
+        if open_only or overdue_only:
+            query = query.where(
+                Invoice.status.in_((InvoiceStatus.ISSUED.value, InvoiceStatus.PARTIALLY_PAID.value))
+            )
+        if overdue_only:
+            query = query.where(Invoice.due_date < unit.today)
+        if period_from is not None:
+            query = query.where(Invoice.period_end >= period_from)
+        if period_to is not None:
+            query = query.where(Invoice.period_start <= period_to)
+        query = query.order_by(Invoice.issue_date.desc(), Invoice.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        summaries = _summaries(unit.session, list(unit.session.scalars(query)), unit.today)
+        if open_only or overdue_only:
+            summaries = [s for s in summaries if s.open.is_positive()]
+        if overdue_only:
+            summaries = [s for s in summaries if s.overdue]
         return sorted(summaries, key=lambda s: s.number)
 
     return workspace.read(operation)
@@ -554,8 +645,22 @@ def show_invoice(workspace: Workspace, number: str) -> InvoiceDetail:
             .where(InvoiceStatusChange.invoice_id == invoice.id)
             .order_by(InvoiceStatusChange.id)
         )
+        applied = unit.session.scalars(
+            select(Allocation).where(Allocation.invoice_id == invoice.id).order_by(Allocation.id)
+        )
+        money = tuple(
+            InvoiceMoney(
+                a.payment_id,
+                Money.from_minor(a.amount_minor, invoice.currency),
+                a.via_credit,
+                a.created_at,
+                a.created_by,
+                a.released,
+            )
+            for a in applied
+        )
         return InvoiceDetail(
-            _summaries(unit.session, [invoice])[0],
+            _summaries(unit.session, [invoice], unit.today)[0],
             tuple(
                 InvoiceLineInfo(
                     line.line_no,
@@ -571,6 +676,7 @@ def show_invoice(workspace: Workspace, number: str) -> InvoiceDetail:
                 for h in history
             ),
             invoice.void_reason,
+            money,
         )
 
     return workspace.read(operation)

@@ -29,6 +29,7 @@ from billing_desk.services.invoices import (
     BillableTrip,
     InvoiceDetail,
     InvoiceLineInfo,
+    InvoiceMoney,
     InvoiceRunPreview,
     InvoiceRunResult,
     InvoiceSummary,
@@ -47,6 +48,8 @@ from billing_desk.ui.operations import changes
 from billing_desk.ui.views.base import View, fit_columns, make_table, select_key, selected_row
 from billing_desk.ui.widgets import FacilityBox, Form, MonthEdit, ReasonDialog, make_primary
 
+OWING_FILTERS = [("All invoices", ""), ("Open", "open"), ("Overdue", "overdue")]
+
 STATUS_FILTERS = [("Any status", None)] + [
     (s.value.capitalize(), s.value) for s in InvoiceStatus if s is not InvoiceStatus.DRAFT
 ]
@@ -56,6 +59,7 @@ STATUS_FILTERS = [("Any status", None)] + [
 class InvoiceFilter:
     facility: str | None = None
     status: str | None = None
+    owing: str = ""
 
 
 class InvoicesView(View):
@@ -70,13 +74,33 @@ class InvoicesView(View):
             [
                 Column("Number", lambda r: r.number),
                 Column("Facility", lambda r: r.facility),
-                Column("Period", lambda r: f"{r.period_start:%Y-%m}", lambda r: r.period_start),
                 Column("Issued", lambda r: f.date(r.issue_date), lambda r: r.issue_date),
                 Column("Due", lambda r: f.date(r.due_date), lambda r: r.due_date),
+                Column(
+                    "Late",
+                    lambda r: f.count(r.days_past_due) if r.overdue else "",
+                    lambda r: r.days_past_due,
+                    RIGHT,
+                    tooltip=lambda r: (
+                        f"{r.days_past_due} days past its due date" if r.overdue else None
+                    ),
+                ),
                 Column("Status", lambda r: r.status.capitalize()),
-                Column("Trips", lambda r: f.count(r.trip_count), lambda r: r.trip_count, RIGHT),
                 Column(
                     "Total", lambda r: f.money(r.total), lambda r: money_sort_key(r.total), RIGHT
+                ),
+                Column(
+                    "Paid",
+                    lambda r: f.money(r.paid + r.credited),
+                    lambda r: money_sort_key(r.paid + r.credited),
+                    RIGHT,
+                ),
+                Column(
+                    "Open",
+                    lambda r: f.money(r.open) if r.open.is_positive() else "",
+                    lambda r: money_sort_key(r.open),
+                    RIGHT,
+                    emphasis=lambda r: r.overdue,
                 ),
             ],
             key=lambda r: r.number,
@@ -88,9 +112,17 @@ class InvoicesView(View):
         for label, value in STATUS_FILTERS:
             self.status.addItem(label, value)
         self.status.setAccessibleName("Status")
+        self.owing = QComboBox(self)
+        for label, value in OWING_FILTERS:
+            self.owing.addItem(label, value)
+        self.owing.setAccessibleName("What is owed")
         self.facility.setAccessibleName("Facility")
         filters = QHBoxLayout()
-        for text, widget in (("&Facility:", self.facility), ("&Status:", self.status)):
+        for text, widget in (
+            ("&Facility:", self.facility),
+            ("&Status:", self.status),
+            ("S&how:", self.owing),
+        ):
             caption = QLabel(text, self)
             caption.setBuddy(widget)
             filters.addWidget(caption)
@@ -102,7 +134,7 @@ class InvoicesView(View):
         self.layout_.addLayout(filters)
 
         self.table = make_table(
-            self, self.model, "Invoices", sort=(3, Qt.SortOrder.DescendingOrder)
+            self, self.model, "Invoices", stretch=1, sort=(2, Qt.SortOrder.DescendingOrder)
         )
         self.detail = InvoiceDetailPane(desk, self)
         self.splitter = QSplitter(Qt.Orientation.Vertical, self)
@@ -114,6 +146,7 @@ class InvoicesView(View):
 
         self.facility.when_chosen(self.refresh)
         self.status.currentIndexChanged.connect(lambda _: self.refresh())
+        self.owing.currentIndexChanged.connect(lambda _: self.refresh())
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._show_selected())
         self.table.activated.connect(lambda _: self._show_selected())
 
@@ -145,14 +178,22 @@ class InvoicesView(View):
     # -- fetching -----------------------------------------------------------------------------
 
     def current_filter(self) -> InvoiceFilter:
-        return InvoiceFilter(self.facility.code(), self.status.currentData())
+        return InvoiceFilter(
+            self.facility.code(), self.status.currentData(), self.owing.currentData()
+        )
 
     def refresh(self) -> None:
         wanted = self.current_filter()
         self.desk.query(self, list_facilities, self._facilities_arrived, key="invoices-facilities")
         self.desk.query(
             self,
-            lambda ws: list_invoices(ws, facility=wanted.facility, status=wanted.status),
+            lambda ws: list_invoices(
+                ws,
+                facility=wanted.facility,
+                status=wanted.status,
+                open_only=wanted.owing == "open",
+                overdue_only=wanted.owing == "overdue",
+            ),
             self._arrived,
             key="invoices-list",
         )
@@ -191,6 +232,7 @@ class InvoicesView(View):
         self._wanted = number
         self.facility.set_code(None)
         self.status.setCurrentIndex(0)
+        self.owing.setCurrentIndex(0)
         self.refresh()
 
     # -- actions ------------------------------------------------------------------------------
@@ -285,6 +327,21 @@ class InvoiceDetailPane(QTabWidget):
             key=lambda r: (r.changed_at, r.to_status),
             parent=self,
         )
+        self.money: RowsModel[InvoiceMoney] = RowsModel(
+            [
+                Column("Applied", lambda r: f.datetime(r.applied_at), lambda r: r.applied_at),
+                Column("From", lambda r: r.describe()),
+                Column(
+                    "Amount",
+                    lambda r: f.money(r.amount),
+                    lambda r: money_sort_key(r.amount),
+                    RIGHT,
+                ),
+                Column("By", lambda r: r.applied_by),
+            ],
+            key=lambda r: (r.applied_at, r.payment_id, r.via_credit),
+            parent=self,
+        )
         lines_page = QWidget(self)
         lines_layout = QVBoxLayout(lines_page)
         lines_layout.setContentsMargins(4, 4, 4, 4)
@@ -292,7 +349,9 @@ class InvoiceDetailPane(QTabWidget):
         self.lines_table = make_table(lines_page, self.lines, "Invoice lines", stretch=3)
         lines_layout.addWidget(self.lines_table)
         self.history_table = make_table(self, self.history, "Status history", stretch=4)
+        self.money_table = make_table(self, self.money, "Payments applied", stretch=1)
         self.addTab(lines_page, "&Lines")
+        self.addTab(self.money_table, "Pa&yments")
         self.addTab(self.history_table, "&History")
         self._formats = f
         self.clear()
@@ -300,6 +359,7 @@ class InvoiceDetailPane(QTabWidget):
     def clear(self) -> None:
         self.heading.setText("Select an invoice to see its lines and history.")
         self.lines.set_rows([])
+        self.money.set_rows([])
         self.history.set_rows([])
 
     def show_invoice(self, detail: InvoiceDetail) -> None:
@@ -307,13 +367,18 @@ class InvoiceDetailPane(QTabWidget):
         text = (
             f"<b>{esc(s.number)}</b> — {esc(s.facility)}, {s.period_start:%B %Y}; issued "
             f"{f.date(s.issue_date)}, due {f.date(s.due_date)}; <b>{esc(s.status)}</b>; total "
-            f"<b>{esc(f.money(s.total))}</b>"
+            f"<b>{esc(f.money(s.total))}</b>; paid {esc(f.money(s.paid))}, credited "
+            f"{esc(f.money(s.credited))}, open <b>{esc(f.money(s.open))}</b>"
         )
+        if s.overdue:
+            text += f" — <b>{s.days_past_due} days past due</b>"
         if detail.void_reason:
             text += f"<br>Voided: {esc(detail.void_reason)}"
         self.heading.setText(text)
         self.lines.set_rows(detail.lines)
         fit_columns(self.lines_table)
+        self.money.set_rows(detail.money)
+        fit_columns(self.money_table)
         self.history.set_rows(detail.history)
         fit_columns(self.history_table)
 
