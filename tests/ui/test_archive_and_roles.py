@@ -36,7 +36,7 @@ def test_an_archive_opens_read_only_and_refuses_every_write(demo_gui: Gui) -> No
     window, desk = application.window, application.desk
     assert desk is not None and desk.read_only
     assert "read-only" in window.windowTitle() and "archive" in window.windowTitle()
-    assert "read-only" in window.status.database.text()
+    assert "auditor's archive, read-only" in window.status.database.text()
     assert window.welcome is None
     # No editing action anywhere: each view offers only what reads.
     for view in window.views.values():

@@ -58,6 +58,22 @@ def test_a_file_with_bad_rows_is_previewed_and_nothing_is_written_until_import(
     demo_gui.wait(lambda: "3 trips added" in view.message_bar.text.text(), "the import")
     assert _trip_ids(demo_gui) == before | {"N1", "N2", "N5"}
 
+    # On a 1280-pixel screen every column up to the fare and invoice is in sight.
+    application.window.resize(1280, 800)
+    demo_gui.wait(lambda: view.model.rowCount() > 0, "the trips")
+    demo_gui.idle(application)
+    header = view.table.horizontalHeader()
+    last = header.count() - 1
+    assert header.sectionViewportPosition(last) < view.table.viewport().width()
+    fare = [view.model.headerData(c, Qt.Orientation.Horizontal) for c in range(last + 1)].index(
+        "Fare"
+    )
+    assert (
+        header.sectionViewportPosition(fare) + header.sectionSize(fare)
+        <= view.table.viewport().width()
+    )
+    screenshot(application.window, "trips-list", schemes=False)
+
 
 def test_a_file_dropped_on_the_view_opens_its_preview(demo_gui: Gui, tmp_path: Path) -> None:
     path = tmp_path / "dropped.csv"

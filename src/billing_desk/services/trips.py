@@ -80,16 +80,18 @@ def import_trip_records(
 @dataclass(frozen=True)
 class TripRowPreview:
     """One row of a trip file as an import would take it: `outcome` is new, changed,
-    unchanged or bad (with `reason`)."""
+    unchanged or bad (with `reason`). A good row's fare is money in the facility's currency;
+    a bad row keeps the fare as the file wrote it (`fare_text`), since it may not be money."""
 
     line: int
     trip_id: str
     facility: str
     client: str
     service_date: date | None
-    fare: str
+    fare: Money | None
     outcome: str
     reason: str | None = None
+    fare_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,9 +130,10 @@ def preview_trip_import(
                     record.facility_code if record else "",
                     record.client_name if record else "",
                     record.service_date if record else None,
-                    record.fare if record else "",
+                    None,
                     "bad",
                     problem.reason,
+                    record.fare if record else "",
                 )
             )
         return TripImportPreview(tuple(sorted(rows, key=lambda r: r.line)))
@@ -159,7 +162,7 @@ def _preview_good(
         facility.code,
         record.client_name,
         record.service_date,
-        Money.from_minor(fare_minor, facility.currency).format(),
+        Money.from_minor(fare_minor, facility.currency),
         outcome,
     )
 

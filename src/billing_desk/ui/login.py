@@ -83,7 +83,6 @@ class LoginDialog(QDialog):
         form.add("&User:", self.user, error_key="user")
         form.add("&Password:", self.password, error_key="password")
         form.addRow("", self.remember)
-        form.addRow("", self.keyring_note)
         self.form = form
         if keyring_check():
             self.remember.setChecked(True)
@@ -101,8 +100,12 @@ class LoginDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(self.message_bar)
         layout.addLayout(form)
+        # Below the form, at the dialog's full width: in a form row a wrapped sentence was
+        # given a narrow column and cut after its second line.
+        layout.addWidget(self.keyring_note)
         layout.addWidget(buttons)
         self.resize(460, 0)
+        self.resize(460, self.heightForWidth(460) if self.hasHeightForWidth() else 0)
 
     def url(self) -> str:
         return (

@@ -4,9 +4,7 @@ change has been sealed into the audit chain, never on the GUI thread."""
 
 from __future__ import annotations
 
-from html import escape as esc
-
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -160,11 +158,13 @@ class StatusBar(QStatusBar):
     def __init__(self, desk: Desk, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.database = QLabel(self)
+        # A path is shown as typed: plain text, so '&' or '<' in it is never markup.
+        self.database.setTextFormat(Qt.TextFormat.PlainText)
         self.database.setAccessibleName("Database")
         where = desk.describe_database()
         if desk.read_only:
             where = f"{where} — auditor's archive, read-only"
-        self.database.setText(esc(where))
+        self.database.setText(where)
         self.person = QLabel(desk.person.describe, self)
         self.person.setAccessibleName("Working as")
         self.live = QLabel(self)

@@ -162,15 +162,16 @@ def make_table(
     return table
 
 
-def fit_columns(table: QTableView) -> None:
-    """Size columns to their contents once data has arrived (not on every refill)."""
+def fit_columns(table: QTableView, *, widest_chars: int = 40) -> None:
+    """Size columns to their contents once data has arrived (not on every refill); none wider
+    than `widest_chars` characters."""
     if table.property("fitted"):
         return
     if table.model().rowCount() == 0:
         return
     table.resizeColumnsToContents()
     # A long address or description is cut, not allowed to push the amounts off screen.
-    widest = table.fontMetrics().averageCharWidth() * 40
+    widest = table.fontMetrics().averageCharWidth() * widest_chars
     header = table.horizontalHeader()
     for column in range(header.count()):
         if header.sectionResizeMode(column) != QHeaderView.ResizeMode.Stretch:

@@ -141,6 +141,8 @@ class PersonDialog(QDialog):
             self.active.setChecked(person.active)
             form.addRow("", self.active)
         else:
+            # A new person can always work; the box is only for changing someone.
+            self.active.hide()
             self.role.setCurrentIndex(self.role.findData(Role.CLERK.value))
         self.form = form
         buttons = QDialogButtonBox(

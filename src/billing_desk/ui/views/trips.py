@@ -60,8 +60,8 @@ class TripsView(View):
                 Column("Facility", lambda r: r.facility),
                 Column("Date", lambda r: f.date(r.service_date), lambda r: r.service_date),
                 Column("Client", lambda r: r.client),
-                Column("From", lambda r: r.pickup),
-                Column("To", lambda r: r.dropoff),
+                Column("From", lambda r: r.pickup, tooltip=lambda r: r.pickup),
+                Column("To", lambda r: r.dropoff, tooltip=lambda r: r.dropoff),
                 Column("Status", lambda r: r.status.capitalize()),
                 Column("Billable", lambda r: "Yes" if r.billable else "No"),
                 Column("Fare", lambda r: f.money(r.fare), lambda r: money_sort_key(r.fare), RIGHT),
@@ -146,7 +146,7 @@ class TripsView(View):
 
     def _arrived(self, trips: list[TripInfo]) -> None:
         self.model.set_rows(trips)
-        fit_columns(self.table)
+        fit_columns(self.table, widest_chars=22)
         n = len(trips)
         more = " (the first ones; narrow the filters)" if n >= TRIPS_SHOWN else ""
         self.count.setText(f"{self.desk.formats.count(n)} trip{'s' if n != 1 else ''}{more}")
@@ -224,8 +224,18 @@ class TripImportDialog(QDialog):
                 Column("Facility", lambda r: r.facility),
                 Column("Date", lambda r: f.date(r.service_date), lambda r: str(r.service_date)),
                 Column("Client", lambda r: r.client),
-                Column("Fare", lambda r: r.fare, align=RIGHT),
-                Column("Why not", lambda r: r.reason or "", emphasis=_is_bad),
+                Column(
+                    "Fare",
+                    lambda r: f.money(r.fare) if r.fare is not None else r.fare_text,
+                    lambda r: money_sort_key(r.fare) if r.fare is not None else (r.fare_text,),
+                    RIGHT,
+                ),
+                Column(
+                    "Why not",
+                    lambda r: r.reason or "",
+                    emphasis=_is_bad,
+                    tooltip=lambda r: r.reason,
+                ),
             ],
             key=lambda r: r.line,
             parent=self,
@@ -249,7 +259,7 @@ class TripImportDialog(QDialog):
         layout.addWidget(self.table, 1)
         layout.addWidget(self.skip_bad)
         layout.addWidget(self.buttons)
-        self.resize(860, 520)
+        self.resize(1060, 520)
         self._file: TripFile | None = None
         self._preview: TripImportPreview | None = None
 
