@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pypdfium2 as pdfium
-from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QIcon, QImage, QPainter, QPixmap
+from PySide6.QtCore import QSize, Qt, QTimer
+from PySide6.QtGui import QIcon, QImage, QPainter, QPixmap, QResizeEvent, QShowEvent
 from PySide6.QtPrintSupport import QPrintDialog, QPrinter
 from PySide6.QtWidgets import (
     QComboBox,
@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QScrollArea,
-    QSplitter,
     QVBoxLayout,
     QWidget,
 )
@@ -29,7 +28,9 @@ from PySide6.QtWidgets import (
 # PDF points are 1/72 inch; the screen's logical pixels are taken as 96 per inch.
 POINTS_PER_INCH = 72
 SCREEN_DPI = 96
-ZOOMS = (50, 75, 100, 125, 150, 200)
+# 0 is "fit the page's width to the window", the default: a slip or statement is read whole.
+FIT_WIDTH = 0
+ZOOMS = (FIT_WIDTH, 50, 75, 100, 125, 150, 200)
 THUMBNAIL_WIDTH = 110
 
 
@@ -62,7 +63,7 @@ class PdfPreview(QWidget):
         self.thumbnails.setWrapping(False)
         self.thumbnails.setIconSize(QSize(THUMBNAIL_WIDTH, int(THUMBNAIL_WIDTH * 1.3)))
         self.thumbnails.setMovement(QListWidget.Movement.Static)
-        self.thumbnails.setFixedWidth(THUMBNAIL_WIDTH + 40)
+        self.thumbnails.setFixedWidth(THUMBNAIL_WIDTH + 24)
         self.page = QLabel(self)
         self.page.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
         self.page.setAccessibleName("Page")
@@ -72,8 +73,8 @@ class PdfPreview(QWidget):
         self.zoom = QComboBox(self)
         self.zoom.setAccessibleName("Zoom")
         for percent in ZOOMS:
-            self.zoom.addItem(f"{percent} %", percent)
-        self.zoom.setCurrentIndex(ZOOMS.index(100))
+            self.zoom.addItem("Fit width" if percent == FIT_WIDTH else f"{percent} %", percent)
+        self.zoom.setCurrentIndex(ZOOMS.index(FIT_WIDTH))
         self.where = QLabel(self)
         self.where.setAccessibleName("Page number")
         zoom_caption = QLabel("&Zoom:", self)
@@ -88,16 +89,28 @@ class PdfPreview(QWidget):
         column.setContentsMargins(0, 0, 0, 0)
         column.addLayout(bar)
         column.addWidget(self.page_area, 1)
-        splitter = QSplitter(Qt.Orientation.Horizontal, self)
-        splitter.addWidget(self.thumbnails)
-        splitter.addWidget(right)
-        splitter.setStretchFactor(1, 1)
-        layout = QVBoxLayout(self)
+        layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(splitter)
+        layout.addWidget(self.thumbnails)
+        layout.addWidget(right, 1)
+        # At "fit width" the page follows the window's width, redrawn once resizing pauses.
+        self._refit = QTimer(self)
+        self._refit.setSingleShot(True)
+        self._refit.setInterval(60)
+        self._refit.timeout.connect(lambda: self.show_page(self.current))
         self.thumbnails.currentRowChanged.connect(self.show_page)
         self.zoom.currentIndexChanged.connect(lambda _: self.show_page(self.current))
         self.clear()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if self.document is not None and self.zoom.currentData() == FIT_WIDTH:
+            self._refit.start()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self.document is not None:
+            self._refit.start()
 
     @property
     def page_count(self) -> int:
@@ -127,9 +140,19 @@ class PdfPreview(QWidget):
         if self.document is None or not 0 <= number < self.page_count:
             return
         self.current = number
-        percent = int(self.zoom.currentData() or 100)
+        page = self.document[number]
+        percent = int(self.zoom.currentData() or FIT_WIDTH)
+        if percent == FIT_WIDTH:
+            room = self.page_area.viewport().width() - 4
+            scroll_bar = self.page_area.verticalScrollBar()
+            if not scroll_bar.isVisible():
+                # A page is taller than it is wide: once shown, the scroll bar takes its width.
+                room -= scroll_bar.sizeHint().width()
+            dpi = max(room, 200) / (page.get_width() / POINTS_PER_INCH)
+        else:
+            dpi = SCREEN_DPI * percent / 100
         ratio = self.devicePixelRatioF()
-        image = page_image(self.document[number], SCREEN_DPI * percent / 100 * ratio)
+        image = page_image(page, dpi * ratio)
         pixmap = QPixmap.fromImage(image)
         pixmap.setDevicePixelRatio(ratio)
         self.page.setPixmap(pixmap)

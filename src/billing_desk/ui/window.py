@@ -29,6 +29,7 @@ from billing_desk.ui.statusbar import StatusBar
 from billing_desk.ui.views.alerts import AlertsView
 from billing_desk.ui.views.approvals import ApprovalsView
 from billing_desk.ui.views.base import View
+from billing_desk.ui.views.deposits import DepositsView
 from billing_desk.ui.views.facilities import FacilitiesView
 from billing_desk.ui.views.health import HealthView
 from billing_desk.ui.views.invoices import InvoicesView
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 VIEWS: tuple[type[View], ...] = (
     PaymentsView,
     ApprovalsView,
+    DepositsView,
     InvoicesView,
     TripsView,
     AlertsView,
