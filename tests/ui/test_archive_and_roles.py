@@ -63,9 +63,10 @@ def test_an_archive_opens_read_only_and_refuses_every_write(demo_gui: Gui) -> No
     [
         (
             "clerk",
-            ["Payments", "Invoices", "Trips", "Alerts", "Health", "Facilities"],
+            ["Payments", "Deposits", "Invoices", "Trips", "Alerts", "Health", "Facilities"],
             {
                 "Invoices": {"&Run invoices…"},
+                "Deposits": {"&Deposit the selected…"},
                 "Trips": {"&Import trips…"},
                 "Facilities": set(),
                 "Alerts": set(),
@@ -73,7 +74,16 @@ def test_an_archive_opens_read_only_and_refuses_every_write(demo_gui: Gui) -> No
         ),
         (
             "manager",
-            ["Payments", "Approvals", "Invoices", "Trips", "Alerts", "Health", "Facilities"],
+            [
+                "Payments",
+                "Approvals",
+                "Deposits",
+                "Invoices",
+                "Trips",
+                "Alerts",
+                "Health",
+                "Facilities",
+            ],
             {
                 "Invoices": {"&Run invoices…", "&Void invoice…"},
                 "Facilities": {"&Add facility…", "&Edit facility…"},

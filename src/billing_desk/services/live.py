@@ -345,11 +345,19 @@ class Subscription:
         return connection is None or connection.closed or connection.broken
 
     def _disconnect(self) -> None:
-        proxy, self._proxy, self._connection = self._proxy, None, None
+        proxy, connection = self._proxy, self._connection
+        self._proxy, self._connection = None, None
         if proxy is not None:
             try:
                 proxy.close()
             except Exception:  # a dead connection may fail to close; it is gone either way
+                log.debug("closing the live-updates connection failed", exc_info=True)
+        # Detached from the pool, the connection is ours to close: never left to the garbage
+        # collector, which would close it at some later moment on whatever thread runs then.
+        if connection is not None and not connection.closed:
+            try:
+                connection.close()
+            except Exception:
                 log.debug("closing the live-updates connection failed", exc_info=True)
 
     def _reconnect(self) -> bool:
