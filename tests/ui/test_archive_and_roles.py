@@ -17,7 +17,7 @@ from billing_desk.ui.operations import Operation, changes
 from tests.ui.conftest import Gui, screenshot
 
 # The actions of a view that only read: everything else edits.
-READING_ACTIONS = {"Re&fresh"}
+READING_ACTIONS = {"Re&fresh", "&History", "&Clear the filters"}
 
 
 def _editing_actions(actions: list[QAction]) -> list[str]:
@@ -63,7 +63,16 @@ def test_an_archive_opens_read_only_and_refuses_every_write(demo_gui: Gui) -> No
     [
         (
             "clerk",
-            ["Payments", "Deposits", "Invoices", "Trips", "Alerts", "Health", "Facilities"],
+            [
+                "Payments",
+                "Deposits",
+                "Invoices",
+                "Trips",
+                "Alerts",
+                "Audit",
+                "Health",
+                "Facilities",
+            ],
             {
                 "Invoices": {"&Run invoices…"},
                 "Deposits": {"&Deposit the selected…"},
@@ -81,6 +90,7 @@ def test_an_archive_opens_read_only_and_refuses_every_write(demo_gui: Gui) -> No
                 "Invoices",
                 "Trips",
                 "Alerts",
+                "Audit",
                 "Health",
                 "Facilities",
             ],
@@ -92,12 +102,12 @@ def test_an_archive_opens_read_only_and_refuses_every_write(demo_gui: Gui) -> No
         ),
         (
             "auditor",
-            ["Payments", "Invoices", "Trips", "Alerts", "Health", "Facilities"],
+            ["Payments", "Invoices", "Trips", "Alerts", "Audit", "Health", "Facilities"],
             {"Invoices": set()},
         ),
         (
             "admin",
-            ["Payments", "Invoices", "Trips", "Alerts", "Health", "Facilities", "People"],
+            ["Payments", "Invoices", "Trips", "Alerts", "Audit", "Health", "Facilities", "People"],
             {"People": {"&Add person…", "&Change role or turn off…"}, "Invoices": set()},
         ),
     ],

@@ -28,6 +28,7 @@ from billing_desk.ui.errors import MessageBar
 from billing_desk.ui.statusbar import StatusBar
 from billing_desk.ui.views.alerts import AlertsView
 from billing_desk.ui.views.approvals import ApprovalsView
+from billing_desk.ui.views.audit import AuditView
 from billing_desk.ui.views.base import View
 from billing_desk.ui.views.deposits import DepositsView
 from billing_desk.ui.views.facilities import FacilitiesView
@@ -49,6 +50,7 @@ VIEWS: tuple[type[View], ...] = (
     InvoicesView,
     TripsView,
     AlertsView,
+    AuditView,
     HealthView,
     FacilitiesView,
     PeopleView,

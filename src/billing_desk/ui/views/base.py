@@ -111,6 +111,17 @@ class View(QWidget):
         act.triggered.connect(slot)
         return act
 
+    def open_history(
+        self, entity_type: str, entity_id: str | None = None, *, text: str | None = None
+    ) -> None:
+        """Open the Audit view filtered to one row's history."""
+        window = self.window()
+        show_view = getattr(window, "show_view", None)
+        audit = show_view("Audit") if show_view is not None else None
+        show_entity = getattr(audit, "show_entity", None)
+        if show_entity is not None:
+            show_entity(entity_type, entity_id, text=text)
+
     def settings_key(self, name: str) -> str:
         return f"views/{type(self).__name__}/{name}"
 

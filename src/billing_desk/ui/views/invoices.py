@@ -172,8 +172,20 @@ class InvoicesView(View):
         self._facilities: list[FacilityInfo] = []
         self._wanted: str | None = None
 
+        self.history_action = self.action(
+            "&History",
+            self._history,
+            shortcut="Ctrl+Shift+H",
+            tip="Everything recorded about the selected invoice, in the Audit view.",
+        )
+
     def menu_actions(self) -> list[QAction]:
-        return [self.run_action, self.void_action, self.refresh_action]
+        return [self.run_action, self.void_action, self.history_action, self.refresh_action]
+
+    def _history(self) -> None:
+        invoice = selected_row(self.table, self.model)
+        if invoice is not None:
+            self.open_history("invoice", text=f'"{invoice.number}"')
 
     # -- fetching -----------------------------------------------------------------------------
 

@@ -129,8 +129,20 @@ class PaymentsView(View):
         self._wanted: int | None = None
         self._clear_detail()
 
+        self.history_action = self.action(
+            "&History",
+            self._history,
+            shortcut="Ctrl+Shift+H",
+            tip="Everything recorded about the selected payment, in the Audit view.",
+        )
+
     def menu_actions(self) -> list[QAction]:
-        return [self.receive_action, self.refresh_action]
+        return [self.receive_action, self.history_action, self.refresh_action]
+
+    def _history(self) -> None:
+        payment = selected_row(self.table, self.model)
+        if payment is not None:
+            self.open_history("payment", str(payment.payment_id))
 
     def receive(self) -> None:
         if self.entry is None:
