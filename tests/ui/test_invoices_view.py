@@ -164,3 +164,60 @@ def test_what_is_owed_shows_and_filters(demo_gui: Gui) -> None:
     )
     assert "days past due" in view.detail.heading.text()
     screenshot(application.window, "invoices-overdue")
+
+
+def test_credit_applied_once_from_the_keyboard(demo_gui: Gui) -> None:
+    import uuid
+    from datetime import date, timedelta
+
+    from billing_desk.services.credits import credit_balance
+    from billing_desk.services.payments import PaymentDraft, record_payment
+    from billing_desk.ui.views.invoices import CreditDialog
+
+    clerk = open_workspace(demo_gui.db, "clerk", migrate=False)
+    try:
+        draft = PaymentDraft(
+            "KOWAL",
+            "transfer",
+            "100.00",
+            date.today() - timedelta(days=1),
+            reference="PREPAY-KOWAL-7",
+        )
+        record_payment(clerk, draft, str(uuid.uuid4()))
+        credit = credit_balance(clerk, "KOWAL").credit
+    finally:
+        clerk.close()
+    assert credit.minor >= 10_000
+    application, view = _invoices_view(demo_gui, "clerk")
+    target = next(r for r in view.model.rows if r.facility == "KOWAL" and r.open.is_positive())
+    view.table.selectRow(view.model.row_of(target.number) or 0)
+    demo_gui.wait(lambda: view.credit_action.isEnabled(), "the credit action")
+    demo_gui.qtbot.keyClick(
+        application.window,
+        Qt.Key.Key_C,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+    )
+    demo_gui.wait(lambda: bool(application.window.findChildren(CreditDialog)), "the dialog")
+    dialog = application.window.findChildren(CreditDialog)[-1]
+    # Asking for more than the credit is refused under the amount; nothing is applied.
+    dialog.amount.selectAll()
+    demo_gui.qtbot.keyClicks(dialog.amount, "99999")
+    demo_gui.qtbot.keyClick(dialog.amount, Qt.Key.Key_Return)
+    demo_gui.wait(lambda: dialog.form.errors["amount"].isVisible(), "the refusal")
+    assert "apply at most" in dialog.form.errors["amount"].text()
+    screenshot(dialog, "apply-credit-refused", schemes=False)
+    dialog.amount.selectAll()
+    demo_gui.qtbot.keyClicks(dialog.amount, "40")
+    demo_gui.qtbot.keyClick(dialog.amount, Qt.Key.Key_Return)
+    demo_gui.qtbot.keyClick(dialog.amount, Qt.Key.Key_Return)
+    demo_gui.wait(lambda: "credit applied to" in view.message_bar.text.text(), "the application")
+    demo_gui.idle(application)
+    reader = open_workspace(demo_gui.db, "auditor", migrate=False)
+    try:
+        kowal = list_invoices(reader, facility="KOWAL")
+        after = next(i for i in kowal if i.number == target.number)
+        left = credit_balance(reader, "KOWAL").credit
+    finally:
+        reader.close()
+    assert target.open.minor - after.open.minor == 4_000, "applied once, not twice"
+    assert credit.minor - left.minor == 4_000

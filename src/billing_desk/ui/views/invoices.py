@@ -4,6 +4,7 @@ voiding with a reason (managers)."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from html import escape as esc
 
@@ -15,15 +16,25 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QHBoxLayout,
     QLabel,
+    QLayout,
+    QLineEdit,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
+from billing_desk.domain.errors import BadInput
+from billing_desk.domain.money import Money, parse_local_money
 from billing_desk.domain.periods import Period
 from billing_desk.domain.roles import Permission
 from billing_desk.domain.states import InvoiceStatus
+from billing_desk.services.credits import (
+    CreditApplied,
+    CreditBalance,
+    apply_credit,
+    credit_balance,
+)
 from billing_desk.services.facilities import FacilityInfo, list_facilities
 from billing_desk.services.invoices import (
     BillableTrip,
@@ -172,6 +183,15 @@ class InvoicesView(View):
         self._facilities: list[FacilityInfo] = []
         self._wanted: str | None = None
 
+        self.credit_action = self.action(
+            "Apply &credit…",
+            self.apply_credit,
+            shortcut="Ctrl+Shift+C",
+            tip="Pay the selected invoice from the facility's credit (money it paid beyond its "
+            "invoices).",
+        )
+        self.credit_action.setVisible(desk.may(Permission.RECORD_PAYMENTS))
+        self.credit_action.setEnabled(False)
         self.history_action = self.action(
             "&History",
             self._history,
@@ -180,7 +200,42 @@ class InvoicesView(View):
         )
 
     def menu_actions(self) -> list[QAction]:
-        return [self.run_action, self.void_action, self.history_action, self.refresh_action]
+        return [
+            self.run_action,
+            self.void_action,
+            self.credit_action,
+            self.history_action,
+            self.refresh_action,
+        ]
+
+    def apply_credit(self) -> None:
+        invoice = selected_row(self.table, self.model)
+        if invoice is None or not invoice.open.is_positive():
+            return
+        code = invoice.facility
+        self.desk.query(
+            self,
+            lambda ws: credit_balance(ws, code),
+            lambda balance: self._ask_credit(invoice, balance),
+            key="invoice-credit",
+        )
+
+    def _ask_credit(self, invoice: InvoiceSummary, balance: CreditBalance) -> None:
+        if not balance.credit.is_positive():
+            self.message_bar.show_message(
+                f"{balance.facility} has no credit to apply; credit comes from payments larger "
+                "than the invoices they paid."
+            )
+            return
+        dialog = CreditDialog(self.desk, invoice, balance, self)
+        dialog.applied.connect(
+            lambda done: self.message_bar.show_message(
+                f"{self.desk.formats.money(done.amount)} of {done.facility}'s credit applied to "
+                f"{done.invoice_number}; {self.desk.formats.money(done.credit_left)} of credit "
+                "left."
+            )
+        )
+        dialog.open()
 
     def _history(self) -> None:
         invoice = selected_row(self.table, self.model)
@@ -231,6 +286,7 @@ class InvoicesView(View):
         self.void_action.setEnabled(
             invoice is not None and invoice.status not in (InvoiceStatus.VOID.value,)
         )
+        self.credit_action.setEnabled(invoice is not None and invoice.open.is_positive())
         if invoice is None:
             self.detail.clear()
             return
@@ -393,6 +449,98 @@ class InvoiceDetailPane(QTabWidget):
         fit_columns(self.money_table)
         self.history.set_rows(detail.history)
         fit_columns(self.history_table)
+
+
+class CreditDialog(QDialog):
+    """Apply part of a facility's credit to one open invoice: the amount starts at what can be
+    applied (the smaller of the credit and the open amount); one idempotency key per dialog, so
+    a double press or a retry applies it once."""
+
+    applied = Signal(object)
+
+    def __init__(
+        self,
+        desk: Desk,
+        invoice: InvoiceSummary,
+        balance: CreditBalance,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.desk = desk
+        self.invoice = invoice
+        self.key = str(uuid.uuid4())
+        f = desk.formats
+        self.setWindowTitle(f"Apply credit to {invoice.number}")
+        self.message_bar = MessageBar(self)
+        intro = QLabel(
+            f"{esc(balance.facility)} has <b>{esc(f.money(balance.credit))}</b> of credit; "
+            f"invoice {esc(invoice.number)} has <b>{esc(f.money(invoice.open))}</b> open.",
+            self,
+        )
+        intro.setWordWrap(True)
+        most = min(balance.credit.minor, invoice.open.minor)
+        decimal = f.locale.decimalPoint()
+        self.amount = QLineEdit(
+            Money.from_minor(most, invoice.total.currency).plain().replace(".", decimal), self
+        )
+        self.amount.setAlignment(Qt.AlignmentFlag.AlignRight)
+        self.form = Form()
+        self.form.add("&Amount to apply:", self.amount, error_key="amount")
+        buttons = QDialogButtonBox(self)
+        self.ok = buttons.addButton("&Apply credit", QDialogButtonBox.ButtonRole.AcceptRole)
+        buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        make_primary(buttons, self.ok)
+        buttons.accepted.connect(self.submit)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.message_bar)
+        layout.addWidget(intro)
+        layout.addLayout(self.form)
+        layout.addWidget(buttons)
+        # The dialog grows when a refusal appears under the amount, rather than cut it.
+        layout.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)
+        self.resize(480, 0)
+
+    def submit(self) -> None:
+        if not self.ok.isEnabled():
+            return
+        self.form.clear_errors()
+        currency = self.invoice.total.currency
+        locale = self.desk.formats.locale
+        try:
+            amount = parse_local_money(
+                self.amount.text(),
+                currency,
+                decimal_mark=locale.decimalPoint(),
+                group_mark=locale.groupSeparator(),
+                allow_zero=False,
+            ).plain()
+        except BadInput as err:
+            self.form.errors["amount"].setText(err.message)
+            self.form.errors["amount"].show()
+            return
+        self.ok.setEnabled(False)
+        facility, number, key = self.invoice.facility, self.invoice.number, self.key
+
+        def done(result: CreditApplied) -> None:
+            self.applied.emit(result)
+            self.accept()
+
+        def refused(error: BaseException) -> None:
+            self.ok.setEnabled(True)
+            # "has only $X open" and "has $X of credit" are both about the amount asked for.
+            under_amount = {"apply at most": self.form.errors["amount"]}
+            show_at_field(
+                error, under_amount, lambda err: self.desk.presenter.present(self, err, None)
+            )
+
+        self.desk.change(
+            self,
+            lambda ws: apply_credit(ws, facility, number, amount, key),
+            done,
+            changes("invoices", "payments"),
+            failure=refused,
+        )
 
 
 class RunInvoicesDialog(QDialog):
