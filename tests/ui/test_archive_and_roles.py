@@ -74,7 +74,7 @@ def test_an_archive_opens_read_only_and_refuses_every_write(demo_gui: Gui) -> No
                 "Facilities",
             ],
             {
-                "Invoices": {"&Run invoices…"},
+                "Invoices": {"&Run invoices…", "Apply &credit…"},
                 "Deposits": {"&Deposit the selected…"},
                 "Trips": {"&Import trips…"},
                 "Facilities": set(),
@@ -95,7 +95,7 @@ def test_an_archive_opens_read_only_and_refuses_every_write(demo_gui: Gui) -> No
                 "Facilities",
             ],
             {
-                "Invoices": {"&Run invoices…", "&Void invoice…"},
+                "Invoices": {"&Run invoices…", "&Void invoice…", "Apply &credit…"},
                 "Facilities": {"&Add facility…", "&Edit facility…"},
                 "Alerts": {"&Acknowledge…", "&Dismiss…"},
             },

@@ -13,11 +13,13 @@ views refresh only what a change touched.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 import shiboken6
@@ -105,25 +107,74 @@ class Progress:
 
 
 class _Relay(QObject):
-    """Lives on the GUI thread; a worker's signals through it are delivered there."""
+    """Lives on the GUI thread for the whole process; workers' signals through it are delivered
+    there, each tagged with the token of the call it answers. It is never deleted: a worker may
+    still be inside `emit` when the GUI thread has already handled the result, and deleting the
+    sender then (as one relay per call did) crashed the process under load."""
 
-    finished = Signal(object, object)
-    progressed = Signal(int, int, str)
+    finished = Signal(int, object, object)
+    progressed = Signal(int, int, int, str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._finishers: dict[int, Callable[[Any, BaseException | None], None]] = {}
+        self._reporters: dict[int, Callable[[int, int, str], None]] = {}
+        self._tokens = itertools.count(1)
+        self.finished.connect(self._finish, Qt.ConnectionType.QueuedConnection)
+        self.progressed.connect(self._report, Qt.ConnectionType.QueuedConnection)
+
+    def expect(
+        self,
+        finished: Callable[[Any, BaseException | None], None],
+        progressed: Callable[[int, int, str], None] | None = None,
+    ) -> int:
+        """A token for one call: its result goes to `finished`, its progress to `progressed`,
+        both on the GUI thread."""
+        token = next(self._tokens)
+        self._finishers[token] = finished
+        if progressed is not None:
+            self._reporters[token] = progressed
+        return token
+
+    def _finish(self, token: int, result: Any, error: BaseException | None) -> None:
+        self._reporters.pop(token, None)
+        finished = self._finishers.pop(token, None)
+        if finished is not None and _alive(getattr(finished, "func", finished)):
+            finished(result, error)
+
+    def _report(self, token: int, done: int, total: int, text: str) -> None:
+        reporter = self._reporters.get(token)
+        if reporter is not None and _alive(getattr(reporter, "func", reporter)):
+            reporter(done, total, text)
+
+
+_RELAY: _Relay | None = None
+
+
+def relay() -> _Relay:
+    """The process's relay, made on the GUI thread the first time it is needed."""
+    global _RELAY
+    if _RELAY is None:
+        if QThread.currentThread() is not QApplication.instance().thread():  # type: ignore[union-attr]
+            raise RuntimeError("the relay must be made on the GUI thread")
+        _RELAY = _Relay()
+    return _RELAY
 
 
 class _Job(QRunnable):
-    def __init__(self, run: Callable[[], Any], relay: _Relay) -> None:
+    def __init__(self, run: Callable[[], Any], token: int) -> None:
         super().__init__()
         self._run = run
-        self._relay = relay
+        self._token = token
+        self._relay = relay()
 
     def run(self) -> None:
         try:
             result = self._run()
         except BaseException as err:  # every failure goes back to the GUI thread
-            self._relay.finished.emit(None, err)
+            self._relay.finished.emit(self._token, None, err)
         else:
-            self._relay.finished.emit(result, None)
+            self._relay.finished.emit(self._token, result, None)
 
 
 class Operation(Generic[T]):
@@ -183,7 +234,6 @@ class Operations(QObject):
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(3)
         self._running: set[Operation[Any]] = set()
-        self._relays: dict[int, _Relay] = {}
         self._latest: dict[str, Operation[Any]] = {}
         self._pending = Changes()
         self._burst = QTimer(self)
@@ -197,19 +247,15 @@ class Operations(QObject):
         """Start `op` on a worker thread; returns it (for `cancel`)."""
         if op.key is not None:
             self._latest[op.key] = op
-        # Owned by the runner, so that Qt (not Python's collector) ends it, after its delivery.
-        relay = _Relay(self)
-        self._relays[id(op)] = relay
-        relay.finished.connect(
-            lambda result, error: self._finished(op, result, error),
-            Qt.ConnectionType.QueuedConnection,
-        )
         dialog = op.dialog = self._progress_dialog(op) if op.progress_label else None
+        reporter = None
         if op.progress_label is not None or op.on_progress is not None:
-            op.progress = Progress(relay.progressed.emit)
-            relay.progressed.connect(
-                lambda done, total, text: self._progressed(op, dialog, done, total, text),
-                Qt.ConnectionType.QueuedConnection,
+            reporter = partial(self._progressed, op, dialog)
+        token = relay().expect(partial(self._finished, op), reporter)
+        if reporter is not None:
+            shared = relay()
+            op.progress = Progress(
+                lambda done, total, text: shared.progressed.emit(token, done, total, text)
             )
         workspace = self.workspace
         progress = op.progress
@@ -222,7 +268,7 @@ class Operations(QObject):
         self._running.add(op)
         if len(self._running) == 1:
             self.busy.emit(True)
-        self._pool.start(_Job(call, relay))
+        self._pool.start(_Job(call, token))
         return op
 
     def retry(self, op: Operation[T]) -> None:
@@ -284,9 +330,6 @@ class Operations(QObject):
             raise RuntimeError("an operation finished off the GUI thread")
         op.done = True
         self._running.discard(op)
-        relay = self._relays.pop(id(op), None)
-        if relay is not None:
-            relay.deleteLater()
         if op.dialog is not None:
             op.dialog.close()
             op.dialog.deleteLater()
@@ -343,18 +386,15 @@ def background(
     failure: Callable[[BaseException], None],
 ) -> None:
     """Run `work` on a worker thread before any workspace is open (opening a database, checking
-    a password); its result or error comes back to `owner`'s thread. `owner` keeps the relay
-    alive until then."""
-    relay = _Relay(owner)
+    a password); its result or error comes back to the GUI thread, and is dropped when `owner`
+    is gone by then."""
 
     def finished(result: Any, error: BaseException | None) -> None:
-        relay.deleteLater()
-        if not (_alive(success) and _alive(failure)):
+        if not (_alive(owner) and _alive(success) and _alive(failure)):
             return
         if error is None:
             success(result)
         else:
             failure(error)
 
-    relay.finished.connect(finished, Qt.ConnectionType.QueuedConnection)
-    QThreadPool.globalInstance().start(_Job(work, relay))
+    QThreadPool.globalInstance().start(_Job(work, relay().expect(finished)))

@@ -354,7 +354,10 @@ class AuditView(View):
             "Re&fresh", self.refresh, shortcut=QKeySequence.StandardKey.Refresh
         )
         self.clear_action = self.action(
-            "&Clear the filters", self.clear_filters, tip="Show every entry again."
+            "&Clear the filters",
+            self.clear_filters,
+            shortcut="Ctrl+Shift+X",
+            tip="Show every entry again.",
         )
         self._filter = AuditFilter()
         self._wanted_entry: int | None = None
