@@ -17,7 +17,13 @@ from billing_desk.ui.operations import Operation, changes
 from tests.ui.conftest import Gui, screenshot
 
 # The actions of a view that only read: everything else edits.
-READING_ACTIONS = {"Re&fresh", "&History", "&Clear the filters"}
+READING_ACTIONS = {
+    "Re&fresh",
+    "&History",
+    "&Clear the filters",
+    "&Generate the report",
+    "&Print…",
+}
 
 
 def _editing_actions(actions: list[QAction]) -> list[str]:
@@ -70,6 +76,7 @@ def test_an_archive_opens_read_only_and_refuses_every_write(demo_gui: Gui) -> No
                 "Trips",
                 "Alerts",
                 "Audit",
+                "Reports",
                 "Health",
                 "Facilities",
             ],
@@ -91,6 +98,7 @@ def test_an_archive_opens_read_only_and_refuses_every_write(demo_gui: Gui) -> No
                 "Trips",
                 "Alerts",
                 "Audit",
+                "Reports",
                 "Health",
                 "Facilities",
             ],
@@ -102,12 +110,22 @@ def test_an_archive_opens_read_only_and_refuses_every_write(demo_gui: Gui) -> No
         ),
         (
             "auditor",
-            ["Payments", "Invoices", "Trips", "Alerts", "Audit", "Health", "Facilities"],
+            ["Payments", "Invoices", "Trips", "Alerts", "Audit", "Reports", "Health", "Facilities"],
             {"Invoices": set()},
         ),
         (
             "admin",
-            ["Payments", "Invoices", "Trips", "Alerts", "Audit", "Health", "Facilities", "People"],
+            [
+                "Payments",
+                "Invoices",
+                "Trips",
+                "Alerts",
+                "Audit",
+                "Reports",
+                "Health",
+                "Facilities",
+                "People",
+            ],
             {"People": {"&Add person…", "&Change role or turn off…"}, "Invoices": set()},
         ),
     ],

@@ -36,6 +36,7 @@ from billing_desk.ui.views.health import HealthView
 from billing_desk.ui.views.invoices import InvoicesView
 from billing_desk.ui.views.payments import PaymentsView
 from billing_desk.ui.views.people import PeopleView
+from billing_desk.ui.views.reports import ReportsView
 from billing_desk.ui.views.trips import TripsView
 from billing_desk.ui.welcome import WelcomePage
 
@@ -51,6 +52,7 @@ VIEWS: tuple[type[View], ...] = (
     TripsView,
     AlertsView,
     AuditView,
+    ReportsView,
     HealthView,
     FacilitiesView,
     PeopleView,

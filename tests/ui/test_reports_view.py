@@ -1,0 +1,105 @@
+"""The Reports view as a manager uses it: a facility's statement generated in the background,
+previewed with the PDF's own page count, saved (and the saved file passes the statement check),
+printed to a PDF printer page for page, and a batch of statements cancelled halfway with the
+finished files whole, the rest not started, and a summary that says so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pypdfium2 as pdfium
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtPrintSupport import QPrinter
+
+from billing_desk.reports.statement import read_printed_statements
+from billing_desk.services import report_data
+from billing_desk.services.report_data import check_statements
+from billing_desk.services.unit_of_work import open_workspace
+from billing_desk.ui.views.reports import STATEMENTS, ReportsView
+from tests.ui.conftest import Gui, screenshot
+
+
+def _reports(gui: Gui, person: str) -> tuple[object, ReportsView]:
+    application = gui.start(person)
+    view = application.window.show_view("Reports")
+    assert isinstance(view, ReportsView)
+    gui.wait(lambda: view.facility.count() > 1, "the facilities")
+    return application, view
+
+
+def test_statement_preview_save_check_and_print(demo_gui: Gui, tmp_path: Path) -> None:
+    application, view = _reports(demo_gui, "manager")
+    assert not view.save_button.isEnabled() and not view.print_button.isEnabled()
+    # Without a facility the form says which field to fill, and nothing is generated.
+    view.facility.set_code(None)
+    view.generate_button.click()
+    assert view.facility_error.isVisible() and view.generated is None
+    view.facility.set_code("STMARY")
+    demo_gui.qtbot.keyClick(
+        application.window,
+        Qt.Key.Key_G,
+        Qt.KeyboardModifier.ControlModifier,  # type: ignore[attr-defined]
+    )
+    demo_gui.wait(lambda: view.generated is not None, "the statement")
+    assert view.generated is not None
+    pages = len(pdfium.PdfDocument(view.generated.pdf))
+    assert view.preview.page_count == pages
+    assert f"of {pages}" in view.preview.where.text()
+    assert view.save_button.isEnabled() and view.print_button.isEnabled()
+    demo_gui.qtbot.wait(150)  # type: ignore[attr-defined]  # the page fits the preview
+    screenshot(application.window, "reports-statement")  # type: ignore[attr-defined]
+
+    saved = tmp_path / "stmary.pdf"
+    view.save_to(saved)
+    assert saved.exists() and "Saved" in view.message_bar.text.text()
+    reader = open_workspace(demo_gui.db, "auditor", migrate=False)
+    try:
+        checks = check_statements(reader, read_printed_statements(saved))
+    finally:
+        reader.close()
+    assert checks and all(c.matches for c in checks)
+
+    printer = QPrinter(QPrinter.PrinterMode.HighResolution)
+    printer.setOutputFormat(QPrinter.OutputFormat.PdfFormat)
+    printed = tmp_path / "printed.pdf"
+    printer.setOutputFileName(str(printed))
+    assert view.preview.print_to(printer) == pages
+    assert len(pdfium.PdfDocument(printed)) == pages
+
+
+def test_a_batch_cancelled_halfway_keeps_whole_files(
+    demo_gui: Gui, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    application, view = _reports(demo_gui, "manager")
+    folder = tmp_path / "statements"
+    view.choose_folder = lambda: folder
+    codes = [f.code for f in view._facilities]
+    assert len(codes) >= 6
+    real = report_data.statement_data
+    made: list[str] = []
+
+    def statement_then_cancel(workspace, code, **kwargs):  # type: ignore[no-untyped-def]
+        made.append(code)
+        if len(made) == 3:
+            # The person presses Cancel while the third statement is being written.
+            for op in list(application.desk.ops._running):  # type: ignore[attr-defined,union-attr]
+                op.cancel()
+        return real(workspace, code, **kwargs)
+
+    monkeypatch.setattr("billing_desk.ui.views.reports.statement_data", statement_then_cancel)
+    view.kind.setCurrentIndex(view.kind.findData(STATEMENTS))
+    assert not view.facility.isEnabled()
+    view.generate_button.click()
+    demo_gui.wait(lambda: view.batch is not None, "the batch summary")
+    summary = view.batch
+    assert summary is not None and summary.cancelled
+    assert summary.written == codes[:3], "the one being written when Cancel came is finished"
+    assert summary.not_started == codes[3:]
+    files = sorted(folder.iterdir())
+    assert [p.suffix for p in files] == [".pdf"] * 3, "no half-written file is left"
+    for path in files:
+        assert len(pdfium.PdfDocument(path)) >= 1
+    assert "3 statements written" in view.summary_label.text()
+    assert "not started after Cancel" in view.summary_label.text()
+    screenshot(application.window, "reports-batch-summary")  # type: ignore[attr-defined]
