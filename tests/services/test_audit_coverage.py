@@ -45,6 +45,7 @@ from billing_desk.importers.statements.csv_statement import guess_mapping
 from billing_desk.services import admin
 from billing_desk.services.archive import export_archive
 from billing_desk.services.audit import audit_log
+from billing_desk.services.audit_browser import AuditFilter, audit_page
 from billing_desk.services.audit_trail import ENTRY_FIELDS, NOT_AUDITED
 from billing_desk.services.checkpoints import generate_key, register_key, sign_checkpoint
 from billing_desk.services.credits import apply_credit
@@ -100,6 +101,7 @@ COVERED_WRITE_SERVICES = frozenset(
         "admin.init_shared",
         "archive.export_archive",
         "audit.audit_log",
+        "audit_browser.audit_page",
         "checkpoints.register_key",
         "checkpoints.sign_checkpoint",
         "credits.apply_credit",
@@ -828,6 +830,13 @@ def test_every_write_service_is_fully_audited(
         touches={"checkpoint"},
     )
     cov.run(audit_log, "auditor", "audit.read_log", lambda w: audit_log(w), events=1)
+    cov.run(
+        audit_page,
+        "auditor",
+        "audit.read_log",
+        lambda w: audit_page(w, AuditFilter(entity_type="payment")),
+        events=1,
+    )
     # Printing reports and checking a printed statement are sensitive reads.
     cov.run(
         record_printed,

@@ -1058,6 +1058,9 @@ def close_alert(
 # -- after every payment --------------------------------------------------------------------
 
 _PAYMENT_ACTIONS = frozenset({"payment.record", "payment.transition"})
+# How long closing a workspace waits for its background checks (they take milliseconds; a
+# database that stopped answering must not hold the window or the command open for long).
+CLOSE_GRACE_SECONDS = 10.0
 _WATCHED: weakref.WeakKeyDictionary[Workspace, _BackgroundChecks | None] = (
     weakref.WeakKeyDictionary()
 )
@@ -1082,6 +1085,8 @@ def watch(
         workspace, settings, action, result, checker
     ))  # fmt: skip
     workspace.after_failure.append(lambda action, err: _after_failure(workspace, action, err))
+    if checker is not None:
+        workspace.before_close.append(lambda: checker.settle(CLOSE_GRACE_SECONDS))
     _WATCHED[workspace] = checker
 
 

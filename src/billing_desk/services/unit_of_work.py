@@ -169,6 +169,10 @@ class Workspace:
         # Called before every transaction this workspace opens: a front end hangs a check here
         # (the desktop application refuses to open one on its GUI thread).
         self.unit_checks: list[Callable[[], None]] = []
+        # Called by `close` before the engine goes: work still running on this workspace's own
+        # threads (the anomaly rules) finishes first, so no connection is handed back to a
+        # disposed pool and left for the garbage collector to close at some later moment.
+        self.before_close: list[Callable[[], object]] = []
         # Whether this workspace's last seal after commit left the queue short (it sealed
         # something, and less than a batch): then the next write need not count the tail.
         self._tail_short = False
@@ -392,6 +396,8 @@ class Workspace:
         return connection_failure(self.location, err)
 
     def close(self) -> None:
+        for finish in self.before_close:
+            finish()
         if self.reports is not self:
             self.reports.close()
         self.engine.dispose()
