@@ -221,3 +221,22 @@ def test_credit_applied_once_from_the_keyboard(demo_gui: Gui) -> None:
         reader.close()
     assert target.open.minor - after.open.minor == 4_000, "applied once, not twice"
     assert credit.minor - left.minor == 4_000
+
+
+def test_the_period_filter_keeps_one_billing_month(demo_gui: Gui) -> None:
+    application, view = _invoices_view(demo_gui, "clerk")
+    assert view.any_month.isChecked() and not view.month.isEnabled()
+    demo_gui.qtbot.keyClick(application.window, Qt.Key.Key_N, Qt.KeyboardModifier.AltModifier)
+    assert application.window.focusWidget() is view.any_month
+    demo_gui.qtbot.keyClick(view.any_month, Qt.Key.Key_Space)
+    assert view.month.isEnabled()
+    view.month.set_period(Period(2026, 3))
+    demo_gui.wait(
+        lambda: (
+            view.model.rowCount() > 0
+            and all(r.period_start == Period(2026, 3).start for r in view.model.rows)
+        ),
+        "only March's invoices",
+    )
+    march = {r.facility for r in view.model.rows}
+    assert len(march) == view.model.rowCount(), "one invoice per facility and month"

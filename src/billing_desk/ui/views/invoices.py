@@ -11,6 +11,7 @@ from html import escape as esc
 from PySide6.QtCore import QByteArray, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -71,6 +72,7 @@ class InvoiceFilter:
     facility: str | None = None
     status: str | None = None
     owing: str = ""
+    period: Period | None = None
 
 
 class InvoicesView(View):
@@ -128,16 +130,23 @@ class InvoicesView(View):
             self.owing.addItem(label, value)
         self.owing.setAccessibleName("What is owed")
         self.facility.setAccessibleName("Facility")
+        self.month = MonthEdit(self)
+        self.month.set_period(Period.of(desk.today()))
+        self.month.setEnabled(False)
+        self.any_month = QCheckBox("A&ny period", self)
+        self.any_month.setChecked(True)
         filters = QHBoxLayout()
         for text, widget in (
             ("&Facility:", self.facility),
             ("&Status:", self.status),
             ("S&how:", self.owing),
+            ("&Period:", self.month),
         ):
             caption = QLabel(text, self)
             caption.setBuddy(widget)
             filters.addWidget(caption)
             filters.addWidget(widget, 1 if widget is self.facility else 0)
+        filters.addWidget(self.any_month)
         filters.addStretch(0)
         self.count = QLabel(self)
         self.count.setAccessibleName("Number of invoices shown")
@@ -158,6 +167,8 @@ class InvoicesView(View):
         self.facility.when_chosen(self.refresh)
         self.status.currentIndexChanged.connect(lambda _: self.refresh())
         self.owing.currentIndexChanged.connect(lambda _: self.refresh())
+        self.month.dateChanged.connect(lambda _: self.refresh())
+        self.any_month.toggled.connect(self._any_month)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._show_selected())
         self.table.activated.connect(lambda _: self._show_selected())
 
@@ -246,8 +257,15 @@ class InvoicesView(View):
 
     def current_filter(self) -> InvoiceFilter:
         return InvoiceFilter(
-            self.facility.code(), self.status.currentData(), self.owing.currentData()
+            self.facility.code(),
+            self.status.currentData(),
+            self.owing.currentData(),
+            None if self.any_month.isChecked() else self.month.period(),
         )
+
+    def _any_month(self, checked: bool) -> None:
+        self.month.setEnabled(not checked)
+        self.refresh()
 
     def refresh(self) -> None:
         wanted = self.current_filter()
@@ -260,6 +278,8 @@ class InvoicesView(View):
                 status=wanted.status,
                 open_only=wanted.owing == "open",
                 overdue_only=wanted.owing == "overdue",
+                period_from=wanted.period.start if wanted.period else None,
+                period_to=wanted.period.end if wanted.period else None,
             ),
             self._arrived,
             key="invoices-list",
@@ -301,6 +321,7 @@ class InvoicesView(View):
         self.facility.set_code(None)
         self.status.setCurrentIndex(0)
         self.owing.setCurrentIndex(0)
+        self.any_month.setChecked(True)
         self.refresh()
 
     # -- actions ------------------------------------------------------------------------------
