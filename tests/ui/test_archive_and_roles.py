@@ -23,6 +23,7 @@ READING_ACTIONS = {
     "&Clear the filters",
     "&Generate the report",
     "&Print…",
+    "&Find…",
 }
 
 

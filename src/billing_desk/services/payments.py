@@ -853,3 +853,9 @@ def _describe_instrument(payment: Payment) -> str:
             f"{payment.card_brand} ...{payment.card_last4}, processor ref {payment.processor_ref}"
         )
     return "cash"
+
+
+def describe_instrument(payment: Payment) -> str:
+    """How a payment's instrument reads in a list: the check's number and the last four digits
+    of its account, the transfer's reference, the card's brand and last four, or cash."""
+    return _describe_instrument(payment)

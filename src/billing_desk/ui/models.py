@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QFont
 
 R = TypeVar("R")
@@ -132,3 +132,57 @@ class RowsModel(QAbstractTableModel, Generic[R]):
         spec = self.columns[column]
         key = spec.sort_key or spec.text
         return sorted(rows, key=key, reverse=order == Qt.SortOrder.DescendingOrder)
+
+
+class PagedModel(RowsModel[R]):
+    """The rows fetched so far of a long list read page by page in the order the query gives
+    (newest first, say): when the view scrolls near the end Qt asks `canFetchMore`, and
+    `fetchMore` emits `more_wanted` for the view to fetch the next page in the background. It
+    never sorts itself: sorting the part already fetched would show an order the list does not
+    have."""
+
+    more_wanted = Signal()
+
+    def __init__(
+        self,
+        columns: Sequence[Column[R]],
+        key: Callable[[R], object],
+        page_size: int,
+        parent: Any = None,
+    ) -> None:
+        super().__init__(columns, key, parent)
+        self.page_size = page_size
+        self.exhausted = True
+        self.loading = False
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        return
+
+    def canFetchMore(self, parent: Index) -> bool:
+        return not parent.isValid() and not self.exhausted and not self.loading
+
+    def fetchMore(self, parent: Index) -> None:
+        if self.canFetchMore(parent):
+            self.loading = True
+            self.more_wanted.emit()
+
+    def restart(self) -> None:
+        """Empty, waiting for a first page."""
+        self.beginResetModel()
+        self.rows = []
+        self.exhausted, self.loading = False, True
+        self.endResetModel()
+
+    def append(self, page: Sequence[R]) -> None:
+        """The next page arrived; a short page is the last."""
+        self.loading = False
+        self.exhausted = len(page) < self.page_size
+        if not page:
+            return
+        first = len(self.rows)
+        self.beginInsertRows(QModelIndex(), first, first + len(page) - 1)
+        self.rows.extend(page)
+        self.endInsertRows()
+
+    def last_key(self) -> object | None:
+        return self.key(self.rows[-1]) if self.rows else None

@@ -10,17 +10,12 @@ from __future__ import annotations
 
 from datetime import date
 from html import escape as esc
-from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QByteArray,
     QDate,
-    QModelIndex,
-    QPersistentModelIndex,
     Qt,
     QUrl,
-    Signal,
 )
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
@@ -50,104 +45,40 @@ from billing_desk.services.audit_browser import (
 from billing_desk.services.facilities import FacilityInfo, list_facilities
 from billing_desk.ui.desk import Desk
 from billing_desk.ui.formatting import Formats
+from billing_desk.ui.models import RIGHT, Column, PagedModel
 from billing_desk.ui.views.base import View
 from billing_desk.ui.widgets import FacilityBox, pydate
 
-Index = QModelIndex | QPersistentModelIndex
 NO_DATE = QDate(2000, 1, 1)
-COLUMNS = ("Seq.", "Recorded", "Who", "Facility", "Action", "Entity", "Id")
 
 
-class AuditModel(QAbstractTableModel):
-    """The entries fetched so far under one filter; `more_wanted` asks the view for the next
-    page (the model itself never touches the database: pages arrive from the background)."""
-
-    more_wanted = Signal()
-
-    def __init__(self, formats: Formats, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.formats = formats
-        self.rows: list[AuditRow] = []
-        self.exhausted = True
-        self.loading = False
-
-    def rowCount(self, parent: Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if (
-            orientation == Qt.Orientation.Horizontal
-            and role == Qt.ItemDataRole.DisplayRole
-            and 0 <= section < len(COLUMNS)
-        ):
-            return COLUMNS[section]
-        return None
-
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self.rows):
-            return None
-        row, column = self.rows[index.row()], index.column()
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self._text(row, column)
-        if role == Qt.ItemDataRole.TextAlignmentRole and column == 0:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if role == Qt.ItemDataRole.ToolTipRole and column == 0 and row.sequence is None:
-            return "Not sealed into the chain yet; the sealer adds it shortly."
-        return None
-
-    def _text(self, row: AuditRow, column: int) -> str:
-        f = self.formats
-        if column == 0:
-            return f.count(row.sequence) if row.sequence is not None else "…"
-        if column == 1:
-            return f.datetime(row.recorded_at)
-        if column == 2:
-            return f"{row.user} ({row.role})" if row.role else row.user
-        if column == 3:
-            return row.facility or ""
-        if column == 4:
-            return row.action
-        if column == 5:
-            return row.entity_type.replace("_", " ")
-        return row.entity_id
-
-    def canFetchMore(self, parent: Index) -> bool:
-        return not parent.isValid() and not self.exhausted and not self.loading
-
-    def fetchMore(self, parent: Index) -> None:
-        if self.canFetchMore(parent):
-            self.loading = True
-            self.more_wanted.emit()
-
-    def restart(self) -> None:
-        self.beginResetModel()
-        self.rows = []
-        self.exhausted, self.loading = False, True
-        self.endResetModel()
-
-    def append(self, page: list[AuditRow]) -> None:
-        self.loading = False
-        self.exhausted = len(page) < PAGE_SIZE
-        if not page:
-            return
-        first = len(self.rows)
-        self.beginInsertRows(QModelIndex(), first, first + len(page) - 1)
-        self.rows.extend(page)
-        self.endInsertRows()
-
-    def last_id(self) -> int | None:
-        return self.rows[-1].entry_id if self.rows else None
-
-    def row_of(self, entry_id: int) -> int | None:
-        for number, row in enumerate(self.rows):
-            if row.entry_id == entry_id:
-                return number
-        return None
+def audit_model(formats: Formats, parent: QWidget | None = None) -> PagedModel[AuditRow]:
+    """The entries fetched so far under one filter (the model never touches the database:
+    pages arrive from the background when it asks for more)."""
+    f = formats
+    return PagedModel(
+        [
+            Column(
+                "Seq.",
+                lambda r: f.count(r.sequence) if r.sequence is not None else "…",
+                align=RIGHT,
+                tooltip=lambda r: (
+                    "Not sealed into the chain yet; the sealer adds it shortly."
+                    if r.sequence is None
+                    else None
+                ),
+            ),
+            Column("Recorded", lambda r: f.datetime(r.recorded_at)),
+            Column("Who", lambda r: f"{r.user} ({r.role})" if r.role else r.user),
+            Column("Facility", lambda r: r.facility or ""),
+            Column("Action", lambda r: r.action),
+            Column("Entity", lambda r: r.entity_type.replace("_", " ")),
+            Column("Id", lambda r: r.entity_id),
+        ],
+        key=lambda r: r.entry_id,
+        page_size=PAGE_SIZE,
+        parent=parent,
+    )
 
 
 def shown_value(formats: Formats, name: str, value: object, values: dict[str, object]) -> str:
@@ -259,7 +190,7 @@ class AuditView(View):
 
     def __init__(self, desk: Desk, parent: QWidget | None = None) -> None:
         super().__init__(desk, parent)
-        self.model = AuditModel(desk.formats, self)
+        self.model = audit_model(desk.formats, self)
         self.facility = FacilityBox(self, allow_all=True)
         self.user = QLineEdit(self)
         self.action_name = QLineEdit(self)
@@ -410,7 +341,8 @@ class AuditView(View):
         self.facility.set_facilities(facilities)
 
     def _next_page(self) -> None:
-        self._fetch(self.model.last_id())
+        last = self.model.last_key()
+        self._fetch(last if isinstance(last, int) else None)
 
     def _fetch(self, after: int | None) -> None:
         wanted, newest_first = self._filter, bool(self.order.currentData())

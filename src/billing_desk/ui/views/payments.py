@@ -3,41 +3,48 @@ selected payment's allocations, credit and history."""
 
 from __future__ import annotations
 
+from datetime import date
 from functools import partial
 from html import escape as esc
 
-from PySide6.QtCore import QByteArray, Qt
+from PySide6.QtCore import QByteArray, QDate, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
+    QDateEdit,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
-from billing_desk.domain.payments import PaymentStatus
+from billing_desk.domain.payments import PaymentMethod, PaymentStatus
 from billing_desk.domain.roles import Permission
 from billing_desk.services.facilities import FacilityInfo, list_facilities
+from billing_desk.services.payment_register import (
+    PAGE_SIZE,
+    PaymentFilter,
+    PaymentRow,
+    payment_page,
+)
 from billing_desk.services.payments import (
     PaymentDetail,
     PaymentReceipt,
     TransitionResult,
-    list_payments,
     show_payment,
 )
 from billing_desk.ui.desk import Desk
-from billing_desk.ui.formatting import money_sort_key
-from billing_desk.ui.models import RIGHT, Column, RowsModel
+from billing_desk.ui.models import RIGHT, Column, PagedModel
 from billing_desk.ui.payment_moves import Move, ask_and_move, next_moves
-from billing_desk.ui.views.base import View, fit_columns, make_table, select_key, selected_row
+from billing_desk.ui.views.base import View, fit_columns, make_table, selected_row
 from billing_desk.ui.views.payment_entry import PaymentForm
-from billing_desk.ui.widgets import FacilityBox
+from billing_desk.ui.widgets import FacilityBox, pydate
 
-# The newest payments, as many as a person scrolls through; the filters narrow the rest.
-PAYMENTS_SHOWN = 2000
+NO_DATE = QDate(2000, 1, 1)
 
 
 class PaymentsView(View):
@@ -48,40 +55,74 @@ class PaymentsView(View):
     def __init__(self, desk: Desk, parent: QWidget | None = None) -> None:
         super().__init__(desk, parent)
         f = desk.formats
-        self.model: RowsModel[PaymentDetail] = RowsModel(
+        self.model: PagedModel[PaymentRow] = PagedModel(
             [
-                Column("No.", lambda r: str(r.payment_id), lambda r: r.payment_id, RIGHT),
-                Column("Received", lambda r: f.date(r.received_date), lambda r: r.received_date),
+                Column("No.", lambda r: str(r.payment_id), align=RIGHT),
+                Column("Received", lambda r: f.date(r.received_date)),
                 Column("Facility", lambda r: r.facility),
                 Column("Method", lambda r: r.method.capitalize()),
-                Column("Instrument", lambda r: r.instrument),
+                Column("Instrument", lambda r: r.instrument, tooltip=lambda r: r.instrument),
                 Column("Status", lambda r: r.status.replace("_", " ").capitalize()),
-                Column(
-                    "Amount",
-                    lambda r: f.money(r.amount),
-                    lambda r: money_sort_key(r.amount),
-                    RIGHT,
-                ),
+                Column("Amount", lambda r: f.money(r.amount), align=RIGHT),
                 Column("Recorded by", lambda r: r.recorded_by),
+                Column("Payer / memo", lambda r: " — ".join(t for t in (r.payer, r.memo) if t)),
             ],
             key=lambda r: r.payment_id,
+            page_size=PAGE_SIZE,
             parent=self,
         )
         self.facility = FacilityBox(self, allow_all=True)
         self.status = QComboBox(self)
-        self.status.setAccessibleName("Status")
         self.status.addItem("Any status", None)
         for status in PaymentStatus:
             self.status.addItem(status.value.replace("_", " ").capitalize(), status.value)
-        filters = QHBoxLayout()
-        for text, widget in (("&Facility:", self.facility), ("&Status:", self.status)):
-            caption = QLabel(text, self)
+        self.method = QComboBox(self)
+        self.method.addItem("Any method", None)
+        for method in PaymentMethod:
+            self.method.addItem(method.value.capitalize(), method.value)
+        self.received_from = _date_filter(self, desk)
+        self.received_to = _date_filter(self, desk)
+        self.amount_from = QLineEdit(self)
+        self.amount_to = QLineEdit(self)
+        self.recorded_by = QLineEdit(self)
+        self.text = QLineEdit(self)
+        self.amount_from.setPlaceholderText("any")
+        self.amount_to.setPlaceholderText("any")
+        self.recorded_by.setPlaceholderText("anyone")
+        self.text.setPlaceholderText("payer, memo, check no. or reference")
+        for line in (self.amount_from, self.amount_to):
+            line.setAlignment(Qt.AlignmentFlag.AlignRight)
+        grid = QGridLayout()
+        # The form above uses most letters for its own fields, so the filters take none:
+        # Ctrl+F reaches the text filter, and Tab walks from there through the others.
+        fields: list[tuple[str, QWidget]] = [
+            ("Facility:", self.facility),
+            ("Status:", self.status),
+            ("Method:", self.method),
+            ("Text:", self.text),
+            ("Received from:", self.received_from),
+            ("to:", self.received_to),
+            ("Amount between:", self.amount_from),
+            ("and:", self.amount_to),
+            ("Recorded by:", self.recorded_by),
+        ]
+        for number, (caption_text, widget) in enumerate(fields):
+            caption = QLabel(caption_text, self)
             caption.setBuddy(widget)
-            filters.addWidget(caption)
-            filters.addWidget(widget, 1 if widget is self.facility else 0)
+            widget.setAccessibleName(caption_text.replace("&", "").rstrip(":"))
+            row, column = (0, number * 2) if number < 4 else (1, (number - 4) * 2)
+            grid.addWidget(caption, row, column)
+            grid.addWidget(widget, row, column + 1)
+        for column in (1, 3, 5, 7, 9):
+            grid.setColumnStretch(column, 1)
+        for line in (self.amount_from, self.amount_to):
+            line.setMinimumWidth(self.fontMetrics().averageCharWidth() * 10)
+        self.text.setMinimumWidth(self.fontMetrics().averageCharWidth() * 24)
         self.count = QLabel(self)
-        filters.addWidget(self.count)
-        self.layout_.addLayout(filters)
+        self.count.setAccessibleName("Payments shown")
+        self.count.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        grid.addWidget(self.count, 0, 8, 1, 2)
+        self.layout_.addLayout(grid)
         # Receiving a payment: the form above the register, for those who record payments.
         self.entry: PaymentForm | None = None
         if desk.may(Permission.RECORD_PAYMENTS):
@@ -89,9 +130,11 @@ class PaymentsView(View):
             self.entry.setVisible(bool(desk.settings.value(self.settings_key("entry"), True)))
             self.entry.saved.connect(self._recorded)
             self.layout_.insertWidget(2, self.entry)
-        self.table = make_table(
-            self, self.model, "Payments", stretch=4, sort=(0, Qt.SortOrder.DescendingOrder)
-        )
+        self.table = make_table(self, self.model, "Payments", stretch=8)
+        # Newest first, as fetched: sorting the part already fetched would mislead.
+        self.table.setSortingEnabled(False)
+        self.table.horizontalHeader().setSortIndicatorShown(False)
+        self.model.more_wanted.connect(self._next_page)
         self.detail = QLabel(self)
         self.detail.setWordWrap(True)
         self.detail.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
@@ -115,6 +158,11 @@ class PaymentsView(View):
         self.layout_.addWidget(self.splitter, 1)
         self.facility.when_chosen(self.refresh)
         self.status.currentIndexChanged.connect(lambda _: self.refresh())
+        self.method.currentIndexChanged.connect(lambda _: self.refresh())
+        for line in (self.amount_from, self.amount_to, self.recorded_by, self.text):
+            line.returnPressed.connect(self.refresh)
+        for edit in (self.received_from, self.received_to):
+            edit.editingFinished.connect(self.refresh)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._show_selected())
         self.refresh_action = self.action(
             "Re&fresh", self.refresh, shortcut=QKeySequence.StandardKey.Refresh
@@ -127,8 +175,15 @@ class PaymentsView(View):
         )
         self.receive_action.setVisible(self.entry is not None)
         self._wanted: int | None = None
+        self._filter = PaymentFilter()
         self._clear_detail()
 
+        self.find_action = self.action(
+            "&Find…",
+            self._find,
+            shortcut=QKeySequence.StandardKey.Find,
+            tip="Filter the register by payer, memo, check number or reference.",
+        )
         self.history_action = self.action(
             "&History",
             self._history,
@@ -137,7 +192,11 @@ class PaymentsView(View):
         )
 
     def menu_actions(self) -> list[QAction]:
-        return [self.receive_action, self.history_action, self.refresh_action]
+        return [self.receive_action, self.find_action, self.history_action, self.refresh_action]
+
+    def _find(self) -> None:
+        self.text.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.text.selectAll()
 
     def _history(self) -> None:
         payment = selected_row(self.table, self.model)
@@ -168,36 +227,88 @@ class PaymentsView(View):
     def open_payment(self, payment_id: int) -> None:
         """Select payment `payment_id` in the register (from elsewhere in the application)."""
         self._wanted = payment_id
+        self.clear_filters()
+
+    def clear_filters(self) -> None:
+        for box in (self.status, self.method):
+            blocked = box.blockSignals(True)
+            box.setCurrentIndex(0)
+            box.blockSignals(blocked)
         self.facility.set_code(None)
-        self.status.setCurrentIndex(0)
+        for line in (self.amount_from, self.amount_to, self.recorded_by, self.text):
+            line.clear()
+        self.received_from.setDate(NO_DATE)
+        self.received_to.setDate(NO_DATE)
         self.refresh()
 
+    def current_filter(self) -> PaymentFilter:
+        def day(edit: QDateEdit) -> date | None:
+            return None if edit.date() == NO_DATE else pydate(edit.date())
+
+        def text(line: QLineEdit) -> str | None:
+            return line.text().strip() or None
+
+        return PaymentFilter(
+            facility=self.facility.code(),
+            status=self.status.currentData(),
+            method=self.method.currentData(),
+            received_from=day(self.received_from),
+            received_to=day(self.received_to),
+            amount_from=text(self.amount_from),
+            amount_to=text(self.amount_to),
+            recorded_by=text(self.recorded_by),
+            text=text(self.text),
+        )
+
     def refresh(self) -> None:
-        facility, status = self.facility.code(), self.status.currentData()
         self.desk.query(self, list_facilities, self._facilities, key="payments-facilities")
+        chosen = selected_row(self.table, self.model)
+        if self._wanted is None and chosen is not None:
+            self._wanted = chosen.payment_id
+        self._filter = self.current_filter()
+        self.model.restart()
+        self._fetch(None)
+
+    def _next_page(self) -> None:
+        last = self.model.last_key()
+        self._fetch(last if isinstance(last, int) else None)
+
+    def _fetch(self, after: int | None) -> None:
+        wanted, size = self._filter, self.model.page_size
         self.desk.query(
             self,
-            lambda ws: _newest(list_payments(ws, facility=facility, status=status)),
+            lambda ws: payment_page(ws, wanted, after=after, limit=size),
             self._arrived,
             key="payments-list",
+            failure=self._refused,
         )
+
+    def _refused(self, error: BaseException) -> None:
+        self.model.append([])
+        self.count.setText("")
+        self.desk.presenter.present(self, error, self.refresh)
 
     def _facilities(self, facilities: list[FacilityInfo]) -> None:
         self.facility.set_facilities(facilities)
         if self.entry is not None:
             self.entry.set_facilities(facilities)
 
-    def _arrived(self, payments: list[PaymentDetail]) -> None:
-        chosen = selected_row(self.table, self.model)
-        self.model.set_rows(payments)
-        fit_columns(self.table)
-        n = len(payments)
-        more = " (the newest; narrow the filters)" if n >= PAYMENTS_SHOWN else ""
-        self.count.setText(f"{self.desk.formats.count(n)} payment{'s' if n != 1 else ''}{more}")
-        key = self._wanted or (chosen.payment_id if chosen else None)
-        self._wanted = None
-        if key is not None:
-            select_key(self.table, self.model, key)
+    def _arrived(self, payments: list[PaymentRow]) -> None:
+        first_page = not self.model.rows
+        self.model.append(payments)
+        if first_page:
+            fit_columns(self.table)
+        n = len(self.model.rows)
+        more = "+ (more as you scroll)" if not self.model.exhausted else ""
+        self.count.setText(f"{self.desk.formats.count(n)}{more} payment{'s' if n != 1 else ''}")
+        if self._wanted is not None:
+            row = self.model.row_of(self._wanted)
+            if row is not None:
+                self._wanted = None
+                self.table.selectRow(row)
+                self.table.scrollTo(self.model.index(row, 0))
+            elif self.model.exhausted:
+                self._wanted = None
 
     def _clear_detail(self) -> None:
         self.detail.setText("Select a payment to see where its money went.")
@@ -275,5 +386,11 @@ class PaymentsView(View):
             self.splitter.restoreState(state)
 
 
-def _newest(payments: list[PaymentDetail]) -> list[PaymentDetail]:
-    return sorted(payments, key=lambda p: p.payment_id, reverse=True)[:PAYMENTS_SHOWN]
+def _date_filter(parent: QWidget, desk: Desk) -> QDateEdit:
+    edit = QDateEdit(parent)
+    edit.setCalendarPopup(True)
+    edit.setDisplayFormat(desk.formats.date_format())
+    edit.setMinimumDate(NO_DATE)
+    edit.setSpecialValueText("any")
+    edit.setDate(NO_DATE)
+    return edit
