@@ -117,6 +117,10 @@ def main() -> None:
         view = application.window.show_view("Payments")
         assert isinstance(view, PaymentsView) and view.entry is not None
         wait_until(app, lambda: view.model.rowCount() > 0 and bool(view.entry.facilities))
+        # The steady state a clerk works in: the integrity badge's first walk of the whole chain
+        # (a background thread sharing the interpreter's lock) has finished.
+        badge = application.window.status.badge
+        wait_until(app, lambda: badge.result is not None, limit=600.0)
         form = view.entry
 
         first, following, saves = [], [], []
