@@ -82,7 +82,7 @@ def test_an_archive_opens_read_only_and_refuses_every_write(demo_gui: Gui) -> No
                 "Facilities",
             ],
             {
-                "Invoices": {"&Run invoices…", "Apply &credit…"},
+                "Invoices": {"&Run invoices…", "Apply &credit…", "Receive a &payment…"},
                 "Deposits": {"&Deposit the selected…"},
                 "Trips": {"&Import trips…"},
                 "Facilities": set(),
@@ -104,7 +104,12 @@ def test_an_archive_opens_read_only_and_refuses_every_write(demo_gui: Gui) -> No
                 "Facilities",
             ],
             {
-                "Invoices": {"&Run invoices…", "&Void invoice…", "Apply &credit…"},
+                "Invoices": {
+                    "&Run invoices…",
+                    "&Void invoice…",
+                    "Apply &credit…",
+                    "Receive a &payment…",
+                },
                 "Facilities": {"&Add facility…", "&Edit facility…"},
                 "Alerts": {"&Acknowledge…", "&Dismiss…"},
             },

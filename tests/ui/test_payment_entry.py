@@ -329,3 +329,58 @@ def test_register_actions_follow_the_state_and_the_role(demo_gui: Gui) -> None:
     demo_gui.qtbot.mouseClick(dialog.ok, Qt.MouseButton.LeftButton)
     demo_gui.wait(lambda: "to voided" in view.message_bar.text.text(), "the void")
     assert {p[0]: p[1] for p in _payments(demo_gui)}[recorded] == "voided"
+
+
+def _answer_question(gui: Gui, button: object) -> list[str]:
+    """Answer the next question box with `button`, as the person would; returns its text."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    asked: list[str] = []
+
+    def answer() -> None:
+        for widget in QApplication.topLevelWidgets():
+            if isinstance(widget, QMessageBox) and widget.isVisible():
+                asked.append(widget.text())
+                widget.button(button).click()  # type: ignore[arg-type]
+                return
+        QTimer.singleShot(20, answer)
+
+    QTimer.singleShot(20, answer)
+    return asked
+
+
+def test_quitting_with_a_payment_half_typed_asks_first(demo_gui: Gui) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    application, _view, form = _form(demo_gui)
+    form.amount.setFocus()
+    demo_gui.qtbot.keyClicks(form.amount, "125.00")  # type: ignore[attr-defined]
+    window = application.window  # type: ignore[attr-defined]
+    asked = _answer_question(demo_gui, QMessageBox.StandardButton.Cancel)
+    window.quit()
+    assert asked and "not been saved" in asked[0]
+    assert window.isVisible() and form.amount.text() == "125.00", "Cancel keeps the work"
+    asked = _answer_question(demo_gui, QMessageBox.StandardButton.Discard)
+    window.quit()
+    assert asked and not window.isVisible()
+
+
+def test_a_payment_from_an_invoice_opens_on_its_facility(demo_gui: Gui) -> None:
+    from billing_desk.ui.views.invoices import InvoicesView
+    from billing_desk.ui.views.payment_entry import PaymentDialog
+
+    application = demo_gui.start("clerk")
+    invoices = application.window.show_view("Invoices")
+    assert isinstance(invoices, InvoicesView)
+    demo_gui.wait(lambda: invoices.model.rowCount() > 0, "invoices")
+    demo_gui.idle(application)
+    target = next(r for r in invoices.model.rows if r.open.is_positive())
+    invoices.table.selectRow(invoices.model.row_of(target.number) or 0)
+    invoices.receive_action.trigger()
+    dialog = application.window.findChildren(PaymentDialog)[-1]
+    assert dialog.form.facility.code() == target.facility
+    demo_gui.wait(lambda: dialog.form.allocations.rowCount() > 0, "its open invoices")
+    assert target.number in {line.invoice.number for line in dialog.form.allocations.lines}
+    dialog.reject()  # nothing typed: closes without asking
+    assert not dialog.isVisible()

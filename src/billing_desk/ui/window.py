@@ -34,6 +34,7 @@ from billing_desk.ui.views.deposits import DepositsView
 from billing_desk.ui.views.facilities import FacilitiesView
 from billing_desk.ui.views.health import HealthView
 from billing_desk.ui.views.invoices import InvoicesView
+from billing_desk.ui.views.payment_entry import confirm_discard
 from billing_desk.ui.views.payments import PaymentsView
 from billing_desk.ui.views.people import PeopleView
 from billing_desk.ui.views.reports import ReportsView
@@ -81,6 +82,7 @@ class MainWindow(QMainWindow):
 
     def __init__(self, settings: QSettings) -> None:
         super().__init__()
+        self._agreed = False
         self.settings = settings
         self.desk: Desk | None = None
         self.views: dict[str, View] = {}
@@ -141,7 +143,7 @@ class MainWindow(QMainWindow):
             file, "&Working as…", self.person_wanted.emit, "Ctrl+Shift+W"
         )
         file.addSeparator()
-        self._add(file, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self._add(file, "&Quit", self.quit, QKeySequence.StandardKey.Quit)
         self._view_menu = bar.addMenu("&View")
         self._action_menu = bar.addMenu("&Actions")
         help_menu = bar.addMenu("&Help")
@@ -329,7 +331,22 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/splitter", self.splitter.saveState())
 
+    def may_close(self) -> bool:
+        """Whether closing loses nothing, or the person agreed to lose the typed work."""
+        return not any(view.unsaved() for view in self.views.values()) or confirm_discard(self)
+
+    def quit(self) -> None:
+        if self.may_close():
+            self._agreed = True
+            self.close()
+
     def closeEvent(self, event: QCloseEvent) -> None:
+        # The person closing the window (its close button, or Quit) is asked about typed work;
+        # the application closing it itself (another database opened, shutting down) is not.
+        agreed, self._agreed = self._agreed, False
+        if event.spontaneous() and not agreed and not self.may_close():
+            event.ignore()
+            return
         self.save_state()
         self.settings.sync()
         if self.desk is not None:

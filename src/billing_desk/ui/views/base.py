@@ -77,6 +77,10 @@ class View(QWidget):
     def refresh(self) -> None:
         """Fetch the view's data again, in the background."""
 
+    def unsaved(self) -> bool:
+        """Whether the view holds typed work that closing the window would lose."""
+        return False
+
     def save_state(self) -> None:
         """Remember header and splitter states (QSettings)."""
 

@@ -58,6 +58,7 @@ from billing_desk.ui.formatting import money_sort_key
 from billing_desk.ui.models import RIGHT, Column, RowsModel
 from billing_desk.ui.operations import changes
 from billing_desk.ui.views.base import View, fit_columns, make_table, select_key, selected_row
+from billing_desk.ui.views.payment_entry import PaymentDialog
 from billing_desk.ui.widgets import FacilityBox, Form, MonthEdit, ReasonDialog, make_primary
 
 OWING_FILTERS = [("All invoices", ""), ("Open", "open"), ("Overdue", "overdue")]
@@ -203,6 +204,13 @@ class InvoicesView(View):
         )
         self.credit_action.setVisible(desk.may(Permission.RECORD_PAYMENTS))
         self.credit_action.setEnabled(False)
+        self.receive_action = self.action(
+            "Receive a &payment…",
+            self.receive_payment,
+            shortcut="Ctrl+Shift+P",
+            tip="Record a payment from the selected invoice's facility, its open invoices listed.",
+        )
+        self.receive_action.setVisible(desk.may(Permission.RECORD_PAYMENTS))
         self.history_action = self.action(
             "&History",
             self._history,
@@ -215,9 +223,23 @@ class InvoicesView(View):
             self.run_action,
             self.void_action,
             self.credit_action,
+            self.receive_action,
             self.history_action,
             self.refresh_action,
         ]
+
+    def receive_payment(self) -> None:
+        invoice = selected_row(self.table, self.model)
+        dialog = PaymentDialog(
+            self.desk, self._facilities, invoice.facility if invoice else None, self
+        )
+        dialog.form.saved.connect(
+            lambda receipt: self.message_bar.show_message(
+                f"Payment {receipt.payment_id} recorded: "
+                f"{self.desk.formats.money(receipt.amount)} from {receipt.facility}."
+            )
+        )
+        dialog.open()
 
     def apply_credit(self) -> None:
         invoice = selected_row(self.table, self.model)

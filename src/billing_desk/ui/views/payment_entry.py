@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPushButton,
     QSizePolicy,
     QStackedWidget,
@@ -731,3 +732,21 @@ class PaymentDialog(QDialog):
         layout.addWidget(self.form)
         self.resize(980, 560)
         self.form.saved.connect(lambda _: self.accept())
+
+    def reject(self) -> None:
+        # Escape or Cancel with a payment half typed asks first; nothing typed closes at once.
+        if self.form.has_unsaved() and not confirm_discard(self):
+            return
+        super().reject()
+
+
+def confirm_discard(parent: QWidget) -> bool:
+    """Whether the person agrees to lose the payment they were typing."""
+    answer = QMessageBox.question(
+        parent,
+        "Discard the payment?",
+        "The payment you were typing has not been saved. Discard it?",
+        QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+        QMessageBox.StandardButton.Cancel,
+    )
+    return answer == QMessageBox.StandardButton.Discard

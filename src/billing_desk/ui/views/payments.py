@@ -194,6 +194,9 @@ class PaymentsView(View):
     def menu_actions(self) -> list[QAction]:
         return [self.receive_action, self.find_action, self.history_action, self.refresh_action]
 
+    def unsaved(self) -> bool:
+        return self.entry is not None and self.entry.has_unsaved()
+
     def _find(self) -> None:
         self.text.setFocus(Qt.FocusReason.ShortcutFocusReason)
         self.text.selectAll()
