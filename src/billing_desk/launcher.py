@@ -50,6 +50,15 @@ def _gui_options(argv: Sequence[str]) -> tuple[str | None, str | None] | str:
 
 
 def run(argv: Sequence[str]) -> int:
+    if list(argv) == ["--version"]:
+        from billing_desk import __version__
+
+        print(f"billing-desk {__version__}")
+        return 0
+    if list(argv) == ["--self-test"]:
+        from billing_desk.selftest import main as self_test
+
+        return self_test()
     if not wants_window(argv):
         from billing_desk.cli.app import run as run_cli
 
