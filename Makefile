@@ -12,7 +12,7 @@ APP_STAMP := $(VENV)/.app-$(DEPS_HASH)
 TEST_STAMP := $(VENV)/.test-$(DEPS_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench package clean
 
 $(BIN)/python:
 	@tools/make-venv "$(BASE_PYTHON)" "$(VENV)"
@@ -47,5 +47,17 @@ bench: $(TEST_STAMP)
 	@tools/ensure-postgres
 	@for script in $(wildcard bench/*.py); do echo "== $$script"; $(BIN)/python "$$script" || exit 1; done
 
+# The desktop bundle: one folder with the `billing-desk` program, a tarball of it, and its
+# self-test run from the folder (packaging/README.md).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+BUNDLE := dist/billing-desk-$(VERSION)-linux-$(shell uname -m).tar.gz
+package: $(TEST_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,package]'
+	$(BIN)/pyinstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller packaging/billing-desk.spec
+	cp packaging/billing-desk.desktop packaging/billing-desk.metainfo.xml src/billing_desk/resources/icons/billing-desk.png dist/billing-desk/
+	tar -C dist -czf $(BUNDLE) billing-desk
+	QT_QPA_PLATFORM=offscreen dist/billing-desk/billing-desk --self-test
+	@du -sh dist/billing-desk $(BUNDLE)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info

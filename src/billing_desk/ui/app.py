@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 
 import platformdirs
 from PySide6.QtCore import QLocale, QSettings, Qt
-from PySide6.QtGui import QFontDatabase
+from PySide6.QtGui import QFontDatabase, QIcon
 from PySide6.QtWidgets import QApplication, QFileDialog
 
 from billing_desk.domain.errors import Refused
 from billing_desk.domain.roles import Role
-from billing_desk.resources import fonts_folder
+from billing_desk.resources import fonts_folder, resource_path
 from billing_desk.services.credentials import account_name, shared_location, use_saved_passwords
 from billing_desk.services.monitoring import watch
 from billing_desk.services.overview import Overview, overview
@@ -77,6 +77,7 @@ def make_application(argv: Sequence[str] = ()) -> QApplication:
     # Korean, Arabic) on machines that lack them.
     for font in sorted(fonts_folder().glob("*.ttf")):
         QFontDatabase.addApplicationFont(str(font))
+    app.setWindowIcon(QIcon(str(resource_path("icons", "billing-desk.png"))))
     locale = QLocale.system()
     if locale.language() in (QLocale.Language.C, QLocale.Language.AnyLanguage):
         locale = QLocale(QLocale.Language.English, QLocale.Country.UnitedStates)
