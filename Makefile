@@ -12,7 +12,7 @@ APP_STAMP := $(VENV)/.app-$(DEPS_HASH)
 TEST_STAMP := $(VENV)/.test-$(DEPS_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench package clean
+.PHONY: run test lint bench package screenshots clean
 
 $(BIN)/python:
 	@tools/make-venv "$(BASE_PYTHON)" "$(VENV)"
@@ -58,6 +58,10 @@ package: $(TEST_STAMP)
 	tar -C dist -czf $(BUNDLE) billing-desk
 	QT_QPA_PLATFORM=offscreen dist/billing-desk/billing-desk --self-test
 	@du -sh dist/billing-desk $(BUNDLE)
+
+# The README's and the user guide's pictures, from the real application on demo data.
+screenshots: $(APP_STAMP)
+	$(BIN)/python tools/screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info

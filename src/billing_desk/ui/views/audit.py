@@ -122,6 +122,7 @@ def detail_html(formats: Formats, detail: AuditEntryDetail) -> str:
         f"Digest <code>{esc(detail.entry_digest or '(not sealed yet)')}</code></p>",
     ]
     changed, unchanged = detail.changed, detail.unchanged
+    headings: tuple[str, ...]
     if detail.kind == "event":
         parts.append("<p><b>Recorded event</b> (no row of a table changed):</p>")
         changed, unchanged = tuple(f for f in detail.fields), ()
@@ -134,10 +135,13 @@ def detail_html(formats: Formats, detail: AuditEntryDetail) -> str:
         parts.append("<p><b>Row deleted</b>; it held:</p>")
         headings = ("Field", "Value", "")
         changed, unchanged = tuple(f for f in detail.fields), ()
-    else:
+    elif changed:
         n = len(changed)
         parts.append(f"<p><b>{n} field{'s' if n != 1 else ''} changed</b>:</p>")
         headings = ("Field", "Before", "After")
+    else:
+        headings = ()
+        parts.append("<p><b>No field a person reads changed</b>; the row was stored again.</p>")
     parts.append(
         "<table cellspacing='0' cellpadding='3' border='1' style='border-collapse:collapse'>"
     )
@@ -153,11 +157,12 @@ def detail_html(formats: Formats, detail: AuditEntryDetail) -> str:
                 f"<tr><td>{name}</td><td><s>{cell(change, 'before')}</s></td>"
                 f"<td><b>{cell(change, 'after')}</b></td></tr>"
             )
-    parts.append("</table>")
+    if headings:
+        parts.append("</table>")
     restamped = detail.restamped if detail.kind == "changed" else ()
     if restamped:
         names = ", ".join(esc(f.name) for f in restamped)
-        parts.append(f"<p>Also updated with them: {names} (how the row is stored).</p>")
+        parts.append(f"<p>Also updated: {names} (how the row is stored).</p>")
     if unchanged:
         names = ", ".join(esc(f.name) for f in unchanged)
         parts.append(f"<p style='color:gray'>Unchanged ({len(unchanged)}): {names}</p>")
@@ -357,12 +362,13 @@ class AuditView(View):
         first = not self.model.rows
         self.model.append(page)
         n = len(self.model.rows)
-        more = "" if self.model.exhausted else "+ (more as you scroll)"
-        self.count.setText(
-            f"{self.desk.formats.count(n)}{more} entr{'ies' if n != 1 else 'y'}"
-            if n
-            else "No entry matches these filters."
-        )
+        entries = f"{self.desk.formats.count(n)} entr{'ies' if n != 1 else 'y'}"
+        if not n:
+            self.count.setText("No entry matches these filters.")
+        elif self.model.exhausted:
+            self.count.setText(entries)
+        else:
+            self.count.setText(f"{entries} so far (more as you scroll)")
         if self._wanted_entry is not None:
             row = self.model.row_of(self._wanted_entry)
             if row is not None:

@@ -302,8 +302,9 @@ class PaymentsView(View):
         if first_page:
             fit_columns(self.table)
         n = len(self.model.rows)
-        more = "+ (more as you scroll)" if not self.model.exhausted else ""
-        self.count.setText(f"{self.desk.formats.count(n)}{more} payment{'s' if n != 1 else ''}")
+        shown = f"{self.desk.formats.count(n)} payment{'s' if n != 1 else ''}"
+        more = "" if self.model.exhausted else " so far (more as you scroll)"
+        self.count.setText(shown + more)
         if self._wanted is not None:
             row = self.model.row_of(self._wanted)
             if row is not None:
