@@ -95,6 +95,17 @@ def test_three_checks_make_one_deposit_and_its_slip(demo_gui: Gui) -> None:
     screenshot(slip, "deposit-slip-preview", schemes=False)
     slip.accept()
     demo_gui.wait(lambda: all(r.payment_id not in ids for r in view.model.rows), "the list")
+    # The new deposit heads the deposits made, its three checks in transit; Enter opens its slip.
+    number = int(view.message_bar.text.text().split()[1].rstrip(":"))
+    demo_gui.wait(lambda: view.made.row_of(number) is not None, "the deposit in the list")
+    made = view.made.rows[view.made.row_of(number) or 0]
+    assert (made.items, made.cleared, made.standing) == (3, 0, "in transit")
+    assert made.total == total
+    view.made_table.setFocus()
+    view.made_table.selectRow(view.made.row_of(number) or 0)
+    demo_gui.qtbot.keyClick(view.made_table, Qt.Key.Key_Return)
+    demo_gui.wait(lambda: len(application.window.findChildren(SlipDialog)) == 2, "its slip again")
+    screenshot(application.window, "deposits-made")  # type: ignore[attr-defined]
 
 
 def test_an_auditor_does_not_see_deposits(demo_gui: Gui) -> None:

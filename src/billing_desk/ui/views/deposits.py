@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -30,6 +30,7 @@ from billing_desk.domain.money import Money
 from billing_desk.domain.payments import PaymentStatus
 from billing_desk.domain.roles import Permission
 from billing_desk.reports.deposit_slip import write_deposit_slip
+from billing_desk.services.deposit_register import DepositRow, recent_deposits
 from billing_desk.services.deposits import DEFAULT_BANK_ACCOUNT, DepositSlip, create_deposit
 from billing_desk.services.payments import PaymentDetail, list_payments
 from billing_desk.services.report_data import Printed, Provider, deposit_slip_data, record_prints
@@ -40,7 +41,7 @@ from billing_desk.ui.formatting import money_sort_key
 from billing_desk.ui.models import RIGHT, Column, RowsModel
 from billing_desk.ui.operations import changes
 from billing_desk.ui.pdf_preview import PdfPreview
-from billing_desk.ui.views.base import View, fit_columns, make_table
+from billing_desk.ui.views.base import View, fit_columns, make_table, selected_row
 from billing_desk.ui.views.payment_entry import ReceivedDate
 from billing_desk.ui.widgets import make_primary, pydate
 
@@ -61,21 +62,26 @@ def ready_to_deposit(workspace: Workspace) -> list[PaymentDetail]:
     return [p for p in recorded if p.method in DEPOSITABLE]
 
 
+def slip_of(workspace: Workspace, deposit_id: int, folder: Path) -> Path:
+    """Write deposit `deposit_id`'s slip into `folder` (recorded as printed)."""
+    data = deposit_slip_data(workspace, deposit_id)
+    pdf = folder / f"deposit-slip-{deposit_id}.pdf"
+    write_deposit_slip(pdf, data, Provider.from_environment(), workspace.user_name)
+    record_prints(
+        workspace,
+        "report.print",
+        [Printed("deposit_slip", str(deposit_id), None, {"total_minor": data.total.minor})],
+    )
+    return pdf
+
+
 def make_deposit(
     workspace: Workspace, ids: list[int], day: date, account: str, folder: Path
 ) -> MadeDeposit:
     """Create the deposit and write its slip. Without a key of ours the service derives one from
     the payments, date and account, so a second press of the button returns the same deposit."""
     slip = create_deposit(workspace, ids, day, bank_account=account)
-    data = deposit_slip_data(workspace, slip.deposit_id)
-    pdf = folder / f"deposit-slip-{slip.deposit_id}.pdf"
-    write_deposit_slip(pdf, data, Provider.from_environment(), workspace.user_name)
-    record_prints(
-        workspace,
-        "report.print",
-        [Printed("deposit_slip", str(slip.deposit_id), None, {"total_minor": data.total.minor})],
-    )
-    return MadeDeposit(slip, pdf)
+    return MadeDeposit(slip, slip_of(workspace, slip.deposit_id, folder))
 
 
 def totals_text(desk: Desk, amounts: list[Money]) -> str:
@@ -124,7 +130,7 @@ class DepositsView(View):
         self.layout_.addWidget(intro)
         self.table = make_table(self, self.model, "Checks and cash to deposit", stretch=5)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.layout_.addWidget(self.table, 1)
+        self.layout_.addWidget(self.table, 3)
 
         self.date = ReceivedDate(desk.today(), self)
         self.date.setDisplayFormat(f.date_format())
@@ -148,6 +154,29 @@ class DepositsView(View):
         bar.addWidget(self.selected)
         bar.addWidget(self.deposit_button)
         self.layout_.addLayout(bar)
+
+        self.made: RowsModel[DepositRow] = RowsModel(
+            [
+                Column("Deposit", lambda r: str(r.deposit_id), lambda r: r.deposit_id, RIGHT),
+                Column("Date", lambda r: f.date(r.deposit_date), lambda r: r.deposit_date),
+                Column("Account", lambda r: r.bank_account),
+                Column("Items", lambda r: f.count(r.items), lambda r: r.items, RIGHT),
+                Column(
+                    "Total", lambda r: f.money(r.total), lambda r: money_sort_key(r.total), RIGHT
+                ),
+                Column("Made by", lambda r: r.made_by),
+                Column("Standing", lambda r: r.standing, emphasis=lambda r: r.returned > 0),
+            ],
+            key=lambda r: r.deposit_id,
+            parent=self,
+        )
+        made_caption = QLabel("Deposits made, newest first (Enter or double-click opens the slip):")
+        self.layout_.addWidget(made_caption)
+        self.made_table = make_table(
+            self, self.made, "Deposits made", stretch=6, sort=(1, Qt.SortOrder.DescendingOrder)
+        )
+        self.made_table.activated.connect(lambda _: self.open_slip())
+        self.layout_.addWidget(self.made_table, 2)
 
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._count())
         self.deposit_button.clicked.connect(self.deposit)
@@ -174,6 +203,24 @@ class DepositsView(View):
 
     def refresh(self) -> None:
         self.desk.query(self, ready_to_deposit, self._arrived, key="deposits-ready")
+        self.desk.query(self, recent_deposits, self._made_arrived, key="deposits-made")
+
+    def _made_arrived(self, deposits: list[DepositRow]) -> None:
+        self.made.set_rows(deposits)
+        fit_columns(self.made_table)
+
+    def open_slip(self) -> None:
+        """The selected deposit's slip, written again and opened in the preview."""
+        chosen = selected_row(self.made_table, self.made)
+        if chosen is None:
+            return
+        number, folder = chosen.deposit_id, Path(self._slips)
+        self.desk.query(
+            self,
+            lambda ws: slip_of(ws, number, folder),
+            lambda pdf: SlipDialog(pdf, f"Deposit slip {number}", self).open(),
+            key="deposit-slip",
+        )
 
     def _arrived(self, payments: list[PaymentDetail]) -> None:
         self.model.set_rows(payments)
