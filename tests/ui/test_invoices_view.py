@@ -199,6 +199,7 @@ def test_credit_applied_once_from_the_keyboard(demo_gui: Gui) -> None:
     )
     demo_gui.wait(lambda: bool(application.window.findChildren(CreditDialog)), "the dialog")
     dialog = application.window.findChildren(CreditDialog)[-1]
+    assert "PREPAY-KOWAL-7" in dialog.origin.text(), "where the credit came from"
     # Asking for more than the credit is refused under the amount; nothing is applied.
     dialog.amount.selectAll()
     demo_gui.qtbot.keyClicks(dialog.amount, "99999")

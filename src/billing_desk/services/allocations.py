@@ -339,19 +339,20 @@ def facility_credit(session: Session, facility: Facility) -> int:
     return sum(p.amount_minor - allocated.get(p.id, 0) for p in payments)
 
 
-def credit_sources(session: Session, facility: Facility) -> list[tuple[Payment, int]]:
-    """Live payments with unallocated money, oldest first, locked while credit is applied."""
-    payments = list(
-        session.scalars(
-            select(Payment)
-            .where(
-                Payment.facility_id == facility.id,
-                Payment.status.in_([s.value for s in LIVE_STATUSES]),
-            )
-            .order_by(Payment.received_date, Payment.id)
-            .with_for_update()
+def credit_sources(
+    session: Session, facility: Facility, *, lock: bool = True
+) -> list[tuple[Payment, int]]:
+    """Live payments with unallocated money, oldest first, locked while credit is applied (or
+    only read, with `lock` false, to show where a facility's credit came from)."""
+    query = (
+        select(Payment)
+        .where(
+            Payment.facility_id == facility.id,
+            Payment.status.in_([s.value for s in LIVE_STATUSES]),
         )
+        .order_by(Payment.received_date, Payment.id)
     )
+    payments = list(session.scalars(query.with_for_update() if lock else query))
     allocated = payment_allocated(session, [p.id for p in payments])
     return [
         (p, p.amount_minor - allocated.get(p.id, 0))

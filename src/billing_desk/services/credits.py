@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from billing_desk.domain.errors import Refused
@@ -17,6 +18,7 @@ from billing_desk.services.allocations import (
 )
 from billing_desk.services.facilities import get_facility
 from billing_desk.services.idempotency import Replay, checked_key, claim, complete
+from billing_desk.services.payments import describe_instrument
 from billing_desk.services.unit_of_work import UnitOfWork, Workspace
 
 
@@ -128,5 +130,40 @@ def credit_balance(workspace: Workspace, facility_code: str) -> CreditBalance:
             facility.code,
             Money.from_minor(facility_credit(unit.session, facility), facility.currency),
         )
+
+    return workspace.read(operation)
+
+
+@dataclass(frozen=True)
+class CreditSource:
+    """A payment with money not applied to any invoice: where part of a facility's credit is."""
+
+    payment_id: int
+    received_date: date
+    instrument: str
+    left: Money
+
+
+def credit_origin(
+    workspace: Workspace, facility_code: str
+) -> tuple[CreditBalance, tuple[CreditSource, ...]]:
+    """A facility's credit and the payments it comes from, oldest first (the order credit is
+    applied in)."""
+
+    def operation(unit: UnitOfWork) -> tuple[CreditBalance, tuple[CreditSource, ...]]:
+        unit.require(Permission.READ)
+        facility = get_facility(unit, facility_code)
+        sources = credit_sources(unit.session, facility, lock=False)
+        origin = tuple(
+            CreditSource(
+                p.id,
+                p.received_date,
+                describe_instrument(p),
+                Money.from_minor(left, facility.currency),
+            )
+            for p, left in sources
+        )
+        total = Money.from_minor(facility_credit(unit.session, facility), facility.currency)
+        return CreditBalance(facility.code, total), origin
 
     return workspace.read(operation)

@@ -33,8 +33,9 @@ from billing_desk.domain.states import InvoiceStatus
 from billing_desk.services.credits import (
     CreditApplied,
     CreditBalance,
+    CreditSource,
     apply_credit,
-    credit_balance,
+    credit_origin,
 )
 from billing_desk.services.facilities import FacilityInfo, list_facilities
 from billing_desk.services.invoices import (
@@ -248,19 +249,21 @@ class InvoicesView(View):
         code = invoice.facility
         self.desk.query(
             self,
-            lambda ws: credit_balance(ws, code),
-            lambda balance: self._ask_credit(invoice, balance),
+            lambda ws: credit_origin(ws, code),
+            lambda found: self._ask_credit(invoice, *found),
             key="invoice-credit",
         )
 
-    def _ask_credit(self, invoice: InvoiceSummary, balance: CreditBalance) -> None:
+    def _ask_credit(
+        self, invoice: InvoiceSummary, balance: CreditBalance, origin: tuple[CreditSource, ...]
+    ) -> None:
         if not balance.credit.is_positive():
             self.message_bar.show_message(
                 f"{balance.facility} has no credit to apply; credit comes from payments larger "
                 "than the invoices they paid."
             )
             return
-        dialog = CreditDialog(self.desk, invoice, balance, self)
+        dialog = CreditDialog(self.desk, invoice, balance, origin, self)
         dialog.applied.connect(
             lambda done: self.message_bar.show_message(
                 f"{self.desk.formats.money(done.amount)} of {done.facility}'s credit applied to "
@@ -506,6 +509,7 @@ class CreditDialog(QDialog):
         desk: Desk,
         invoice: InvoiceSummary,
         balance: CreditBalance,
+        origin: tuple[CreditSource, ...],
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -521,6 +525,13 @@ class CreditDialog(QDialog):
             self,
         )
         intro.setWordWrap(True)
+        sources = "".join(
+            f"<br>• payment {s.payment_id}, received {f.date(s.received_date)} "
+            f"({esc(s.instrument)}): {esc(f.money(s.left))}"
+            for s in origin
+        )
+        self.origin = QLabel(f"The credit comes from (applied oldest first):{sources}", self)
+        self.origin.setWordWrap(True)
         most = min(balance.credit.minor, invoice.open.minor)
         decimal = f.locale.decimalPoint()
         self.amount = QLineEdit(
@@ -537,7 +548,9 @@ class CreditDialog(QDialog):
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addWidget(self.message_bar)
+        layout.setSpacing(10)
         layout.addWidget(intro)
+        layout.addWidget(self.origin)
         layout.addLayout(self.form)
         layout.addWidget(buttons)
         # The dialog grows when a refusal appears under the amount, rather than cut it.
