@@ -384,3 +384,22 @@ def test_a_payment_from_an_invoice_opens_on_its_facility(demo_gui: Gui) -> None:
     assert target.number in {line.invoice.number for line in dialog.form.allocations.lines}
     dialog.reject()  # nothing typed: closes without asking
     assert not dialog.isVisible()
+
+
+def test_a_payment_from_a_facility_opens_on_it(demo_gui: Gui) -> None:
+    from billing_desk.ui.views.facilities import FacilitiesView
+    from billing_desk.ui.views.payment_entry import PaymentDialog
+
+    application = demo_gui.start("clerk")
+    facilities = application.window.show_view("Facilities")
+    assert isinstance(facilities, FacilitiesView)
+    demo_gui.wait(lambda: facilities.model.rowCount() > 0, "facilities")
+    facilities.table.selectRow(facilities.model.row_of("KOWAL") or 0)
+    demo_gui.qtbot.keyClick(  # type: ignore[attr-defined]
+        application.window,
+        Qt.Key.Key_P,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+    )
+    dialog = application.window.findChildren(PaymentDialog)[-1]
+    assert dialog.form.facility.code() == "KOWAL"
+    dialog.reject()

@@ -28,6 +28,7 @@ from billing_desk.ui.errors import MessageBar, show_at_field
 from billing_desk.ui.models import RIGHT, Column, RowsModel
 from billing_desk.ui.operations import changes
 from billing_desk.ui.views.base import View, fit_columns, make_table, select_key, selected_row
+from billing_desk.ui.views.payment_entry import PaymentDialog
 from billing_desk.ui.widgets import Form, make_primary
 
 
@@ -79,10 +80,30 @@ class FacilitiesView(View):
         self.refresh_action = self.action(
             "Re&fresh", self.refresh, shortcut=QKeySequence.StandardKey.Refresh
         )
+        self.receive_action = self.action(
+            "Receive a &payment…",
+            self.receive_payment,
+            shortcut="Ctrl+Shift+P",
+            tip="Record a payment from the selected facility, its open invoices listed.",
+        )
+        self.receive_action.setVisible(desk.may(Permission.RECORD_PAYMENTS))
         self._wanted: str | None = None
 
     def menu_actions(self) -> list[QAction]:
-        return [self.add_action, self.edit_action, self.refresh_action]
+        return [self.add_action, self.edit_action, self.receive_action, self.refresh_action]
+
+    def receive_payment(self) -> None:
+        chosen = selected_row(self.table, self.model)
+        dialog = PaymentDialog(
+            self.desk, list(self.model.rows), chosen.code if chosen else None, self
+        )
+        dialog.form.saved.connect(
+            lambda receipt: self.message_bar.show_message(
+                f"Payment {receipt.payment_id} recorded: "
+                f"{self.desk.formats.money(receipt.amount)} from {receipt.facility}."
+            )
+        )
+        dialog.open()
 
     def refresh(self) -> None:
         self.desk.query(self, list_facilities, self._arrived, key="facilities")
