@@ -1,0 +1,323 @@
+"""A hostile insider with psql and their own login: writes the application would never make
+(payments in any state, approvals in a manager's name, invoices set back or grown after issue,
+allocations raced past what was paid, the sealer's queue poisoned, a group's name borrowed).
+Each is refused by the database itself."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from tests.security.conftest import SharedDatabase
+
+Conn = psycopg.Connection[tuple[object, ...]]
+
+_PAYMENT = (
+    "INSERT INTO payment (facility_id, method, status, amount_minor, currency, received_date, "
+    "transfer_reference, payer, memo, approved_by, approved_at, duplicate_of_id, "
+    "override_reason, recorded_by, recorded_at) VALUES (%(facility)s, 'transfer', %(status)s, "
+    "100, 'USD', '2026-06-01', %(ref)s, %(payer)s, %(memo)s, %(approved_by)s, "
+    "%(approved_at)s, %(duplicate_of)s, %(override)s, %(recorded_by)s, now())"
+)
+
+
+def _payment(shared: SharedDatabase, **changes: object) -> dict[str, object]:
+    values: dict[str, object] = {
+        "facility": shared.facility_ids["FACA"],
+        "status": "recorded",
+        "ref": f"REF-{uuid.uuid4().hex[:10]}",
+        "payer": "Acme",
+        "memo": None,
+        "approved_by": None,
+        "approved_at": None,
+        "duplicate_of": None,
+        "override": None,
+        "recorded_by": shared.login("clerk_a"),
+    }
+    values.update(changes)
+    return values
+
+
+def test_a_clerk_records_a_plain_payment_directly(shared: SharedDatabase) -> None:
+    # The positive control: the refusals below are about what the row claims, not the INSERT.
+    with shared.connect("clerk_a") as conn:
+        conn.execute(_PAYMENT, _payment(shared))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"status": "cleared"},
+        {"status": "voided"},
+        {"status": "made up"},
+        {"status": "awaiting approval"},
+        {"approved_by": "MANAGER", "approved_at": "2026-06-01T10:00:00Z"},
+        {"duplicate_of": "SEED", "override": "same check twice", "status": "recorded"},
+        {"payer": "4111 1111 1111 1111"},
+        {"memo": "card 4111-1111-1111-1111 exp 12/29"},
+    ],
+    ids=[
+        "cleared",
+        "voided",
+        "made-up-status",
+        "held-without-reason",
+        "approved-by-a-manager",
+        "duplicate-without-approval",
+        "card-number-in-payer",
+        "card-number-in-memo",
+    ],
+)
+def test_a_clerk_cannot_insert_a_payment_the_application_would_not(
+    shared: SharedDatabase, changes: dict[str, object]
+) -> None:
+    if changes.get("approved_by") == "MANAGER":
+        changes = {**changes, "approved_by": shared.login("manager_a")}
+    if changes.get("duplicate_of") == "SEED":
+        changes = {**changes, "duplicate_of": shared.payment_ids["a"]}
+    with (
+        shared.connect("clerk_a") as conn,
+        pytest.raises((errors.CheckViolation, errors.InsufficientPrivilege)),
+    ):
+        conn.execute(_PAYMENT, _payment(shared, **changes))
+
+
+def test_a_clerk_cannot_record_a_payment_in_another_clerks_name(shared: SharedDatabase) -> None:
+    with shared.connect("clerk_a") as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute(_PAYMENT, _payment(shared, recorded_by=shared.login("manager_a")))
+
+
+# -- invoices --------------------------------------------------------------------------------------
+
+
+def _invoice_id(shared: SharedDatabase, side: str = "a") -> int:
+    with psycopg.connect(shared.admin_url) as conn:
+        row = conn.execute(
+            "SELECT id FROM invoice WHERE number = %s", (shared.invoice_numbers[side],)
+        ).fetchone()
+    assert row is not None
+    return int(row[0])  # type: ignore[call-overload]
+
+
+def test_an_issued_invoice_never_goes_back_to_draft(shared: SharedDatabase) -> None:
+    with shared.connect("clerk_a") as conn, pytest.raises(errors.CheckViolation):
+        conn.execute("UPDATE invoice SET status = 'draft' WHERE id = %s", (_invoice_id(shared),))
+
+
+def test_an_issued_invoice_takes_no_new_line(shared: SharedDatabase) -> None:
+    a = shared.facility_ids["FACA"]
+    with shared.connect("clerk_a") as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute(
+            "INSERT INTO invoice_line (invoice_id, facility_id, line_no, service_date, "
+            "description, amount_minor, released) "
+            "VALUES (%s, %s, 99, '2026-05-03', 'extra', 5000, false)",
+            (_invoice_id(shared), a),
+        )
+
+
+@pytest.mark.parametrize("status", ["paid", "issued"])
+def test_an_invoice_is_never_inserted_paid_or_without_lines(
+    shared: SharedDatabase, status: str
+) -> None:
+    a = shared.facility_ids["FACA"]
+    with (
+        shared.connect("clerk_a") as conn,
+        pytest.raises((errors.CheckViolation, errors.InsufficientPrivilege)),
+    ):
+        conn.execute(
+            "INSERT INTO invoice (facility_id, number, sequence, period_start, period_end, "
+            "issue_date, due_date, status, currency, total_minor, created_at, created_by) "
+            "VALUES (%s, %s, 900, '2026-04-01', '2026-04-30', '2026-05-01', '2026-05-31', "
+            "%s, 'USD', 50000, now(), current_user)",
+            (a, f"FACA-X{uuid.uuid4().hex[:6]}", status),
+        )
+
+
+def test_the_invoice_counter_is_never_rewound(shared: SharedDatabase) -> None:
+    a = shared.facility_ids["FACA"]
+    with shared.connect("clerk_a") as conn, pytest.raises(errors.CheckViolation):
+        conn.execute("UPDATE invoice_counter SET last_number = 0 WHERE facility_id = %s", (a,))
+
+
+# -- allocations under concurrency -----------------------------------------------------------------
+
+
+def _seed_race(shared: SharedDatabase) -> tuple[int, list[int]]:
+    """An invoice of 1,000.00 in facility A, partially paid (1.00 by a third payment), and two
+    payments of 1,000.00 recorded by clerk A, written as the superuser with triggers set aside
+    (the setup, not the attack)."""
+    a = shared.facility_ids["FACA"]
+    tag = uuid.uuid4().hex[:8]
+    with psycopg.connect(shared.admin_url, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        row = conn.execute(
+            "INSERT INTO invoice (facility_id, number, sequence, period_start, period_end, "
+            "issue_date, due_date, status, currency, total_minor, created_at, created_by) "
+            "VALUES (%s, %s, (SELECT coalesce(max(sequence), 0) + 1000 FROM invoice), "
+            "'2026-03-01', '2026-03-31', '2026-04-01', '2026-04-30', 'partially paid', "
+            "'USD', 100000, now(), %s) RETURNING id",
+            (a, f"FACA-R{tag}", shared.login("clerk_a")),
+        ).fetchone()
+        assert row is not None
+        invoice = int(row[0])  # type: ignore[call-overload]
+        payments = []
+        for n in range(3):
+            got = conn.execute(
+                "INSERT INTO payment (facility_id, method, status, amount_minor, currency, "
+                "received_date, transfer_reference, recorded_by, recorded_at) "
+                "VALUES (%s, 'transfer', 'recorded', 100000, 'USD', '2026-04-02', %s, %s, now()) "
+                "RETURNING id",
+                (a, f"RACE-{tag}-{n}", shared.login("clerk_a")),
+            ).fetchone()
+            assert got is not None
+            payments.append(int(got[0]))  # type: ignore[call-overload]
+        conn.execute(
+            "INSERT INTO allocation (facility_id, payment_id, invoice_id, amount_minor, "
+            "via_credit, created_at, created_by, released) "
+            "VALUES (%s, %s, %s, 100, false, now(), %s, false)",
+            (a, payments.pop(), invoice, shared.login("clerk_a")),
+        )
+    return invoice, payments
+
+
+def _race(
+    shared: SharedDatabase, isolation: str, write: Callable[[Conn, int], None]
+) -> list[Exception | None]:
+    """Two sessions of clerk A each do `write` inside one transaction, both before either
+    commits, then both commit."""
+    results: list[Exception | None] = [None, None]
+    written = threading.Barrier(2, timeout=20)
+
+    def session(index: int) -> None:
+        try:
+            with psycopg.connect(shared.url("clerk_a"), connect_timeout=5) as conn:
+                conn.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
+                write(conn, index)
+                written.wait()
+                conn.commit()
+        except Exception as err:
+            results[index] = err
+            written.abort()
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return results
+
+
+ISOLATIONS = ["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"]
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_two_sessions_cannot_allocate_one_invoice_twice(
+    shared: SharedDatabase, isolation: str
+) -> None:
+    invoice, payments = _seed_race(shared)
+    a = shared.facility_ids["FACA"]
+
+    def allocate(conn: Conn, index: int) -> None:
+        conn.execute(
+            "INSERT INTO allocation (facility_id, payment_id, invoice_id, amount_minor, "
+            "via_credit, created_at, created_by, released) "
+            "VALUES (%s, %s, %s, 60000, false, now(), current_user, false)",
+            (a, payments[index], invoice),
+        )
+
+    results = _race(shared, isolation, allocate)
+    assert sum(result is None for result in results) <= 1, results
+    with psycopg.connect(shared.admin_url) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(amount_minor), 0) FROM allocation "
+            "WHERE invoice_id = %s AND NOT released",
+            (invoice,),
+        ).fetchone()
+    assert row is not None and int(row[0]) <= 100000  # type: ignore[call-overload]
+    assert all(
+        isinstance(r, (errors.SerializationFailure, errors.CheckViolation))
+        for r in results
+        if r is not None
+    ), results
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_two_sessions_cannot_allocate_one_payment_twice(
+    shared: SharedDatabase, isolation: str
+) -> None:
+    invoice_one, payments = _seed_race(shared)
+    invoice_two, _ = _seed_race(shared)
+    a = shared.facility_ids["FACA"]
+    invoices = [invoice_one, invoice_two]
+
+    def allocate(conn: Conn, index: int) -> None:
+        conn.execute(
+            "INSERT INTO allocation (facility_id, payment_id, invoice_id, amount_minor, "
+            "via_credit, created_at, created_by, released) "
+            "VALUES (%s, %s, %s, 60000, false, now(), current_user, false)",
+            (a, payments[0], invoices[index]),
+        )
+
+    results = _race(shared, isolation, allocate)
+    assert sum(result is None for result in results) <= 1, results
+    with psycopg.connect(shared.admin_url) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(amount_minor), 0) FROM allocation "
+            "WHERE payment_id = %s AND NOT released",
+            (payments[0],),
+        ).fetchone()
+    assert row is not None and int(row[0]) <= 100000  # type: ignore[call-overload]
+
+
+def test_an_allocation_moves_its_invoice(shared: SharedDatabase) -> None:
+    invoice, payments = _seed_race(shared)
+    a = shared.facility_ids["FACA"]
+    with shared.connect("clerk_a") as conn, pytest.raises(errors.CheckViolation):
+        conn.execute(
+            "INSERT INTO allocation (facility_id, payment_id, invoice_id, amount_minor, "
+            "via_credit, created_at, created_by, released) "
+            "VALUES (%s, %s, %s, 99900, false, now(), current_user, false)",
+            (a, payments[0], invoice),
+        )
+
+
+# -- the audit trail's queue -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("person", ["clerk_a", "auditor"])
+def test_nobody_queues_an_entry_already_sealed_or_not_their_own(
+    shared: SharedDatabase, person: str
+) -> None:
+    with psycopg.connect(shared.admin_url) as conn:
+        row = conn.execute("SELECT min(entry_id) FROM audit_link").fetchone()
+    assert row is not None and row[0] is not None
+    with shared.connect(person) as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute("INSERT INTO audit_pending (entry_id) VALUES (%s)", (row[0],))
+
+
+# -- a group's name --------------------------------------------------------------------------------
+
+
+def test_acting_as_ones_group_is_acting_as_nobody(shared: SharedDatabase) -> None:
+    """`demo` registers billing users named after the groups; a clerk who SET ROLEs to the
+    group must not become that user."""
+    a = shared.facility_ids["FACA"]
+    with psycopg.connect(shared.admin_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO app_user (name, role, active, created_at, created_by) "
+            "VALUES ('clerk', 'clerk', true, now(), 'setup') ON CONFLICT DO NOTHING"
+        )
+        conn.execute(
+            "INSERT INTO facility_access (user_name, facility_id, granted_at, granted_by) "
+            "VALUES ('clerk', NULL, now(), 'setup')"
+        )
+    with shared.connect("clerk_b") as conn:
+        conn.execute("SET ROLE clerk")
+        seen = conn.execute("SELECT count(*) FROM payment WHERE facility_id = %s", (a,)).fetchone()
+        assert seen is not None and seen[0] == 0
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute(_PAYMENT, _payment(shared, recorded_by="clerk"))
