@@ -321,3 +321,71 @@ def test_acting_as_ones_group_is_acting_as_nobody(shared: SharedDatabase) -> Non
         assert seen is not None and seen[0] == 0
         with pytest.raises(errors.InsufficientPrivilege):
             conn.execute(_PAYMENT, _payment(shared, recorded_by="clerk"))
+
+
+# -- tables with free actor and state columns --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("person", "statement"),
+    [
+        (
+            "clerk_a",
+            "INSERT INTO operation_failure (occurred_at, user_name, action, kind, message) "
+            "VALUES (now(), '{manager_a}', 'payment.record', 'refused', 'x')",
+        ),
+        (
+            "auditor",
+            "INSERT INTO operation_failure (occurred_at, user_name, action, kind, message) "
+            "VALUES (now(), '{clerk_b}', 'payment.record', 'refused', 'x')",
+        ),
+        (
+            "clerk_a",
+            "INSERT INTO operation_failure (occurred_at, user_name, action, kind, message, "
+            "payment_id) VALUES (now(), current_user, 'payment.record', 'refused', 'x', "
+            "{payment_b})",
+        ),
+        (
+            "clerk_a",
+            "INSERT INTO anomaly_alert (facility_id, rule, severity, fingerprint, entities, "
+            "explanation, status, raised_at, raised_by, closed_at, closed_by) VALUES "
+            "({faca}, 'own-payment', 'high', 'fp', '[]', 'x', 'dismissed', now(), current_user, "
+            "now(), '{manager_a}')",
+        ),
+        (
+            "manager_a",
+            "INSERT INTO reconciliation_run (date_from, date_to, status, started_at, started_by, "
+            "closed_at, closed_by) VALUES ('2026-01-01', '2026-01-31', 'closed', now(), "
+            "current_user, now(), current_user)",
+        ),
+        (
+            "clerk_a",
+            "INSERT INTO csv_mapping (name, record, saved_at, saved_by) "
+            "VALUES ('bank', '{{}}', now(), '{manager_a}')",
+        ),
+    ],
+    ids=[
+        "failure-blaming-a-manager",
+        "auditor-blaming-a-clerk",
+        "failure-naming-another-facilitys-payment",
+        "alert-born-dismissed",
+        "run-born-closed",
+        "mapping-in-a-managers-name",
+    ],
+)
+def test_rows_with_free_actor_and_state_columns_are_born_honest(
+    shared: SharedDatabase, person: str, statement: str
+) -> None:
+    filled = statement.format(
+        manager_a=shared.login("manager_a"),
+        clerk_b=shared.login("clerk_b"),
+        payment_b=shared.payment_ids["b"],
+        faca=shared.facility_ids["FACA"],
+    )
+    with (
+        shared.connect(person) as conn,
+        pytest.raises(
+            (errors.CheckViolation, errors.InsufficientPrivilege, errors.ForeignKeyViolation)
+        ),
+    ):
+        conn.execute(filled)

@@ -1082,7 +1082,58 @@ _INSERT_GUARDS: tuple[str, ...] = (
     "CREATE TRIGGER billing_desk_audit_pending_guard BEFORE INSERT ON public.audit_pending "
     "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_audit_pending_guard()",
 )
+# Rows of tables whose actor and state columns are free text: (table, who the row names,
+# status column and the state a new row takes, columns a new row leaves empty, a payment it
+# references that the writer must be able to see).
+NEW_ROW_RULES: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
+    ("operation_failure", "user_name", "", "", ()),
+    ("anomaly_alert", "raised_by", "status", "open", ("closed_at", "closed_by", "note")),
+    ("reconciliation_run", "started_by", "status", "open", ("closed_at", "closed_by")),
+    ("bank_match", "matched_by", "active", "true", ("unmatched_at", "unmatched_by")),
+    ("csv_mapping", "saved_by", "", "", ()),
+)
+_INSERT_GUARDS += (
+    """
+    CREATE OR REPLACE FUNCTION public.billing_desk_new_row_guard() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    DECLARE
+        fresh jsonb := to_jsonb(NEW);
+        empty text;
+    BEGIN
+        IF {owner_or_super} THEN
+            RETURN NEW;
+        END IF;
+        IF fresh ->> TG_ARGV[0] IS DISTINCT FROM session_user THEN
+            RAISE EXCEPTION '%: a row names the login writing it in %', TG_TABLE_NAME,
+                TG_ARGV[0] USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        IF TG_OP = 'INSERT' AND TG_ARGV[1] <> ''
+           AND fresh ->> TG_ARGV[1] IS DISTINCT FROM TG_ARGV[2] THEN
+            RAISE EXCEPTION '%: a new row starts with % %', TG_TABLE_NAME, TG_ARGV[1],
+                TG_ARGV[2] USING ERRCODE = 'check_violation';
+        END IF;
+        IF TG_OP = 'INSERT' THEN
+            FOREACH empty IN ARRAY TG_ARGV[3:] LOOP
+                IF fresh ->> empty IS NOT NULL THEN
+                    RAISE EXCEPTION '%: a new row has no %', TG_TABLE_NAME, empty
+                        USING ERRCODE = 'check_violation';
+                END IF;
+            END LOOP;
+        END IF;
+        -- A payment named must be one the writer sees (row security decides).
+        IF fresh ? 'payment_id' AND fresh ->> 'payment_id' IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM public.payment p
+                           WHERE p.id = (fresh ->> 'payment_id')::bigint) THEN
+            RAISE EXCEPTION '%: no such payment', TG_TABLE_NAME
+                USING ERRCODE = 'foreign_key_violation';
+        END IF;
+        RETURN NEW;
+    END
+    $$
+    """,
+)
 _INSERT_GUARD_FUNCTIONS = (
+    "billing_desk_new_row_guard()",
     "billing_desk_written_here(xid)",
     "billing_desk_has_card_number(text)",
     "billing_desk_payment_insert_guard()",
@@ -1110,6 +1161,15 @@ def _insert_guards(connection: Connection) -> None:
             statement.replace("{owner_or_super}", owner_or_super).replace(
                 "{first_status}", first_status
             ),
+        )
+    for table, actor, status, first, empty in NEW_ROW_RULES:
+        arguments = ", ".join(f"'{value}'" for value in (actor, status, first, *empty))
+        events = "INSERT OR UPDATE" if table == "csv_mapping" else "INSERT"
+        _execute(connection, f"DROP TRIGGER IF EXISTS billing_desk_new_row_guard ON public.{table}")
+        _execute(
+            connection,
+            f"CREATE TRIGGER billing_desk_new_row_guard BEFORE {events} ON public.{table} "
+            f"FOR EACH ROW EXECUTE FUNCTION public.billing_desk_new_row_guard({arguments})",
         )
     for name in _INSERT_GUARD_FUNCTIONS:
         _execute(connection, f'ALTER FUNCTION public.{name} OWNER TO "{OWNER_ROLE}"')
