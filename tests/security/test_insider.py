@@ -389,3 +389,56 @@ def test_rows_with_free_actor_and_state_columns_are_born_honest(
         ),
     ):
         conn.execute(filled)
+
+
+# -- error messages as oracles ---------------------------------------------------------------------
+
+
+def _refusal(conn: Conn, statement: str, *args: object) -> tuple[str, str]:
+    with pytest.raises(errors.ForeignKeyViolation) as refused:
+        conn.execute(statement, args)
+    diag = refused.value.diag
+    return str(diag.constraint_name), str(diag.message_detail)
+
+
+_FOREIGN_ALLOCATION = (
+    "INSERT INTO allocation (facility_id, payment_id, invoice_id, amount_minor, via_credit, "
+    "created_at, created_by, released) VALUES (%s, %s, %s, 1, false, now(), current_user, false)"
+)
+
+
+@pytest.mark.parametrize("target", ["invoice", "payment"])
+def test_a_foreign_key_error_does_not_tell_another_facilitys_row_from_a_missing_one(
+    shared: SharedDatabase, target: str
+) -> None:
+    a = shared.facility_ids["FACA"]
+    other = _invoice_id(shared, "b") if target == "invoice" else shared.payment_ids["b"]
+    missing = other + 1_000_000
+
+    def attempt(conn: Conn, row: int) -> tuple[str, str]:
+        if target == "invoice":
+            args = (a, shared.payment_ids["a"], row)
+        else:
+            args = (a, row, _invoice_id(shared, "a"))
+        constraint, detail = _refusal(conn, _FOREIGN_ALLOCATION, *args)
+        return constraint, detail.replace(str(row), "ID")
+
+    with shared.connect("clerk_a") as conn:
+        assert attempt(conn, other) == attempt(conn, missing)
+
+
+def test_an_administrator_cannot_remove_a_fresh_idempotency_key(shared: SharedDatabase) -> None:
+    # A key a clerk claimed a minute ago, for a payment whose retry is still to come.
+    with psycopg.connect(shared.admin_url) as conn:
+        conn.execute(
+            "INSERT INTO idempotency_record (facility_id, created_at, fingerprint, request, "
+            "result, created_by, key, operation) SELECT facility_id, now() - interval '1 minute', "
+            "fingerprint, request, result, created_by, %s, operation FROM idempotency_record "
+            "WHERE facility_id IS NOT NULL LIMIT 1",
+            (f"fresh-{uuid.uuid4().hex[:8]}",),
+        )
+    with shared.connect("administrator") as conn:
+        removed = conn.execute(
+            "DELETE FROM idempotency_record WHERE created_at > now() - interval '1 day'"
+        ).rowcount
+    assert removed == 0

@@ -106,6 +106,9 @@ FACILITY_FIRST_UNIQUES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ),
 )
 
+# Idempotency keys younger than this are never removed, even by an administrator's purge.
+MIN_KEY_AGE_DAYS = 1
+
 _ALL = ("SELECT",)
 # What each group may do, table by table: privileges, or UPDATE with its columns.
 GRANTS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -386,6 +389,23 @@ def _facility_references(connection: Connection) -> None:
                 f"ALTER TABLE public.{child} ADD CONSTRAINT {name} "
                 f"FOREIGN KEY (facility_id, {column}) REFERENCES public.{parent} (facility_id, id)",
             )
+        # The single-column key the composite one covers goes: with both, a row of another
+        # facility failed only the composite check and a missing row the other one first, so
+        # the constraint named in the error told them apart.
+        covered = connection.execute(
+            text(
+                """
+                SELECT c.conname FROM pg_constraint c
+                JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+                WHERE c.contype = 'f' AND c.conrelid = (:child)::regclass
+                  AND c.confrelid = (:parent)::regclass
+                  AND cardinality(c.conkey) = 1 AND a.attname = :column
+                """
+            ),
+            {"child": f"public.{child}", "parent": f"public.{parent}", "column": column},
+        ).scalars()
+        for constraint in list(covered):
+            _execute(connection, f"ALTER TABLE public.{child} DROP CONSTRAINT {constraint}")
 
 
 # -- privileges -------------------------------------------------------------------------------
@@ -536,7 +556,10 @@ def _policies(connection: Connection) -> int:
                 connection,
                 table,
                 "bd_delete",
-                "FOR DELETE USING (pg_catalog.pg_has_role(current_user, 'admin', 'MEMBER'))",
+                # The application keeps keys at least a day; a fresh key removed would let a
+                # retried write happen twice.
+                "FOR DELETE USING (pg_catalog.pg_has_role(current_user, 'admin', 'MEMBER') "
+                f"AND created_at < now() - interval '{MIN_KEY_AGE_DAYS} day')",
             )
             count += 1
         elif table == "facility":
