@@ -50,3 +50,27 @@ def test_a_payment_reaches_only_those_who_may_see_it(
     other_facility.quiet_for(1.0)
     for feed in (same_facility, other_facility, auditor):
         feed.stop()
+
+
+def test_a_replayed_or_forged_announcement_shows_nothing(
+    shared: SharedDatabase, feeds: Callable[[Subscription], Feed]
+) -> None:
+    """Anyone may NOTIFY the channel and append audit entries: an old payment's entry replayed,
+    and an entry of the writer's own naming a payment that does not exist, show no event."""
+    watching = feeds(subscribe(shared.workspace("manager_a")))
+    with shared.connect("clerk_a") as conn:
+        old = conn.execute(
+            "SELECT min(id) FROM audit_entry WHERE entity_type = 'payment' AND before IS NULL"
+        ).fetchone()
+        assert old is not None and old[0] is not None
+        conn.execute("SELECT pg_notify('billing_desk_live', %s)", (f"payment:{old[0]}",))
+        forged = conn.execute(
+            "INSERT INTO audit_entry (recorded_at, user_name, user_role, facility_id, action, "
+            "entity_type, entity_id, before, after, request_id) VALUES (now(), current_user, "
+            "'clerk', %s, 'payment.record', 'payment', '99999999', NULL, '{}', 'forged') "
+            "RETURNING id",
+            (shared.facility_ids["FACA"],),
+        ).fetchone()
+        assert forged is not None
+    watching.quiet_for(1.5)
+    watching.stop()
