@@ -6,6 +6,7 @@ Each is refused by the database itself."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -442,3 +443,33 @@ def test_an_administrator_cannot_remove_a_fresh_idempotency_key(shared: SharedDa
             "DELETE FROM idempotency_record WHERE created_at > now() - interval '1 day'"
         ).rowcount
     assert removed == 0
+
+
+def test_a_queue_poisoned_with_a_sealed_entry_does_not_stop_sealing(
+    shared: SharedDatabase,
+) -> None:
+    # Queued as only the server's superuser now could (the queue refuses anyone else); what
+    # matters is that the sealer takes it out instead of failing on it every time after.
+    with psycopg.connect(shared.admin_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO audit_pending (entry_id) SELECT min(entry_id) FROM audit_link")
+    with shared.connect("clerk_a") as conn:
+        conn.execute("SET statement_timeout = '20s'")
+        conn.execute("SELECT billing_desk_seal_audit(100, true)")
+        left = conn.execute(
+            "SELECT count(*) FROM audit_pending q JOIN audit_link l USING (entry_id)"
+        ).fetchone()
+    assert left == (0,)
+
+
+def test_a_held_chain_head_does_not_stop_every_sealer(shared: SharedDatabase) -> None:
+    holder = psycopg.connect(shared.url("auditor"), connect_timeout=5)
+    try:
+        holder.execute("SELECT billing_desk_seal_audit(0, true)")  # and never commits
+        with shared.connect("clerk_a") as conn:
+            conn.execute("SET statement_timeout = '20s'")
+            started = time.monotonic()
+            sealed = conn.execute("SELECT billing_desk_seal_audit(100, true)").fetchone()
+            assert time.monotonic() - started < 15
+        assert sealed == (0,)
+    finally:
+        holder.close()
