@@ -473,3 +473,46 @@ def test_a_held_chain_head_does_not_stop_every_sealer(shared: SharedDatabase) ->
         assert sealed == (0,)
     finally:
         holder.close()
+
+
+def test_a_clerk_cannot_add_an_item_to_another_clerks_deposit_slip(
+    shared: SharedDatabase,
+) -> None:
+    a = shared.facility_ids["FACA"]
+    with psycopg.connect(shared.admin_url, autocommit=True) as conn:
+        row = conn.execute(
+            "INSERT INTO deposit (deposit_date, total_minor, item_count, created_at, "
+            "bank_account, currency, created_by) VALUES ('2026-06-03', 0, 0, now(), 'main', "
+            "'USD', %s) RETURNING id",
+            (shared.login("manager_a"),),
+        ).fetchone()
+    assert row is not None
+    _invoice, payments = _seed_race(shared)
+    with shared.connect("clerk_a") as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute(
+            "INSERT INTO deposit_item (deposit_id, payment_id, facility_id, amount_minor) "
+            "VALUES (%s, %s, %s, 100000)",
+            (row[0], payments[0], a),
+        )
+
+
+def test_a_deposit_slips_items_add_up_to_its_total(shared: SharedDatabase) -> None:
+    a = shared.facility_ids["FACA"]
+    _invoice, payments = _seed_race(shared)
+    with (
+        shared.connect("clerk_a") as conn,
+        pytest.raises(errors.CheckViolation),
+        conn.transaction(),
+    ):
+        row = conn.execute(
+            "INSERT INTO deposit (deposit_date, total_minor, item_count, created_at, "
+            "bank_account, currency, created_by) VALUES ('2026-06-03', 100000, 1, now(), "
+            "'main', 'USD', current_user) RETURNING id"
+        ).fetchone()
+        assert row is not None
+        for payment in payments:
+            conn.execute(
+                "INSERT INTO deposit_item (deposit_id, payment_id, facility_id, "
+                "amount_minor) VALUES (%s, %s, %s, 100000)",
+                (row[0], payment, a),
+            )

@@ -1105,6 +1105,59 @@ _INSERT_GUARDS: tuple[str, ...] = (
     "CREATE TRIGGER billing_desk_audit_pending_guard BEFORE INSERT ON public.audit_pending "
     "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_audit_pending_guard()",
 )
+_INSERT_GUARDS += (
+    # A deposit slip's items go in with the slip, by whoever wrote it, each for its payment's
+    # amount; at commit they add up to the slip's total and count.
+    """
+    CREATE OR REPLACE FUNCTION public.billing_desk_deposit_item_guard() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    BEGIN
+        IF {owner_or_super} THEN
+            RETURN NEW;
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM public.deposit d WHERE d.id = NEW.deposit_id
+                       AND d.created_by = session_user
+                       AND public.billing_desk_written_here(d.xmin)) THEN
+            RAISE EXCEPTION 'deposit items go in only with their slip, by whoever writes it'
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM public.payment p WHERE p.id = NEW.payment_id
+                       AND p.amount_minor = NEW.amount_minor) THEN
+            RAISE EXCEPTION 'a deposit item is for its payment''s amount'
+                USING ERRCODE = 'check_violation';
+        END IF;
+        RETURN NEW;
+    END
+    $$
+    """,
+    "DROP TRIGGER IF EXISTS billing_desk_deposit_item_guard ON public.deposit_item",
+    "CREATE TRIGGER billing_desk_deposit_item_guard BEFORE INSERT ON public.deposit_item "
+    "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_deposit_item_guard()",
+    """
+    CREATE OR REPLACE FUNCTION public.billing_desk_deposit_total_check() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    DECLARE
+        slip record;
+        total bigint;
+        counted bigint;
+    BEGIN
+        SELECT d.id, d.total_minor, d.item_count INTO slip FROM public.deposit d
+            WHERE d.id = NEW.deposit_id;
+        SELECT coalesce(sum(i.amount_minor), 0), count(*) INTO total, counted
+            FROM public.deposit_item i WHERE i.deposit_id = slip.id;
+        IF total <> slip.total_minor OR counted <> slip.item_count THEN
+            RAISE EXCEPTION 'deposit %: its items do not add up to its total', slip.id
+                USING ERRCODE = 'check_violation';
+        END IF;
+        RETURN NULL;
+    END
+    $$
+    """,
+    "DROP TRIGGER IF EXISTS billing_desk_deposit_total_check ON public.deposit_item",
+    "CREATE CONSTRAINT TRIGGER billing_desk_deposit_total_check AFTER INSERT "
+    "ON public.deposit_item DEFERRABLE INITIALLY DEFERRED "
+    "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_deposit_total_check()",
+)
 # Rows of tables whose actor and state columns are free text: (table, who the row names,
 # status column and the state a new row takes, columns a new row leaves empty, a payment it
 # references that the writer must be able to see).
@@ -1156,6 +1209,8 @@ _INSERT_GUARDS += (
     """,
 )
 _INSERT_GUARD_FUNCTIONS = (
+    "billing_desk_deposit_item_guard()",
+    "billing_desk_deposit_total_check()",
     "billing_desk_new_row_guard()",
     "billing_desk_written_here(xid)",
     "billing_desk_has_card_number(text)",
