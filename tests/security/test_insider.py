@@ -516,3 +516,41 @@ def test_a_deposit_slips_items_add_up_to_its_total(shared: SharedDatabase) -> No
                 "amount_minor) VALUES (%s, %s, %s, 100000)",
                 (row[0], payment, a),
             )
+
+
+# -- side channels -----------------------------------------------------------------------------
+
+
+def test_no_statistics_are_kept_on_sensitive_columns(shared: SharedDatabase) -> None:
+    """The planner estimates from statistics whatever row security hides: `EXPLAIN SELECT ...
+    WHERE payer = 'x'` told how common another facility's payer is."""
+    with psycopg.connect(shared.admin_url, autocommit=True) as conn:
+        conn.execute("ANALYZE payment")
+        kept = conn.execute(
+            "SELECT a.attname FROM pg_statistic s JOIN pg_attribute a "
+            "ON a.attrelid = s.starelid AND a.attnum = s.staattnum "
+            "WHERE s.starelid = 'payment'::regclass "
+            "AND a.attname IN ('payer', 'amount_minor', 'transfer_reference')"
+        ).fetchall()
+    assert kept == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: an index scan on the attacker's leakproof condition fetches rows the policy "
+    "then removes, and EXPLAIN ANALYZE counts them (see docs/operations.md)",
+)
+def test_explain_analyze_does_not_count_another_facilitys_rows(shared: SharedDatabase) -> None:
+    with psycopg.connect(shared.admin_url, autocommit=True) as conn:
+        conn.execute("CREATE INDEX IF NOT EXISTS ix_probe_amount ON payment (amount_minor)")
+    with shared.connect("clerk_a") as conn:
+        conn.execute("SET enable_seqscan = off")
+        conn.execute("SET enable_bitmapscan = off")
+        plan = "\n".join(
+            str(row[0])
+            for row in conn.execute(
+                "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) "
+                "SELECT 1 FROM payment WHERE amount_minor BETWEEN 1 AND 100000000"
+            )
+        )
+    assert "Rows Removed by Filter" not in plan, plan

