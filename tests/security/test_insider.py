@@ -554,3 +554,20 @@ def test_explain_analyze_does_not_count_another_facilitys_rows(shared: SharedDat
             )
         )
     assert "Rows Removed by Filter" not in plan, plan
+
+
+def test_a_users_idempotency_key_can_be_neither_probed_nor_taken_by_another(
+    shared: SharedDatabase,
+) -> None:
+    """Keys of no facility (a deposit slip's) were unique across the database: another clerk's
+    insert said "Key (key)=(...) already exists", or took the key first."""
+    key = f"deposit-{uuid.uuid4().hex[:8]}"
+    claim = (
+        "INSERT INTO idempotency_record (facility_id, created_at, key, operation, fingerprint, "
+        "request, result, created_by) VALUES (NULL, now(), %s, 'deposit.create', 'f', '{}', "
+        "'', current_user)"
+    )
+    with shared.connect("clerk_b") as conn:
+        conn.execute(claim, (key,))
+    with shared.connect("clerk_a") as conn:
+        conn.execute(claim, (key,))

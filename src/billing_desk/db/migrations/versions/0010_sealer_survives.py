@@ -1,4 +1,7 @@
-"""The PostgreSQL sealer survives a poisoned or held queue: entries already linked are taken out
+"""Idempotency keys of no facility belong to their author (unique per user, not across the
+database), so one user's keys can be neither probed nor claimed by another.
+
+The PostgreSQL sealer survives a poisoned or held queue: entries already linked are taken out
 of the queue and reported (never sealed twice, never failing every later seal), and a sealer
 that waits for the chain head gives up after a few seconds instead of waiting forever behind a
 transaction that holds it.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 
+import sqlalchemy as sa
 from alembic import op
 
 from billing_desk.domain.integrity import SEAL_FUNCTION
@@ -105,12 +109,30 @@ $$
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("idempotency_record") as batch:
+        batch.drop_index("uq_idempotency_record_global_key")
+        batch.create_index(
+            "uq_idempotency_record_user_key",
+            ["created_by", "key"],
+            unique=True,
+            sqlite_where=sa.text("facility_id IS NULL"),
+            postgresql_where=sa.text("facility_id IS NULL"),
+        )
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute(_SEAL_FUNCTION_SQL)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("idempotency_record") as batch:
+        batch.drop_index("uq_idempotency_record_user_key")
+        batch.create_index(
+            "uq_idempotency_record_global_key",
+            ["key"],
+            unique=True,
+            sqlite_where=sa.text("facility_id IS NULL"),
+            postgresql_where=sa.text("facility_id IS NULL"),
+        )
     if op.get_bind().dialect.name != "postgresql":
         return
     previous = importlib.import_module("billing_desk.db.migrations.versions.0004_audit_v2")
