@@ -571,3 +571,15 @@ def test_a_users_idempotency_key_can_be_neither_probed_nor_taken_by_another(
         conn.execute(claim, (key,))
     with shared.connect("clerk_a") as conn:
         conn.execute(claim, (key,))
+
+
+def test_an_audit_entry_names_only_a_row_its_writer_can_see(shared: SharedDatabase) -> None:
+    """An entry of one's own naming another facility's payment left a permanent "row differs
+    from its audit trail" finding on that payment."""
+    with shared.connect("clerk_a") as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute(
+            "INSERT INTO audit_entry (recorded_at, user_name, user_role, facility_id, action, "
+            "entity_type, entity_id, before, after, request_id) VALUES (now(), current_user, "
+            "'clerk', %s, 'payment.record', 'payment', %s, '{}', '{}', 'forged')",
+            (shared.facility_ids["FACA"], str(shared.payment_ids["b"])),
+        )

@@ -1159,6 +1159,44 @@ _INSERT_GUARDS += (
     "ON public.deposit_item DEFERRABLE INITIALLY DEFERRED "
     "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_deposit_total_check()",
 )
+# Audit entries of a row's change name a row the writer can see, in the entry's facility.
+ENTRY_CHECKED_TABLES = (
+    "payment",
+    "invoice",
+    "invoice_line",
+    "allocation",
+    "refund",
+    "deposit_item",
+    "client",
+    "trip",
+    "anomaly_alert",
+)
+_INSERT_GUARDS += (
+    """
+    CREATE OR REPLACE FUNCTION public.billing_desk_audit_entry_guard() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    DECLARE
+        found boolean;
+    BEGIN
+        IF {owner_or_super} THEN
+            RETURN NEW;
+        END IF;
+        -- A deleted row is gone; every other change's row is there, visible to its writer
+        -- (row security decides), in the facility the entry names.
+        IF NEW.after IS NOT NULL AND NEW.entity_type = ANY (TG_ARGV) THEN
+            EXECUTE format('SELECT EXISTS (SELECT 1 FROM public.%I WHERE id::text = $1 '
+                           'AND facility_id IS NOT DISTINCT FROM $2)', NEW.entity_type)
+                INTO found USING NEW.entity_id, NEW.facility_id;
+            IF NOT found THEN
+                RAISE EXCEPTION 'an audit entry names only a row its writer can see'
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+        END IF;
+        RETURN NEW;
+    END
+    $$
+    """,
+)
 # Rows of tables whose actor and state columns are free text: (table, who the row names,
 # status column and the state a new row takes, columns a new row leaves empty, a payment it
 # references that the writer must be able to see).
@@ -1210,6 +1248,7 @@ _INSERT_GUARDS += (
     """,
 )
 _INSERT_GUARD_FUNCTIONS = (
+    "billing_desk_audit_entry_guard()",
     "billing_desk_deposit_item_guard()",
     "billing_desk_deposit_total_check()",
     "billing_desk_new_row_guard()",
@@ -1241,6 +1280,15 @@ def _insert_guards(connection: Connection) -> None:
                 "{first_status}", first_status
             ),
         )
+    checked = ", ".join(f"'{table}'" for table in ENTRY_CHECKED_TABLES)
+    _execute(
+        connection, "DROP TRIGGER IF EXISTS billing_desk_audit_entry_guard ON public.audit_entry"
+    )
+    _execute(
+        connection,
+        "CREATE TRIGGER billing_desk_audit_entry_guard BEFORE INSERT ON public.audit_entry "
+        f"FOR EACH ROW EXECUTE FUNCTION public.billing_desk_audit_entry_guard({checked})",
+    )
     for table, actor, status, first, empty in NEW_ROW_RULES:
         arguments = ", ".join(f"'{value}'" for value in (actor, status, first, *empty))
         events = "INSERT OR UPDATE" if table == "csv_mapping" else "INSERT"
