@@ -350,8 +350,8 @@ def test_acting_as_ones_group_is_acting_as_nobody(shared: SharedDatabase) -> Non
             "clerk_a",
             "INSERT INTO anomaly_alert (facility_id, rule, severity, fingerprint, entities, "
             "explanation, status, raised_at, raised_by, closed_at, closed_by) VALUES "
-            "({faca}, 'own-payment', 'critical', 'fp', '[]', 'x', 'dismissed', now(), current_user, "
-            "now(), '{manager_a}')",
+            "({faca}, 'own-payment', 'critical', 'fp', '[]', 'x', 'dismissed', now(), "
+            "current_user, now(), '{manager_a}')",
         ),
         (
             "manager_a",
