@@ -30,6 +30,7 @@ PEOPLE = {
     "manager_a": ("manager", ["FACA"]),
     "manager_b": ("manager", ["FACB"]),
     "auditor": ("auditor", None),
+    "administrator": ("admin", None),
 }
 
 

@@ -10,7 +10,7 @@ from tests.security.conftest import SharedDatabase
 
 # Unique indexes allowed not to start with the facility: sequence-made primary keys (they
 # name no facility's data), and keys of rows that belong to no facility.
-NOT_FACILITY_SCOPED = {"uq_idempotency_record_global_key", "uq_facility_code"}
+NOT_FACILITY_SCOPED = {"uq_idempotency_record_user_key", "uq_facility_code"}
 
 
 def _rows(shared: SharedDatabase, query: str, *args: object) -> list[tuple[object, ...]]:

@@ -3,10 +3,12 @@ see it and nobody else, though every listener receives the same notification."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from datetime import date
 
 import pytest
+from psycopg import errors
 
 from billing_desk.services.live import LiveEvent, Subscription, subscribe
 from billing_desk.services.payments import PaymentDraft, record_payment
@@ -50,3 +52,29 @@ def test_a_payment_reaches_only_those_who_may_see_it(
     other_facility.quiet_for(1.0)
     for feed in (same_facility, other_facility, auditor):
         feed.stop()
+
+
+def test_a_replayed_or_forged_announcement_shows_nothing(
+    shared: SharedDatabase, feeds: Callable[[Subscription], Feed]
+) -> None:
+    """Anyone may NOTIFY the channel and append audit entries: an old payment's entry replayed,
+    and an entry of the writer's own naming a payment that does not exist, show no event."""
+    watching = feeds(subscribe(shared.workspace("manager_a")))
+    with shared.connect("clerk_a") as conn:
+        old = conn.execute(
+            "SELECT min(id) FROM audit_entry WHERE entity_type = 'payment' AND before IS NULL"
+        ).fetchone()
+        assert old is not None and old[0] is not None
+        conn.execute("SELECT pg_notify('billing_desk_live', %s)", (f"payment:{old[0]}",))
+        # The database now refuses such an entry; one written before it did is ignored all the
+        # same by the client.
+        with contextlib.suppress(errors.InsufficientPrivilege):
+            conn.execute(
+                "INSERT INTO audit_entry (recorded_at, user_name, user_role, facility_id, "
+                "action, entity_type, entity_id, before, after, request_id) VALUES (now(), "
+                "current_user, 'clerk', %s, 'payment.record', 'payment', '99999999', NULL, "
+                "'{}', 'forged')",
+                (shared.facility_ids["FACA"],),
+            )
+    watching.quiet_for(1.5)
+    watching.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from billing_desk.cli.output import emit, table
+from billing_desk.cli.output import echo, emit, table
 from billing_desk.domain.errors import BadInput
 from billing_desk.services import admin as service
 
@@ -33,7 +33,7 @@ def init(
     emit(
         report,
         as_json,
-        lambda: typer.echo(
+        lambda: echo(
             f"{report.database} is set up for sharing: {report.tables} tables, "
             f"{report.policies} row-level security policies"
             + (f"; created roles {', '.join(report.created_roles)}" if report.created_roles else "")
@@ -70,7 +70,7 @@ def add(
     emit(
         info,
         as_json,
-        lambda: typer.echo(
+        lambda: echo(
             f"Added {info.name} as {info.role} for "
             + ("every facility" if info.facilities == ("*",) else ", ".join(info.facilities))
             + f"; they log in with `billing-desk login --db postgresql://{info.name}@HOST/DB`."
@@ -86,7 +86,7 @@ def disable(
 ) -> None:
     """Stop a user logging in and end their open sessions; their history stays."""
     info = service.disable_user(admin_url, name)
-    emit(info, as_json, lambda: typer.echo(f"Disabled {info.name}; they can no longer log in."))
+    emit(info, as_json, lambda: echo(f"Disabled {info.name}; they can no longer log in."))
 
 
 @user_app.command("list")

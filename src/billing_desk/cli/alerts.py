@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from billing_desk.cli.monitor import print_alerts
-from billing_desk.cli.output import emit
+from billing_desk.cli.output import echo, emit
 from billing_desk.cli.state import state
 from billing_desk.services import monitoring
 
@@ -32,7 +32,7 @@ def _close(ctx: typer.Context, alert_id: int, note: str, as_json: bool, dismiss:
     emit(
         alert.to_record(),
         as_json,
-        lambda: typer.echo(f"Alert {alert.id} ({alert.rule}) {alert.status} by {alert.closed_by}."),
+        lambda: echo(f"Alert {alert.id} ({alert.rule}) {alert.status} by {alert.closed_by}."),
     )
 
 

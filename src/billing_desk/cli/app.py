@@ -36,12 +36,14 @@ from billing_desk.cli import (
 from billing_desk.cli.demo import demo
 from billing_desk.cli.health import compliance, health
 from billing_desk.cli.login import login, logout
+from billing_desk.cli.output import echo
 from billing_desk.cli.state import CliState, state
 from billing_desk.cli.watch import watch
 from billing_desk.domain.errors import BillingError
 from billing_desk.services.credentials import NO_KEYRING, keyring_available, use_saved_passwords
 from billing_desk.services.overview import overview
 
+EXIT_BAD_INPUT = 2
 EXIT_INTERNAL_ERROR = 70
 
 app = typer.Typer(
@@ -104,16 +106,16 @@ def root(
     ctx.call_on_close(ctx.obj.close)
     if ctx.invoked_subcommand is None:
         summary = overview(state(ctx).workspace())
-        typer.echo(ctx.get_help())
-        typer.echo("")
-        typer.echo(f"Database: {summary.database}")
+        echo(ctx.get_help())
+        echo("")
+        echo(f"Database: {summary.database}")
         if summary.is_empty:
-            typer.echo(
+            echo(
                 "It is empty. Load demo data with `billing-desk demo`, then try "
                 "`billing-desk --user clerk invoice list`."
             )
         else:
-            typer.echo(
+            echo(
                 f"{summary.facilities} facilities, {summary.trips} trips, "
                 f"{summary.invoices} invoices, {summary.users} users."
             )
@@ -124,7 +126,7 @@ def _ask_password(account: str) -> str | None:
     if not sys.stdin.isatty():
         return None
     if not keyring_available():
-        typer.echo(NO_KEYRING, err=True)
+        echo(NO_KEYRING, err=True)
     return str(typer.prompt(f"Password for {account}", hide_input=True))
 
 
@@ -138,12 +140,20 @@ def _log_file() -> Path:
 
 def run(argv: list[str] | None = None) -> int:
     """Run one command line and return its exit code; refusals print their one sentence."""
+    for argument in argv if argv is not None else sys.argv[1:]:
+        if any("\ud800" <= char <= "\udfff" for char in argument):
+            # Bytes that are not UTF-8 arrive as lone surrogates: bad input, not a bug.
+            echo(
+                "An argument is not valid UTF-8 text; retype it (or set the terminal to UTF-8).",
+                err=True,
+            )
+            return EXIT_BAD_INPUT
     try:
         app(args=argv, prog_name="billing-desk", standalone_mode=True)
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     except BillingError as err:
-        typer.echo(err.message, err=True)
+        echo(err.message, err=True)
         return err.exit_code
     except Exception:
         path = _log_file()
@@ -153,7 +163,7 @@ def run(argv: list[str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         logging.getLogger("billing_desk").exception("internal error running %s", argv)
-        typer.echo(
+        echo(
             "Sorry: billing-desk hit an internal error and stopped; nothing was half-written. "
             f"The details are in {path}; please report them.",
             err=True,

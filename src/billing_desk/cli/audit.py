@@ -9,7 +9,7 @@ import typer
 
 from billing_desk.cli import audit_keys
 from billing_desk.cli.audit_export import export_command
-from billing_desk.cli.output import emit, table
+from billing_desk.cli.output import echo, emit, table
 from billing_desk.cli.state import state
 from billing_desk.domain.errors import BadInput
 from billing_desk.domain.periods import parse_date
@@ -35,7 +35,7 @@ def seal_command(
     emit(
         result,
         as_json,
-        lambda: typer.echo(
+        lambda: echo(
             f"Sealed {result.sealed} entries; the chain head is sequence {result.head_sequence}."
         ),
     )
@@ -87,7 +87,7 @@ def verify_command(
     }
 
     def human() -> None:
-        typer.echo(
+        echo(
             f"Checked {report.entries_checked} chain entries, {report.payments_checked} payments, "
             f"{report.invoices_checked} invoices and {report.checkpoints_checked} checkpoints; "
             f"head at sequence {report.head_sequence}."
@@ -95,10 +95,10 @@ def verify_command(
         if report.unsealed.count:
             since = report.unsealed.oldest
             age = f", oldest {workspace.clock() - since} old" if since else ""
-            typer.echo(f"{report.unsealed.count} entries are not sealed yet{age}.")
+            echo(f"{report.unsealed.count} entries are not sealed yet{age}.")
         for finding in report.findings:
-            typer.echo(f"FINDING {finding.kind}: {finding.entity}: {finding.detail}")
-        typer.echo("Intact." if report.ok else f"{len(report.findings)} findings.")
+            echo(f"FINDING {finding.kind}: {finding.entity}: {finding.detail}")
+        echo("Intact." if report.ok else f"{len(report.findings)} findings.")
 
     emit(document, as_json, human)
     if not report.ok:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from billing_desk.cli.output import emit
+from billing_desk.cli.output import echo, emit
 from billing_desk.cli.state import state
 from billing_desk.services.archive import export_archive
 
@@ -33,16 +33,14 @@ def export_command(
     def human() -> None:
         rows = sum(summary.tables.values())
         entries = summary.tables.get("audit_entry", 0)
-        typer.echo(
+        echo(
             f"Exported {rows} rows of {len(summary.tables)} tables, {entries} audit entries "
             f"among them, to {summary.path}."
         )
-        typer.echo(
+        echo(
             f"Database {summary.database_id}; chain head at sequence {summary.head_sequence}, "
             f"hash {summary.head_hash}."
         )
-        typer.echo(
-            f"Check it with: billing-desk --db {shlex.quote(str(summary.path))} audit verify"
-        )
+        echo(f"Check it with: billing-desk --db {shlex.quote(str(summary.path))} audit verify")
 
     emit(document, as_json, human)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from billing_desk.cli.output import emit, table
+from billing_desk.cli.output import echo, emit, table
 from billing_desk.cli.state import state
 from billing_desk.domain.errors import BadInput
 from billing_desk.services.checkpoints import (
@@ -35,16 +35,16 @@ def generate(
     registered in the database and given to auditors."""
     generated = generate_key(name, key_file=key_file)
     if key_file is not None:
-        typer.echo(
+        echo(
             f"Warning: {key_file} holds your private key in plain text; keep it where only you "
             "can read it and never copy it into the database or mail it.",
             err=True,
         )
 
     def human() -> None:
-        typer.echo(f"Key {generated.name}: private key kept in {generated.stored_in}.")
-        typer.echo(f"Verifier key: {generated.vkey}")
-        typer.echo(
+        echo(f"Key {generated.name}: private key kept in {generated.stored_in}.")
+        echo(f"Verifier key: {generated.vkey}")
+        echo(
             f"Register it with `billing-desk audit key register {generated.vkey}` and give "
             "auditors the verifier key by a channel other than the database."
         )
@@ -68,7 +68,7 @@ def register(
     emit(
         info,
         as_json,
-        lambda: typer.echo(f"Registered {info.name} ({info.key_id}), owned by {info.owner}."),
+        lambda: echo(f"Registered {info.name} ({info.key_id}), owned by {info.owner}."),
     )
 
 
@@ -139,7 +139,7 @@ def checkpoint_command(
         if out is None:
             typer.echo(signed.note_text, nl=False)
         else:
-            typer.echo(
+            echo(
                 f"Checkpoint at sequence {signed.sequence} signed by {signed.key_name}, "
                 f"written to {out}."
             )

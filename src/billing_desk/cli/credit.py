@@ -6,7 +6,7 @@ import uuid
 
 import typer
 
-from billing_desk.cli.output import emit
+from billing_desk.cli.output import echo, emit
 from billing_desk.cli.state import state
 from billing_desk.services.credits import apply_credit, credit_balance
 
@@ -37,7 +37,7 @@ def apply(
     emit(
         result,
         as_json,
-        lambda: typer.echo(
+        lambda: echo(
             f"Applied {result.amount} of credit to {result.invoice_number}; "
             f"{result.facility} has {result.credit_left} credit left."
         ),
@@ -52,4 +52,4 @@ def show(
 ) -> None:
     """The facility's unapplied credit."""
     balance = credit_balance(state(ctx).workspace(), facility)
-    emit(balance, as_json, lambda: typer.echo(f"{balance.facility} credit: {balance.credit}"))
+    emit(balance, as_json, lambda: echo(f"{balance.facility} credit: {balance.credit}"))

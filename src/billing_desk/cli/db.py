@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from billing_desk.cli.output import emit
+from billing_desk.cli.output import echo, emit
 from billing_desk.cli.state import state
 from billing_desk.services.unit_of_work import open_workspace
 
@@ -28,7 +28,7 @@ def upgrade(
     emit(
         result,
         as_json,
-        lambda: typer.echo(
+        lambda: echo(
             f"Upgraded {where} to the newest schema." if changed else f"{where} is up to date."
         ),
     )

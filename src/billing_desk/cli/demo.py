@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from billing_desk.cli.output import emit
+from billing_desk.cli.output import echo, emit
 from billing_desk.cli.state import state
 from billing_desk.domain.periods import parse_date
 from billing_desk.services.demo import load_demo_data
@@ -37,7 +37,7 @@ def demo(
     emit(
         summary,
         as_json,
-        lambda: typer.echo(
+        lambda: echo(
             f"Loaded demo data: {summary.facilities} facilities, {summary.trips} trips, "
             f"{summary.invoices} invoices, {summary.payments} payments in "
             f"{summary.deposits} deposits; users {', '.join(summary.users)}. "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from billing_desk.cli.output import emit
+from billing_desk.cli.output import echo, emit
 from billing_desk.cli.state import state
 from billing_desk.domain.errors import BadInput
 from billing_desk.domain.periods import parse_date
@@ -42,7 +42,7 @@ def create(
     emit(
         slip,
         as_json,
-        lambda: typer.echo(
+        lambda: echo(
             f"Deposit {slip.deposit_id} on {slip.deposit_date} to {slip.bank_account}: "
             f"{len(slip.items)} items, {slip.total}" + (" (replayed)." if slip.replayed else ".")
         ),

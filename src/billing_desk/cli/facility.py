@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from billing_desk.cli.output import emit, table
+from billing_desk.cli.output import echo, emit, table
 from billing_desk.cli.state import state
 from billing_desk.services.facilities import NewFacility, add_facility, list_facilities
 
@@ -28,7 +28,7 @@ def add(
         state(ctx).workspace(),
         NewFacility(code, name, currency, terms, contact, email, address),
     )
-    emit(info, as_json, lambda: typer.echo(f"Added facility {info.code}: {info.name}."))
+    emit(info, as_json, lambda: echo(f"Added facility {info.code}: {info.name}."))
 
 
 @app.command("list")

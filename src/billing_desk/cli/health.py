@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import typer
 
-from billing_desk.cli.output import emit, table
+from billing_desk.cli.output import echo, emit, table
 from billing_desk.cli.state import state
 from billing_desk.domain.errors import BadInput
 from billing_desk.services.compliance import compliance_report
@@ -37,7 +37,7 @@ def health(
 
     def human() -> None:
         table(["item", "status", ""], [(i.name, i.status, i.sentence) for i in report.items])
-        typer.echo(f"Overall: {report.status}.")
+        echo(f"Overall: {report.status}.")
 
     emit(report.to_record(), as_json, human)
     if report.failing:
@@ -54,10 +54,10 @@ def compliance(
     def human() -> None:
         for check in report.checks:
             mark = "pass" if check.passed else "FAIL"
-            typer.echo(f"[{mark}] {check.title} ({check.weight}): {check.evidence}")
+            echo(f"[{mark}] {check.title} ({check.weight}): {check.evidence}")
             if check.action:
-                typer.echo(f"       to do: {check.action}")
-        typer.echo(f"Score: {report.score} of 100.")
+                echo(f"       to do: {check.action}")
+        echo(f"Score: {report.score} of 100.")
 
     emit(report.to_record(), as_json, human)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from billing_desk.cli.output import emit, table
+from billing_desk.cli.output import echo, emit, table
 from billing_desk.cli.state import state
 from billing_desk.domain.periods import parse_date
 from billing_desk.services.invoices import (
@@ -43,7 +43,7 @@ def run(
     emit(
         result,
         as_json,
-        lambda: typer.echo(
+        lambda: echo(
             f"Issued invoice {result.invoice_number} to {result.facility} for {result.period}: "
             f"{result.trip_count} trips, {result.total}, due {result.due_date}."
         ),
@@ -95,12 +95,10 @@ def show(
 
     def human() -> None:
         s = detail.summary
-        typer.echo(f"Invoice {s.number}  {s.facility}  {s.status}")
-        typer.echo(
-            f"Period {s.period_start} to {s.period_end}; issued {s.issue_date}, due {s.due_date}"
-        )
+        echo(f"Invoice {s.number}  {s.facility}  {s.status}")
+        echo(f"Period {s.period_start} to {s.period_end}; issued {s.issue_date}, due {s.due_date}")
         if detail.void_reason:
-            typer.echo(f"Void: {detail.void_reason}")
+            echo(f"Void: {detail.void_reason}")
         table(
             ["#", "trip", "date", "description", "amount"],
             [
@@ -109,9 +107,9 @@ def show(
             ],
             right={4},
         )
-        typer.echo(f"Total: {s.total} for {s.trip_count} trips")
+        echo(f"Total: {s.total} for {s.trip_count} trips")
         for h in detail.history:
-            typer.echo(
+            echo(
                 f"{h.changed_at:%Y-%m-%d %H:%M} {h.changed_by}: {h.from_status or 'new'} -> "
                 f"{h.to_status}" + (f" ({h.reason})" if h.reason else "")
             )
@@ -131,7 +129,7 @@ def void(
     emit(
         summary,
         as_json,
-        lambda: typer.echo(
+        lambda: echo(
             f"Voided invoice {summary.number}; its {summary.trip_count} trips can be billed again."
         ),
     )

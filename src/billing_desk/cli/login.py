@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from billing_desk.cli.output import echo
 from billing_desk.services import credentials
 
 DB_URL = typer.Option(
@@ -24,9 +25,9 @@ def login(db: str = DB_URL) -> None:
     result = credentials.login(db, password)
     role = f" as {result.role}" if result.role else ""
     if result.saved:
-        typer.echo(f"Logged in to {result.account}{role}; the password is in the OS keyring.")
+        echo(f"Logged in to {result.account}{role}; the password is in the OS keyring.")
     else:
-        typer.echo(f"Password checked for {result.account}{role}. {result.note}")
+        echo(f"Password checked for {result.account}{role}. {result.note}")
 
 
 def logout(db: str = DB_URL) -> None:
@@ -34,6 +35,6 @@ def logout(db: str = DB_URL) -> None:
     location = credentials.shared_location(db)
     account = credentials.account_name(location.url)
     if credentials.logout(db):
-        typer.echo(f"Logged out of {account}; the saved password is gone.")
+        echo(f"Logged out of {account}; the saved password is gone.")
     else:
-        typer.echo(f"No password was saved for {account}.")
+        echo(f"No password was saved for {account}.")

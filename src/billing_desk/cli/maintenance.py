@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from billing_desk.cli.output import emit
+from billing_desk.cli.output import echo, emit
 from billing_desk.cli.state import state
 from billing_desk.services.idempotency import DEFAULT_KEY_RETENTION_DAYS, purge_keys
 
@@ -28,7 +28,7 @@ def purge(
     emit(
         result,
         as_json,
-        lambda: typer.echo(
+        lambda: echo(
             f"Removed {result.removed} idempotency keys older than {result.older_than_days} days."
         ),
     )

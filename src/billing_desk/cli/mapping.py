@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from billing_desk.cli.output import emit, print_json, table
+from billing_desk.cli.output import echo, emit, print_json, table
 from billing_desk.cli.state import state
 from billing_desk.domain.errors import BadInput
 from billing_desk.importers.statements import csv_statement
@@ -67,7 +67,7 @@ def save(
     emit(
         info,
         as_json,
-        lambda: typer.echo(f"{'Replaced' if info.replaced else 'Saved'} the mapping {info.name}."),
+        lambda: echo(f"{'Replaced' if info.replaced else 'Saved'} the mapping {info.name}."),
     )
 
 
@@ -93,4 +93,4 @@ def show(
         print_json(record)
         return
     for key, value in record.items():
-        typer.echo(f"{key}: {value}")
+        echo(f"{key}: {value}")

@@ -6,7 +6,7 @@ from datetime import date
 
 import typer
 
-from billing_desk.cli.output import emit, table
+from billing_desk.cli.output import echo, emit, table
 from billing_desk.cli.state import state
 from billing_desk.domain.errors import BadInput
 from billing_desk.services import monitoring
@@ -45,7 +45,7 @@ def run(
 
     def human() -> None:
         print_alerts(result.raised)
-        typer.echo(
+        echo(
             f"{len(result.raised)} alerts raised from {result.findings} findings over "
             f"{result.payments_checked} payments ({result.already_raised} already raised)."
         )

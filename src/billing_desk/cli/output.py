@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from enum import Enum
@@ -41,8 +42,24 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def escape_controls(text: str) -> str:
+    """`text` with every control character (C0 but newline and tab, DEL, C1) and every
+    bidirectional override written as a \\uXXXX escape, so stored text cannot drive the
+    terminal (ring, retitle, move the cursor, reorder what is shown). Inside a JSON string the
+    escape means the same character, so JSON stays exact."""
+    return _CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def echo(message: object = "", *, err: bool = False, nl: bool = True) -> None:
+    """Print a line for a person (or a JSON document), its control characters escaped."""
+    typer.echo(escape_controls(str(message)), err=err, nl=nl)
+
+
 def print_json(value: Any) -> None:
-    typer.echo(json.dumps(jsonable(value), ensure_ascii=False, indent=2))
+    echo(json.dumps(jsonable(value), ensure_ascii=False, indent=2))
 
 
 def emit(value: Any, as_json: bool, human: Callable[[], None]) -> None:
@@ -68,9 +85,9 @@ def table(
             for i, (c, w) in enumerate(zip(row, widths, strict=True))
         ).rstrip()
 
-    typer.echo(line(headers))
-    typer.echo(line(["-" * w for w in widths]))
+    echo(line(headers))
+    echo(line(["-" * w for w in widths]))
     for row in cells:
-        typer.echo(line(row))
+        echo(line(row))
     if not cells:
-        typer.echo("(none)")
+        echo("(none)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from billing_desk.cli.output import emit, table
+from billing_desk.cli.output import echo, emit, table
 from billing_desk.cli.state import state
 from billing_desk.domain.errors import BadInput
 from billing_desk.domain.periods import parse_date
@@ -94,11 +94,11 @@ def record(
 
     def human() -> None:
         again = " (replayed: already recorded with this key)" if receipt.replayed else ""
-        typer.echo(f"Payment {receipt.payment_id}: {receipt.amount} {receipt.status}{again}.")
+        echo(f"Payment {receipt.payment_id}: {receipt.amount} {receipt.status}{again}.")
         for item in receipt.allocations:
-            typer.echo(f"  {item.invoice_number}: {item.amount}")
+            echo(f"  {item.invoice_number}: {item.amount}")
         if receipt.credit.is_positive():
-            typer.echo(f"  credit: {receipt.credit}")
+            echo(f"  credit: {receipt.credit}")
 
     emit(receipt, as_json, human)
 
@@ -117,7 +117,7 @@ def transition(
     emit(
         result,
         as_json,
-        lambda: typer.echo(
+        lambda: echo(
             f"Payment {result.payment_id}: {result.from_status} -> {result.status}"
             + (f"; released {len(result.released)} allocations" if result.released else "")
             + (" (replayed)" if result.replayed else "")
@@ -136,19 +136,17 @@ def show(
     detail = show_payment(state(ctx).workspace(), payment_id)
 
     def human() -> None:
-        typer.echo(
-            f"Payment {detail.payment_id}  {detail.facility}  {detail.method}  {detail.status}"
-        )
-        typer.echo(f"{detail.amount} received {detail.received_date}: {detail.instrument}")
+        echo(f"Payment {detail.payment_id}  {detail.facility}  {detail.method}  {detail.status}")
+        echo(f"{detail.amount} received {detail.received_date}: {detail.instrument}")
         if detail.payer:
-            typer.echo(f"Payer: {detail.payer}")
+            echo(f"Payer: {detail.payer}")
         if detail.memo:
-            typer.echo(f"Memo: {detail.memo}")
+            echo(f"Memo: {detail.memo}")
         for item in detail.allocations:
-            typer.echo(f"  {item.invoice_number}: {item.amount}")
-        typer.echo(f"Credit: {detail.credit}")
+            echo(f"  {item.invoice_number}: {item.amount}")
+        echo(f"Credit: {detail.credit}")
         for h in detail.history:
-            typer.echo(
+            echo(
                 f"{h.changed_at:%Y-%m-%d %H:%M} {h.changed_by}: {h.from_status or 'new'} -> "
                 f"{h.to_status} ({h.reason})"
             )

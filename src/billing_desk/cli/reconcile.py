@@ -6,7 +6,7 @@ from datetime import date
 
 import typer
 
-from billing_desk.cli.output import emit, table
+from billing_desk.cli.output import echo, emit, table
 from billing_desk.cli.state import state
 from billing_desk.domain.errors import BadInput
 from billing_desk.services import matching, reconciliation
@@ -43,7 +43,7 @@ def match(
         info = matching.match_line(
             workspace, line, payment_id=payment, deposit_id=deposit, note=note
         )
-        emit(info, as_json, lambda: typer.echo(f"Matched bank line {info.line_id} by hand."))
+        emit(info, as_json, lambda: echo(f"Matched bank line {info.line_id} by hand."))
         return
     summary = matching.auto_match(workspace, window_days=window_days)
 
@@ -52,7 +52,7 @@ def match(
             ["line", "rule", "payment", "deposit"],
             [(m.line_id, m.rule, m.payment_id or "", m.deposit_id or "") for m in summary.matched],
         )
-        typer.echo(
+        echo(
             f"{len(summary.matched)} matched; {summary.unmatched_lines} lines left for a person "
             f"({summary.ambiguous_lines} with more than one candidate)."
         )
@@ -69,7 +69,7 @@ def unmatch(
 ) -> None:
     """Undo a match (kept in the history, with who and why)."""
     info = matching.unmatch_line(state(ctx).workspace(), line, reason)
-    emit(info, as_json, lambda: typer.echo(f"Bank line {info.line_id} is unmatched."))
+    emit(info, as_json, lambda: echo(f"Bank line {info.line_id} is unmatched."))
 
 
 def _print_run(report: reconciliation.RunReport) -> None:
@@ -88,7 +88,7 @@ def _print_run(report: reconciliation.RunReport) -> None:
         ],
         right={3, 4},
     )
-    typer.echo(
+    echo(
         f"Run {report.run_id} ({report.date_from}..{report.date_to}, {report.status}): "
         f"{len(report.discrepancies)} discrepancies, {report.open_count} open."
     )
@@ -131,7 +131,7 @@ def resolve(
 ) -> None:
     """Resolve a discrepancy with a note (manager)."""
     info = reconciliation.resolve_discrepancy(state(ctx).workspace(), discrepancy, note)
-    emit(info, as_json, lambda: typer.echo(f"Discrepancy {info.id} resolved."))
+    emit(info, as_json, lambda: echo(f"Discrepancy {info.id} resolved."))
 
 
 @app.command("close")
@@ -145,5 +145,5 @@ def close(
     emit(
         report,
         as_json,
-        lambda: typer.echo(f"Run {report.run_id} closed; sealed as {report.content_hash}."),
+        lambda: echo(f"Run {report.run_id} closed; sealed as {report.content_hash}."),
     )

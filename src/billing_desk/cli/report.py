@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from billing_desk.cli.output import emit, print_json
+from billing_desk.cli.output import echo, emit, print_json
 from billing_desk.cli.state import state
 from billing_desk.domain.errors import BadInput
 from billing_desk.domain.periods import parse_date
@@ -107,7 +107,7 @@ def _write_and_record(
 
 
 def _done(as_json: bool, record: dict[str, Any], sentence: str) -> None:
-    emit(record, as_json, lambda: typer.echo(sentence))
+    emit(record, as_json, lambda: echo(sentence))
 
 
 def _files(out: Path | None, csv: Path | None) -> str:
@@ -555,13 +555,13 @@ def check(
         for c in checks:
             p = c.printed
             if c.matches:
-                typer.echo(
+                echo(
                     f"{p.facility} as of {p.as_of}: matches the billing records "
                     f"({p.content_hash[:16]}…)."
                 )
             else:
                 closing = f" (closing balance now {c.current.closing})" if c.current else ""
-                typer.echo(
+                echo(
                     f"{p.facility} as of {p.as_of}: DIFFERS from the billing records{closing}; "
                     "the printed statement no longer matches what the database holds."
                 )

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from billing_desk.cli.output import print_json, table
+from billing_desk.cli.output import echo, print_json, table
 from billing_desk.cli.state import state
 from billing_desk.domain.errors import BadInput
 from billing_desk.domain.statements import Statement
@@ -160,7 +160,7 @@ def _summary(result: ImportResult) -> dict[str, Any]:
 
 def _human(result: ImportResult, summary: dict[str, Any]) -> None:
     for s in result.statements:
-        typer.echo(
+        echo(
             f"{s.account} {s.currency} {s.statement_id or ''} "
             f"{s.period_start or ''}..{s.period_end or ''}".rstrip()
         )
@@ -179,13 +179,13 @@ def _human(result: ImportResult, summary: dict[str, Any]) -> None:
             right={2},
         )
         for check in s.checks:
-            typer.echo(f"  check {check.name}: {'ok' if check.ok else 'FAILED'} ({check.detail})")
+            echo(f"  check {check.name}: {'ok' if check.ok else 'FAILED'} ({check.detail})")
         for note in s.notes:
-            typer.echo(f"  note: {note}")
+            echo(f"  note: {note}")
     verb = "saved" if result.committed else "would be saved (add --commit)"
     if result.file_already_imported:
         verb = "already imported: nothing changed"
-    typer.echo(
+    echo(
         f"{result.file} ({result.format}): {summary['lines']} lines, {summary['new']} new, "
         f"{summary['already_imported']} already imported, {summary['conflicting']} "
         f"conflicting; {verb}."

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from billing_desk.cli.output import emit, table
+from billing_desk.cli.output import echo, emit, table
 from billing_desk.cli.state import state
 from billing_desk.domain.periods import parse_period
 from billing_desk.domain.trips import TripFileRejected
@@ -34,13 +34,13 @@ def import_(
         )
     except TripFileRejected as rejected:
         for problem in rejected.problems:
-            typer.echo(f"{file.name}: {problem}", err=True)
+            echo(f"{file.name}: {problem}", err=True)
         raise
 
     def human() -> None:
         for problem in result.skipped:
-            typer.echo(f"skipped {file.name} {problem}", err=True)
-        typer.echo(
+            echo(f"skipped {file.name} {problem}", err=True)
+        echo(
             f"{file.name}: {result.added} trips added, {result.updated} updated, "
             f"{result.unchanged} unchanged, {len(result.skipped)} bad "
             f"{'row' if len(result.skipped) == 1 else 'rows'} skipped."

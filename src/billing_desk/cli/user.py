@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from billing_desk.cli.output import emit, table
+from billing_desk.cli.output import echo, emit, table
 from billing_desk.cli.state import state
 from billing_desk.services.users import add_user, list_users
 
@@ -23,7 +23,7 @@ def add(
     """Add a user. The first user of a new database may be added by anyone; after that, by an
     administrator."""
     info = add_user(state(ctx).workspace(), name, role)
-    emit(info, as_json, lambda: typer.echo(f"Added {info.name} as {info.role}."))
+    emit(info, as_json, lambda: echo(f"Added {info.name} as {info.role}."))
 
 
 @app.command("list")

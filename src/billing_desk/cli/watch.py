@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from billing_desk.cli.output import jsonable
+from billing_desk.cli.output import echo, jsonable
 from billing_desk.cli.state import state
 from billing_desk.services.live import (
     KINDS,
@@ -34,7 +34,7 @@ def watch(
     wanted = parse_kinds(kinds)
     workspace = state(ctx).workspace()
     subscription = subscribe(workspace, wanted)
-    typer.echo(
+    echo(
         f"Watching {', '.join(k for k in KINDS if k in wanted)} events at "
         f"{workspace.location.describe()}; Ctrl-C stops.",
         err=True,
@@ -43,7 +43,7 @@ def watch(
     try:
         with subscription:
             for update in subscription:
-                typer.echo(_json_line(update) if as_json else _line(update))
+                echo(_json_line(update) if as_json else _line(update))
                 if isinstance(update, LiveEvent):
                     seen += 1
                     if count is not None and seen >= count:

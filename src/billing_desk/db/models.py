@@ -422,8 +422,11 @@ class IdempotencyRecord(Base):
             sqlite_where=text("facility_id IS NOT NULL"),
             postgresql_where=text("facility_id IS NOT NULL"),
         ),
+        # A key of no facility (a deposit slip, an export) is its author's: one user's keys
+        # can be neither probed nor taken by another.
         Index(
-            "uq_idempotency_record_global_key",
+            "uq_idempotency_record_user_key",
+            "created_by",
             "key",
             unique=True,
             sqlite_where=text("facility_id IS NULL"),

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
-from billing_desk.domain.payments import MANAGER_MOVES, PAYMENT_STATES
+from billing_desk.domain.payments import FIRST_STATUS, MANAGER_MOVES, PAYMENT_STATES
 from billing_desk.domain.roles import Role
 
 OWNER_ROLE = "billing_desk_owner"
@@ -105,6 +105,9 @@ FACILITY_FIRST_UNIQUES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("facility_id", "invoice_id", "line_no"),
     ),
 )
+
+# Idempotency keys younger than this are never removed, even by an administrator's purge.
+MIN_KEY_AGE_DAYS = 1
 
 _ALL = ("SELECT",)
 # What each group may do, table by table: privileges, or UPDATE with its columns.
@@ -261,6 +264,8 @@ def apply(connection: Connection, *, seal_function: str | None) -> SharedSetup:
     _functions(connection)
     policies = _policies(connection)
     _triggers(connection)
+    _insert_guards(connection)
+    _no_statistics_on_sensitive_columns(connection)
     return SharedSetup(created, len(tables), policies)
 
 
@@ -385,6 +390,23 @@ def _facility_references(connection: Connection) -> None:
                 f"ALTER TABLE public.{child} ADD CONSTRAINT {name} "
                 f"FOREIGN KEY (facility_id, {column}) REFERENCES public.{parent} (facility_id, id)",
             )
+        # The single-column key the composite one covers goes: with both, a row of another
+        # facility failed only the composite check and a missing row the other one first, so
+        # the constraint named in the error told them apart.
+        covered = connection.execute(
+            text(
+                """
+                SELECT c.conname FROM pg_constraint c
+                JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+                WHERE c.contype = 'f' AND c.conrelid = (:child)::regclass
+                  AND c.confrelid = (:parent)::regclass
+                  AND cardinality(c.conkey) = 1 AND a.attname = :column
+                """
+            ),
+            {"child": f"public.{child}", "parent": f"public.{parent}", "column": column},
+        ).scalars()
+        for constraint in list(covered):
+            _execute(connection, f"ALTER TABLE public.{child} DROP CONSTRAINT {constraint}")
 
 
 # -- privileges -------------------------------------------------------------------------------
@@ -456,7 +478,7 @@ def _functions(connection: Connection) -> None:
             SELECT current_user = '{OWNER_ROLE}' OR EXISTS (
                 SELECT 1 FROM public.facility_access a
                 JOIN public.app_user u ON u.name = a.user_name AND u.active
-                WHERE a.user_name = current_user
+                WHERE a.user_name = current_user AND current_user = session_user
                   AND (a.facility_id IS NULL OR a.facility_id = facility))
         $$
         """,
@@ -469,7 +491,8 @@ def _functions(connection: Connection) -> None:
             SELECT current_user = '{OWNER_ROLE}' OR EXISTS (
                 SELECT 1 FROM public.facility_access a
                 JOIN public.app_user u ON u.name = a.user_name AND u.active
-                WHERE a.user_name = current_user AND a.facility_id IS NULL)
+                WHERE a.user_name = current_user AND current_user = session_user
+                  AND a.facility_id IS NULL)
         $$
         """,
     )
@@ -534,7 +557,10 @@ def _policies(connection: Connection) -> int:
                 connection,
                 table,
                 "bd_delete",
-                "FOR DELETE USING (pg_catalog.pg_has_role(current_user, 'admin', 'MEMBER'))",
+                # The application keeps keys at least a day; a fresh key removed would let a
+                # retried write happen twice.
+                "FOR DELETE USING (pg_catalog.pg_has_role(current_user, 'admin', 'MEMBER') "
+                f"AND created_at < now() - interval '{MIN_KEY_AGE_DAYS} day')",
             )
             count += 1
         elif table == "facility":
@@ -679,11 +705,19 @@ def _triggers(connection: Connection) -> None:
         # Money adds up, checked at commit when every row of the transaction is in place.
         """
         CREATE OR REPLACE FUNCTION public.billing_desk_allocation_check() RETURNS trigger
-        LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
         DECLARE
             paid bigint;
             limit_minor bigint;
+            inv record;
+            expected text;
         BEGIN
+            -- A row lock alone would not do: at REPEATABLE READ the sums below read this
+            -- transaction's snapshot. Writing the parents makes a concurrent allocation's
+            -- transaction wait for this one and then either fail to serialize (REPEATABLE READ,
+            -- SERIALIZABLE) or, at READ COMMITTED, read the sums after this one committed.
+            UPDATE public.payment SET amount_minor = amount_minor WHERE id = NEW.payment_id;
+            UPDATE public.invoice SET total_minor = total_minor WHERE id = NEW.invoice_id;
             SELECT coalesce(sum(a.amount_minor), 0), min(p.amount_minor) INTO paid, limit_minor
                 FROM public.payment p LEFT JOIN public.allocation a
                   ON a.payment_id = p.id AND NOT a.released
@@ -699,6 +733,18 @@ def _triggers(connection: Connection) -> None:
             IF paid > limit_minor THEN
                 RAISE EXCEPTION 'invoice %: allocations exceed its total', NEW.invoice_id
                     USING ERRCODE = 'check_violation';
+            END IF;
+            -- An allocation moves its invoice: the status must say what is now paid.
+            SELECT i.number, i.status, i.total_minor INTO inv FROM public.invoice i
+                WHERE i.id = NEW.invoice_id;
+            IF inv.status NOT IN ('void', 'draft') THEN
+                expected := CASE WHEN paid <= 0 THEN 'issued'
+                                 WHEN paid >= inv.total_minor THEN 'paid'
+                                 ELSE 'partially paid' END;
+                IF inv.status IS DISTINCT FROM expected THEN
+                    RAISE EXCEPTION 'invoice %: status % does not match its payments (%)',
+                        inv.number, inv.status, expected USING ERRCODE = 'check_violation';
+                END IF;
             END IF;
             RETURN NULL;
         END
@@ -748,6 +794,10 @@ def _triggers(connection: Connection) -> None:
                AND NEW.voided_by IS DISTINCT FROM current_user THEN
                 RAISE EXCEPTION 'invoice %: a void names the manager voiding it', OLD.number
                     USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            IF NEW.status = 'draft' AND OLD.status IS DISTINCT FROM 'draft' THEN
+                RAISE EXCEPTION 'invoice %: an issued invoice never goes back to draft',
+                    OLD.number USING ERRCODE = 'check_violation';
             END IF;
             IF OLD.status = 'void' AND NEW.status IS DISTINCT FROM 'void' THEN
                 RAISE EXCEPTION 'invoice %: a void invoice stays void', OLD.number
@@ -860,6 +910,450 @@ def _triggers(connection: Connection) -> None:
     ):
         _execute(connection, f'ALTER FUNCTION public.{name} OWNER TO "{OWNER_ROLE}"')
         _execute(connection, f"REVOKE ALL ON FUNCTION public.{name} FROM PUBLIC")
+
+
+# -- insert guards ----------------------------------------------------------------------------
+
+# What a new row may be: initial states only, nobody's approval, references the writer can see.
+_INSERT_GUARDS: tuple[str, ...] = (
+    # A full card number (13 to 19 digits, single spaces or dashes between, passing the Luhn
+    # check), as the application refuses it in free text.
+    # Whether a row version was written by this transaction (or one of its savepoints): a row
+    # one can see whose writer is still in progress can only be one's own. The epoch is this
+    # transaction's, which is right for any row written since.
+    """
+    CREATE OR REPLACE FUNCTION public.billing_desk_written_here(writer xid) RETURNS boolean
+    LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+        SELECT pg_xact_status((((pg_current_xact_id()::text::bigint >> 32) << 32)
+                               | writer::text::bigint)::text::xid8) = 'in progress'
+    $$
+    """,
+    r"""
+    CREATE OR REPLACE FUNCTION public.billing_desk_has_card_number(value text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+        SELECT coalesce(bool_or(luhn), false) FROM (
+            SELECT (SELECT sum(CASE WHEN d.n % 2 = 0 THEN d.digit
+                                    WHEN d.digit * 2 > 9 THEN d.digit * 2 - 9
+                                    ELSE d.digit * 2 END) % 10 = 0
+                    FROM (SELECT x.n - 1 AS n, x.c::int AS digit
+                          FROM unnest(string_to_array(reverse(
+                              regexp_replace(m[1], '[ -]', '', 'g')), NULL))
+                              WITH ORDINALITY AS x(c, n)) d) AS luhn
+            FROM regexp_matches(coalesce(value, ''),
+                '(?<![0-9])(?<![0-9][ -])([0-9](?:[ -]?[0-9]){12,18})(?![ -]?[0-9])', 'g') AS m
+        ) runs
+    $$
+    """,
+    """
+    CREATE OR REPLACE FUNCTION public.billing_desk_payment_insert_guard() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    BEGIN
+        IF {owner_or_super} THEN
+            RETURN NEW;
+        END IF;
+        IF NEW.status IS DISTINCT FROM (CASE WHEN NEW.override_reason IS NOT NULL
+                                             THEN 'awaiting approval'
+                                             ELSE {first_status} END)
+           AND NOT (NEW.override_reason IS NOT NULL AND NEW.duplicate_of_id IS NULL
+                    AND NEW.status = {first_status}) THEN
+            RAISE EXCEPTION 'a new % payment starts as %, or awaiting approval with an '
+                'override reason', NEW.method, {first_status}
+                USING ERRCODE = 'check_violation';
+        END IF;
+        IF NEW.duplicate_of_id IS NOT NULL AND NEW.status <> 'awaiting approval' THEN
+            RAISE EXCEPTION 'a payment recorded as a duplicate waits for a manager''s approval'
+                USING ERRCODE = 'check_violation';
+        END IF;
+        IF NEW.approved_by IS NOT NULL OR NEW.approved_at IS NOT NULL THEN
+            RAISE EXCEPTION 'a new payment carries no approval; a manager approves it later'
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        IF NEW.recorded_by IS DISTINCT FROM session_user THEN
+            RAISE EXCEPTION 'a payment names the login recording it'
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        IF public.billing_desk_has_card_number(NEW.payer)
+           OR public.billing_desk_has_card_number(NEW.memo)
+           OR public.billing_desk_has_card_number(NEW.override_reason) THEN
+            RAISE EXCEPTION 'a payment''s free text never holds a full card number'
+                USING ERRCODE = 'check_violation';
+        END IF;
+        RETURN NEW;
+    END
+    $$
+    """,
+    "DROP TRIGGER IF EXISTS billing_desk_payment_insert_guard ON public.payment",
+    "CREATE TRIGGER billing_desk_payment_insert_guard BEFORE INSERT ON public.payment "
+    "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_payment_insert_guard()",
+    # An invoice is born a draft or issued, unpaid, and its lines go in with it.
+    """
+    CREATE OR REPLACE FUNCTION public.billing_desk_invoice_insert_guard() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    BEGIN
+        IF {owner_or_super} THEN
+            RETURN NEW;
+        END IF;
+        IF NEW.status NOT IN ('draft', 'issued') OR NEW.voided_by IS NOT NULL
+           OR NEW.voided_at IS NOT NULL OR NEW.void_reason IS NOT NULL THEN
+            RAISE EXCEPTION 'a new invoice is a draft or issued, never %', NEW.status
+                USING ERRCODE = 'check_violation';
+        END IF;
+        RETURN NEW;
+    END
+    $$
+    """,
+    "DROP TRIGGER IF EXISTS billing_desk_invoice_insert_guard ON public.invoice",
+    "CREATE TRIGGER billing_desk_invoice_insert_guard BEFORE INSERT ON public.invoice "
+    "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_invoice_insert_guard()",
+    """
+    CREATE OR REPLACE FUNCTION public.billing_desk_invoice_line_insert_guard() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    BEGIN
+        IF {owner_or_super} THEN
+            RETURN NEW;
+        END IF;
+        -- Lines join an invoice only in the transaction that inserted it (its row version
+        -- is this transaction's own insert), or while it is a draft.
+        IF NOT EXISTS (SELECT 1 FROM public.invoice i WHERE i.id = NEW.invoice_id
+                       AND (i.status = 'draft'
+                            OR (public.billing_desk_written_here(i.xmin)
+                                AND i.status = 'issued'))) THEN
+            RAISE EXCEPTION 'invoice line: an issued invoice takes no new lines'
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        RETURN NEW;
+    END
+    $$
+    """,
+    "DROP TRIGGER IF EXISTS billing_desk_invoice_line_insert_guard ON public.invoice_line",
+    "CREATE TRIGGER billing_desk_invoice_line_insert_guard BEFORE INSERT ON public.invoice_line "
+    "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_invoice_line_insert_guard()",
+    # At commit: an issued invoice's lines add up to its total.
+    """
+    CREATE OR REPLACE FUNCTION public.billing_desk_invoice_total_check() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    DECLARE
+        inv record;
+        lines bigint;
+        counted bigint;
+        invoice_id bigint;
+    BEGIN
+        IF TG_TABLE_NAME = 'invoice' THEN
+            invoice_id := NEW.id;
+        ELSE
+            invoice_id := NEW.invoice_id;
+        END IF;
+        SELECT i.id, i.number, i.status, i.total_minor INTO inv FROM public.invoice i
+            WHERE i.id = invoice_id;
+        IF inv.status = 'draft' THEN
+            RETURN NULL;
+        END IF;
+        SELECT coalesce(sum(l.amount_minor), 0), count(*) INTO lines, counted
+            FROM public.invoice_line l WHERE l.invoice_id = inv.id;
+        IF counted = 0 OR lines <> inv.total_minor THEN
+            RAISE EXCEPTION 'invoice %: its lines do not add up to its total', inv.number
+                USING ERRCODE = 'check_violation';
+        END IF;
+        RETURN NULL;
+    END
+    $$
+    """,
+    "DROP TRIGGER IF EXISTS billing_desk_invoice_total_check ON public.invoice",
+    "CREATE CONSTRAINT TRIGGER billing_desk_invoice_total_check AFTER INSERT ON public.invoice "
+    "DEFERRABLE INITIALLY DEFERRED "
+    "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_invoice_total_check()",
+    "DROP TRIGGER IF EXISTS billing_desk_invoice_total_check ON public.invoice_line",
+    "CREATE CONSTRAINT TRIGGER billing_desk_invoice_total_check AFTER INSERT "
+    "ON public.invoice_line DEFERRABLE INITIALLY DEFERRED "
+    "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_invoice_total_check()",
+    # Invoice numbers are never given twice: the counter only goes forward.
+    """
+    CREATE OR REPLACE FUNCTION public.billing_desk_invoice_counter_guard() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    BEGIN
+        IF NEW.facility_id IS DISTINCT FROM OLD.facility_id
+           OR NEW.last_number < OLD.last_number THEN
+            RAISE EXCEPTION 'the invoice counter only goes forward'
+                USING ERRCODE = 'check_violation';
+        END IF;
+        RETURN NEW;
+    END
+    $$
+    """,
+    "DROP TRIGGER IF EXISTS billing_desk_invoice_counter_guard ON public.invoice_counter",
+    "CREATE TRIGGER billing_desk_invoice_counter_guard BEFORE UPDATE ON public.invoice_counter "
+    "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_invoice_counter_guard()",
+    # The sealer's queue takes only the writer's own entries, not yet sealed nor queued.
+    """
+    CREATE OR REPLACE FUNCTION public.billing_desk_audit_pending_guard() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    BEGIN
+        IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user) THEN
+            RETURN NEW;
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM public.audit_entry e WHERE e.id = NEW.entry_id
+                       AND e.user_name = session_user
+                       AND public.billing_desk_written_here(e.xmin))
+           OR EXISTS (SELECT 1 FROM public.audit_link l WHERE l.entry_id = NEW.entry_id) THEN
+            RAISE EXCEPTION 'audit entry %: only the transaction that wrote it queues it',
+                NEW.entry_id USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        RETURN NEW;
+    END
+    $$
+    """,
+    "DROP TRIGGER IF EXISTS billing_desk_audit_pending_guard ON public.audit_pending",
+    "CREATE TRIGGER billing_desk_audit_pending_guard BEFORE INSERT ON public.audit_pending "
+    "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_audit_pending_guard()",
+)
+_INSERT_GUARDS += (
+    # A deposit slip's items go in with the slip, by whoever wrote it, each for its payment's
+    # amount; at commit they add up to the slip's total and count.
+    """
+    CREATE OR REPLACE FUNCTION public.billing_desk_deposit_item_guard() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    BEGIN
+        IF {owner_or_super} THEN
+            RETURN NEW;
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM public.deposit d WHERE d.id = NEW.deposit_id
+                       AND d.created_by = session_user
+                       AND public.billing_desk_written_here(d.xmin)) THEN
+            RAISE EXCEPTION 'deposit items go in only with their slip, by whoever writes it'
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM public.payment p WHERE p.id = NEW.payment_id
+                       AND p.amount_minor = NEW.amount_minor) THEN
+            RAISE EXCEPTION 'a deposit item is for its payment''s amount'
+                USING ERRCODE = 'check_violation';
+        END IF;
+        RETURN NEW;
+    END
+    $$
+    """,
+    "DROP TRIGGER IF EXISTS billing_desk_deposit_item_guard ON public.deposit_item",
+    "CREATE TRIGGER billing_desk_deposit_item_guard BEFORE INSERT ON public.deposit_item "
+    "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_deposit_item_guard()",
+    """
+    CREATE OR REPLACE FUNCTION public.billing_desk_deposit_total_check() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    DECLARE
+        slip record;
+        total bigint;
+        counted bigint;
+    BEGIN
+        SELECT d.id, d.total_minor, d.item_count INTO slip FROM public.deposit d
+            WHERE d.id = NEW.deposit_id;
+        SELECT coalesce(sum(i.amount_minor), 0), count(*) INTO total, counted
+            FROM public.deposit_item i WHERE i.deposit_id = slip.id;
+        IF total <> slip.total_minor OR counted <> slip.item_count THEN
+            RAISE EXCEPTION 'deposit %: its items do not add up to its total', slip.id
+                USING ERRCODE = 'check_violation';
+        END IF;
+        RETURN NULL;
+    END
+    $$
+    """,
+    "DROP TRIGGER IF EXISTS billing_desk_deposit_total_check ON public.deposit_item",
+    "CREATE CONSTRAINT TRIGGER billing_desk_deposit_total_check AFTER INSERT "
+    "ON public.deposit_item DEFERRABLE INITIALLY DEFERRED "
+    "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_deposit_total_check()",
+)
+# Audit entries of a row's change name a row the writer can see, in the entry's facility.
+ENTRY_CHECKED_TABLES = (
+    "payment",
+    "invoice",
+    "invoice_line",
+    "allocation",
+    "refund",
+    "deposit_item",
+    "client",
+    "trip",
+    "anomaly_alert",
+)
+_INSERT_GUARDS += (
+    """
+    CREATE OR REPLACE FUNCTION public.billing_desk_audit_entry_guard() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    DECLARE
+        found boolean;
+    BEGIN
+        IF {owner_or_super} THEN
+            RETURN NEW;
+        END IF;
+        -- A deleted row is gone; every other change's row is there, visible to its writer
+        -- (row security decides), in the facility the entry names.
+        IF NEW.after IS NOT NULL AND NEW.entity_type = ANY (TG_ARGV) THEN
+            EXECUTE format('SELECT EXISTS (SELECT 1 FROM public.%I WHERE id::text = $1 '
+                           'AND facility_id IS NOT DISTINCT FROM $2)', NEW.entity_type)
+                INTO found USING NEW.entity_id, NEW.facility_id;
+            IF NOT found THEN
+                RAISE EXCEPTION 'an audit entry names only a row its writer can see'
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+        END IF;
+        RETURN NEW;
+    END
+    $$
+    """,
+)
+# Rows of tables whose actor and state columns are free text: (table, who the row names,
+# status column and the state a new row takes, columns a new row leaves empty, a payment it
+# references that the writer must be able to see).
+NEW_ROW_RULES: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
+    ("operation_failure", "user_name", "", "", ()),
+    ("anomaly_alert", "raised_by", "status", "open", ("closed_at", "closed_by", "note")),
+    ("reconciliation_run", "started_by", "status", "open", ("closed_at", "closed_by")),
+    ("bank_match", "matched_by", "active", "true", ("unmatched_at", "unmatched_by")),
+    ("csv_mapping", "saved_by", "", "", ()),
+)
+_INSERT_GUARDS += (
+    """
+    CREATE OR REPLACE FUNCTION public.billing_desk_new_row_guard() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    DECLARE
+        fresh jsonb := to_jsonb(NEW);
+        empty text;
+    BEGIN
+        IF {owner_or_super} THEN
+            RETURN NEW;
+        END IF;
+        IF fresh ->> TG_ARGV[0] IS DISTINCT FROM session_user THEN
+            RAISE EXCEPTION '%: a row names the login writing it in %', TG_TABLE_NAME,
+                TG_ARGV[0] USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        IF TG_OP = 'INSERT' AND TG_ARGV[1] <> ''
+           AND fresh ->> TG_ARGV[1] IS DISTINCT FROM TG_ARGV[2] THEN
+            RAISE EXCEPTION '%: a new row starts with % %', TG_TABLE_NAME, TG_ARGV[1],
+                TG_ARGV[2] USING ERRCODE = 'check_violation';
+        END IF;
+        IF TG_OP = 'INSERT' THEN
+            FOREACH empty IN ARRAY TG_ARGV[3:] LOOP
+                IF fresh ->> empty IS NOT NULL THEN
+                    RAISE EXCEPTION '%: a new row has no %', TG_TABLE_NAME, empty
+                        USING ERRCODE = 'check_violation';
+                END IF;
+            END LOOP;
+        END IF;
+        -- A payment named must be one the writer sees (row security decides).
+        IF fresh ? 'payment_id' AND fresh ->> 'payment_id' IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM public.payment p
+                           WHERE p.id = (fresh ->> 'payment_id')::bigint) THEN
+            RAISE EXCEPTION '%: no such payment', TG_TABLE_NAME
+                USING ERRCODE = 'foreign_key_violation';
+        END IF;
+        RETURN NEW;
+    END
+    $$
+    """,
+)
+_INSERT_GUARD_FUNCTIONS = (
+    "billing_desk_audit_entry_guard()",
+    "billing_desk_deposit_item_guard()",
+    "billing_desk_deposit_total_check()",
+    "billing_desk_new_row_guard()",
+    "billing_desk_written_here(xid)",
+    "billing_desk_has_card_number(text)",
+    "billing_desk_payment_insert_guard()",
+    "billing_desk_invoice_insert_guard()",
+    "billing_desk_invoice_line_insert_guard()",
+    "billing_desk_invoice_total_check()",
+    "billing_desk_invoice_counter_guard()",
+    "billing_desk_audit_pending_guard()",
+)
+
+
+def _insert_guards(connection: Connection) -> None:
+    owner_or_super = (
+        f"(current_user = '{OWNER_ROLE}' OR (SELECT rolsuper FROM pg_catalog.pg_roles "
+        "WHERE rolname = session_user))"
+    )
+    first_status = (
+        "CASE NEW.method "
+        + " ".join(f"WHEN '{m.value}' THEN '{s.value}'" for m, s in FIRST_STATUS.items())
+        + " END"
+    )
+    for statement in _INSERT_GUARDS:
+        _execute(
+            connection,
+            statement.replace("{owner_or_super}", owner_or_super).replace(
+                "{first_status}", first_status
+            ),
+        )
+    checked = ", ".join(f"'{table}'" for table in ENTRY_CHECKED_TABLES)
+    _execute(
+        connection, "DROP TRIGGER IF EXISTS billing_desk_audit_entry_guard ON public.audit_entry"
+    )
+    _execute(
+        connection,
+        "CREATE TRIGGER billing_desk_audit_entry_guard BEFORE INSERT ON public.audit_entry "
+        f"FOR EACH ROW EXECUTE FUNCTION public.billing_desk_audit_entry_guard({checked})",
+    )
+    for table, actor, status, first, empty in NEW_ROW_RULES:
+        arguments = ", ".join(f"'{value}'" for value in (actor, status, first, *empty))
+        events = "INSERT OR UPDATE" if table == "csv_mapping" else "INSERT"
+        _execute(connection, f"DROP TRIGGER IF EXISTS billing_desk_new_row_guard ON public.{table}")
+        _execute(
+            connection,
+            f"CREATE TRIGGER billing_desk_new_row_guard BEFORE {events} ON public.{table} "
+            f"FOR EACH ROW EXECUTE FUNCTION public.billing_desk_new_row_guard({arguments})",
+        )
+    for name in _INSERT_GUARD_FUNCTIONS:
+        _execute(connection, f'ALTER FUNCTION public.{name} OWNER TO "{OWNER_ROLE}"')
+        _execute(connection, f"REVOKE ALL ON FUNCTION public.{name} FROM PUBLIC")
+    for group in GROUP_ROLES:
+        for name in ("billing_desk_has_card_number(text)", "billing_desk_written_here(xid)"):
+            _execute(connection, f'GRANT EXECUTE ON FUNCTION public.{name} TO "{group}"')
+
+
+# -- planner statistics -----------------------------------------------------------------------
+
+# Columns whose values must not be estimated from statistics: the planner uses them for any
+# login's query whatever row security hides (for leakproof operators such as = and <), so an
+# EXPLAIN's row estimate told how often another facility's payer, amount or reference occurs.
+# Without statistics the estimates are the planner's defaults; these columns are filtered by
+# facility first in every application query, so plans hardly change.
+SENSITIVE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "payment": (
+        "payer",
+        "memo",
+        "amount_minor",
+        "transfer_reference",
+        "check_number",
+        "routing_number",
+        "account_last4",
+        "account_hash",
+        "card_last4",
+        "processor_ref",
+        "natural_key",
+        "override_reason",
+    ),
+    "invoice": ("total_minor",),
+    "client": ("name",),
+    "trip": ("pickup", "dropoff", "fare_minor"),
+    "allocation": ("amount_minor",),
+    "deposit_item": ("amount_minor",),
+    "idempotency_record": ("key",),
+}
+
+
+def _no_statistics_on_sensitive_columns(connection: Connection) -> None:
+    for table, columns in SENSITIVE_COLUMNS.items():
+        for column in columns:
+            _execute(
+                connection, f'ALTER TABLE public."{table}" ALTER COLUMN "{column}" SET STATISTICS 0'
+            )
+        # ANALYZE skips such columns from now on but keeps what it gathered before, so the
+        # server's own catalog of statistics (no billing row, nothing audited) is cleared of
+        # them; a DO block because the setup's connection refuses bare DELETEs, which are
+        # meant for billing tables.
+        names = ", ".join(f"'{column}'" for column in columns)
+        _execute(
+            connection,
+            "DO $$ BEGIN DELETE FROM pg_catalog.pg_statistic s USING pg_catalog.pg_attribute a "
+            f"WHERE s.starelid = 'public.{table}'::regclass AND a.attrelid = s.starelid "
+            f"AND a.attnum = s.staattnum AND a.attname IN ({names}); END $$",
+        )
 
 
 def _execute(connection: Connection, statement: str) -> None:

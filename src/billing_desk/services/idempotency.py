@@ -123,7 +123,10 @@ def complete(unit: UnitOfWork, claimed: Claim, result: Mapping[str, object]) -> 
 def _find(unit: UnitOfWork, facility_id: int | None, key: str) -> IdempotencyRecord | None:
     query = select(IdempotencyRecord).where(IdempotencyRecord.key == key)
     if facility_id is None:
-        query = query.where(IdempotencyRecord.facility_id.is_(None))
+        query = query.where(
+            IdempotencyRecord.facility_id.is_(None),
+            IdempotencyRecord.created_by == unit.actor.name,
+        )
     else:
         query = query.where(IdempotencyRecord.facility_id == facility_id)
     return unit.session.scalars(query).first()

@@ -53,6 +53,13 @@ _ENTRY_COLUMNS = (
     "e.id, e.action, e.entity_type, e.entity_id, e.before IS NULL, e.facility_id, f.code, "
     "e.recorded_at, e.user_name"
 )
+# Anyone may append an audit entry: a payment's entry counts only when the payment exists, as
+# recorded by the entry's author in the entry's facility.
+_REAL_PAYMENT_ENTRIES = (
+    "SELECT e.id FROM audit_entry e JOIN payment p ON p.id::text = e.entity_id "
+    "AND p.recorded_by = e.user_name AND p.facility_id IS NOT DISTINCT FROM e.facility_id "
+    "WHERE e.id = ANY(%(ids)s)"
+)
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,7 @@ class Subscription:
         self._connection: psycopg.Connection[Any] | None = None
         self._pending: list[LiveEvent] = []
         self._seen: set[int] = set()
+        self._payments_readable: bool | None = None
         self._rebased_at = 0.0
         _ensure_ready(workspace)
         self._connect_or_fault()
@@ -226,7 +234,10 @@ class Subscription:
             announced += self._wanted(notify.payload)
         for notify in connection.notifies(timeout=0):
             announced += self._wanted(notify.payload)
-        fresh = [i for i in announced if i not in self._seen]
+        # Anyone may NOTIFY the channel: an announced entry at or below the floor is old (it
+        # was there when the subscription started, or has settled since) and is never shown
+        # as new, whoever replays it.
+        fresh = [i for i in announced if i > self._floor and i not in self._seen]
         if not fresh:
             self._rebase_when_due()
             return []
@@ -265,15 +276,37 @@ class Subscription:
         return self._read(query, params, missed=True)
 
     def _read(self, query: str, params: dict[str, Any], *, missed: bool) -> list[LiveEvent]:
-        rows = self._live_connection().execute(query, params).fetchall()
+        connection = self._live_connection()
+        rows = connection.execute(query, params).fetchall()
         events = []
-        for row in rows:
-            event = _event(row, missed=missed)
-            if event is None or event.kind not in self._kinds or event.entry_id in self._seen:
+        candidates = [event for row in rows if (event := _event(row, missed=missed))]
+        claimed = [event.entry_id for event in candidates if event.kind == PAYMENT_KIND]
+        real: set[int] = set()
+        if claimed and self._reads_payments():
+            real = {
+                int(found[0])
+                for found in connection.execute(_REAL_PAYMENT_ENTRIES, {"ids": claimed})
+            }
+        for event in candidates:
+            if event.kind == PAYMENT_KIND and self._reads_payments() and event.entry_id not in real:
+                continue  # a forged entry: no such payment by its author
+            if event.kind not in self._kinds or event.entry_id in self._seen:
                 continue
             self._seen.add(event.entry_id)
             events.append(event)
         return events
+
+    def _reads_payments(self) -> bool:
+        """Whether this role may read payments at all (every billing role of a shared
+        database may; a role limited to the audit trail cannot confirm, and is not asked to)."""
+        if self._payments_readable is None:
+            found = (
+                self._live_connection()
+                .execute("SELECT has_table_privilege('payment', 'SELECT')")
+                .fetchone()
+            )
+            self._payments_readable = bool(found and found[0])
+        return self._payments_readable
 
     def _newest_visible(self) -> int:
         row = self._live_connection().execute("SELECT coalesce(max(id), 0) FROM audit_entry")
