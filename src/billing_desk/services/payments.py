@@ -798,12 +798,17 @@ def list_payments(
     facility: str | None = None,
     status: str | None = None,
     limit: int | None = None,
+    newest_first: bool = False,
 ) -> list[PaymentDetail]:
+    """Payments in the order they were recorded, or the newest received first (`newest_first`);
+    `limit` keeps the first N of that order, so the newest N when newest first."""
     wanted = parse_status(status) if status else None
 
     def operation(unit: UnitOfWork) -> list[PaymentDetail]:
         unit.require(Permission.READ)
-        query = select(Payment).order_by(Payment.id)
+        query = select(Payment).order_by(
+            *((Payment.received_date.desc(), Payment.id.desc()) if newest_first else (Payment.id,))
+        )
         if facility is not None:
             query = query.where(Payment.facility_id == get_facility(unit, facility).id)
         if wanted is not None:
