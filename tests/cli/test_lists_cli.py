@@ -10,6 +10,9 @@ from billing_desk.services.deposits import create_deposit
 from billing_desk.services.payments import PaymentDraft, record_payment
 from tests.cli.conftest import Cli, set_up_billing
 from tests.conftest import Database
+from tests.corpus import CORPUS_ROOT
+
+CAMT_NAME = "camt053v04_raiffeisen_ch_16_entries.xml"
 
 
 def _cash(database: Database, amount: str, day: date, key: str) -> int:
@@ -58,3 +61,32 @@ def test_deposit_list_and_show(cli: Cli, database: Database, tmp_path: Path) -> 
     assert "Total: 3.50" in shown.out and str(second) in shown.out
     missing = cli("deposit", "show", "999")
     assert missing.code != 0 and "deposit list" in missing.err
+
+
+def test_import_statement_header_is_labelled(cli: Cli, tmp_path: Path) -> None:
+    set_up_billing(cli, tmp_path)
+    ran = cli("import", "statement", str(CORPUS_ROOT / "camt053" / CAMT_NAME))
+    assert ran.code == 0, ran.err
+    header = ran.out.splitlines()[0]
+    assert header.startswith("Account ") and ", currency " in header, header
+    assert ", period " in header and " to " in header, header
+
+
+def test_audit_log_summary_is_one_line_per_request_and_request_narrows(
+    cli: Cli, database: Database, tmp_path: Path
+) -> None:
+    set_up_billing(cli, tmp_path)
+    # The auditor's own reads are audited too: look at the clerk's actions, which stay put.
+    rows = cli("audit", "log", "--by", "clerk", "--json", user="auditor").json()
+    assert isinstance(rows, list)
+    requests = {r["request_id"] for r in rows}
+    summary = cli("audit", "log", "--by", "clerk", "--summary", "--json", user="auditor").json()
+    assert isinstance(summary, list)
+    assert len(summary) == len(requests) < len(rows)
+    assert sum(s["rows"] for s in summary) == len(rows)
+    biggest = max(summary, key=lambda s: s["rows"])
+    only = cli("audit", "log", "--request", biggest["request_id"], "--json", user="auditor").json()
+    assert isinstance(only, list) and len(only) == biggest["rows"]
+    assert {r["request_id"] for r in only} == {biggest["request_id"]}
+    human = cli("audit", "log", "--by", "clerk", "--summary", user="auditor")
+    assert biggest["request_id"] in human.out and biggest["action"] in human.out
