@@ -49,10 +49,10 @@ CHECK_LINE = re.compile(
     r"Statement\s*check:\s*([A-Z0-9_-]{2,16})\s+(\d{4}-\d{2}-\d{2})\s+(\d{4}-\d{2}-\d{2})\s+"
     r"([0-9a-f]{64})"
 )
+# Addressed to the payer: no command of ours, only what they can do with the line above.
 HOW_TO_CHECK = (
-    "To check this statement against the provider's records, run "
-    "<b>billing-desk statement check</b> on this PDF, or read the line above to the billing "
-    "office: any change to the figures since printing changes the hash."
+    "To confirm this statement, quote the line above to our billing office: any change to the "
+    "figures since printing changes it."
 )
 
 
@@ -81,6 +81,7 @@ def write_statement(
         printed_by,
         when,
         keywords=_keywords([data]),
+        for_customer=True,
     )
     build_pdf(target, statement_story(data, provider), info)
 
@@ -111,6 +112,7 @@ def write_combined(
         printed_by,
         when,
         keywords=_keywords(statements),
+        for_customer=True,
     )
     build_pdf(target, story, info)
 

@@ -277,14 +277,14 @@ def build_statement(
         if invoice.status == InvoiceStatus.VOID.value and voided is not None:
             void_day = voided.astimezone(UTC).date()
             if void_day <= as_of:
-                reason = f": {invoice.void_reason}" if invoice.void_reason else ""
                 events.append(
                     _Event(
                         max(void_day, invoice.issue_date),
                         (1, invoice.sequence),
                         "invoice void",
                         invoice.number,
-                        f"Invoice voided{reason}",
+                        # The reason is the office's own note, never the customer's reading.
+                        "Invoice voided: not owed",
                         -invoice.total_minor,
                     )
                 )

@@ -1,0 +1,37 @@
+"""A statement goes to the customer: none of the office's own text reaches it (void reasons,
+user names, commands of ours)."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from billing_desk.reports.statement import write_statement
+from billing_desk.services.invoices import list_invoices, void_invoice
+from billing_desk.services.report_data import Provider, statement_data
+from billing_desk.services.unit_of_work import Workspace
+from tests.reports.conftest import pdf_text
+from tests.reports.test_statement import PRINTED_AT
+
+pytestmark = pytest.mark.clock
+
+PROVIDER = Provider("Prairie Wheels Transport", "12 Depot Lane\nSpringfield IL", "ap@pw.example")
+REASON = "entered against wrong facility by Jo"
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_nothing_internal_reaches_the_customer(demo: Workspace, tmp_path: Path) -> None:
+    victim = next(i for i in list_invoices(demo, facility="STMARY") if i.open.is_positive())
+    void_invoice(demo, victim.number, REASON)
+    # As of today: the void (made now) is on the statement.
+    data = statement_data(demo, "STMARY", period_start=date(2025, 1, 1))
+    pdf = tmp_path / "statement.pdf"
+    write_statement(pdf, data, PROVIDER, "manager", printed_at=PRINTED_AT)
+    text = pdf_text(pdf)
+    assert victim.number in text and "Invoice voided" in text
+    flat = " ".join(text.split())
+    for internal in (REASON, "wrong facility", "by manager", "manager", "billing-desk"):
+        assert internal not in flat, internal
+    assert "Printed 2026-05-20" in flat
