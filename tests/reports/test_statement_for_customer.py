@@ -32,6 +32,16 @@ def test_nothing_internal_reaches_the_customer(demo: Workspace, tmp_path: Path) 
     text = pdf_text(pdf)
     assert victim.number in text and "Invoice voided" in text
     flat = " ".join(text.split())
-    for internal in (REASON, "wrong facility", "by manager", "manager", "billing-desk"):
+    # The demo voids STMARY's payment 17 "entered in error: check 22310 is from CLINSJ ...".
+    assert "Payment voided" in text or "voided" in flat
+    for internal in (
+        REASON,
+        "wrong facility",
+        "entered in error",
+        "recorded again",
+        "by manager",
+        "manager",
+        "billing-desk",
+    ):
         assert internal not in flat, internal
     assert "Printed 2026-05-20" in flat
