@@ -7,8 +7,11 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from reportlab.lib.units import inch
+from reportlab.pdfbase.pdfmetrics import stringWidth
 
-from billing_desk.reports.statement import write_statement
+from billing_desk.reports.statement import token_cell, write_statement
+from billing_desk.reports.template import CELL_PADDING, FONT
 from billing_desk.services.invoices import list_invoices, void_invoice
 from billing_desk.services.report_data import Provider, statement_data
 from billing_desk.services.unit_of_work import Workspace
@@ -45,3 +48,13 @@ def test_nothing_internal_reaches_the_customer(demo: Workspace, tmp_path: Path) 
     ):
         assert internal not in flat, internal
     assert "Printed 2026-05-20" in flat
+
+
+def test_a_reference_is_never_broken_inside_only_cut_with_an_ellipsis() -> None:
+    narrow = 0.9 * inch
+    whole = token_cell("ACH 2601-STMARY-000695", 3 * inch)
+    assert whole == "ACH 2601-STMARY-000695"
+    cut = token_cell("ACH 2601-STMARY-000695", narrow)
+    assert isinstance(cut, str) and "\n" not in cut and cut.endswith("...")
+    assert "ACH 2601-STMARY-000695".startswith(cut.removesuffix("..."))
+    assert stringWidth(cut, FONT, 8) <= narrow - 2 * CELL_PADDING
