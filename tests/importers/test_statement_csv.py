@@ -68,13 +68,13 @@ EXPLICIT: dict[str, CsvMapping] = {
 GUESS_REFUSED = {
     "csv_es_ing_ddmmyyyy_utf8_accents.csv": "This CSV file cannot be imported: it names no "
     "currency (no currency column, no code in the amount header), so the mapping cannot be "
-    "guessed; give the account's currency with the mapping.",
+    "guessed; give the account's currency with --currency.",
     "csv_us_chase_style_trailing_comma.csv": "This CSV file cannot be imported: it names no "
     "currency (no currency column, no code in the amount header), so the mapping cannot be "
-    "guessed; give the account's currency with the mapping.",
+    "guessed; give the account's currency with --currency.",
     "csv_us_schwab_checking_dollar_withdrawal_deposit.csv": "This CSV file cannot be imported: "
     "it names no currency (no currency column, no code in the amount header), so the mapping "
-    "cannot be guessed; give the account's currency with the mapping.",
+    "cannot be guessed; give the account's currency with --currency.",
     "csv_paypal_activity_spaces_thousands.csv": "This CSV file cannot be imported: the dates in "
     "column 'Date' (such as '6/4/2016') fit both dd/mm/yyyy and mm/dd/yyyy, and no row tells "
     "which; give the date format in the mapping.",

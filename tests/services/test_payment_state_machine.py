@@ -73,9 +73,10 @@ from billing_desk.domain.payments import (
     PaymentStatus,
 )
 from billing_desk.domain.states import InvoiceStatus, invoice_status_for
+from billing_desk.services.balances import facility_balances
 from billing_desk.services.credits import apply_credit
 from billing_desk.services.deposits import create_deposit
-from billing_desk.services.invoices import run_invoice, void_invoice
+from billing_desk.services.invoices import list_invoices, run_invoice, void_invoice
 from billing_desk.services.payments import PaymentDraft, change_status, record_payment
 from billing_desk.services.unit_of_work import open_workspace
 from billing_desk.services.users import add_user
@@ -968,6 +969,34 @@ class PaymentMachine(RuleBasedStateMachine):
         for d in deposits:
             assert d.total_minor == items.get(d.id, 0)
         assert keys == self.keys_before + self.keys_written, "idempotency records miscounted"
+
+    @invariant()
+    def what_is_owed(self) -> None:
+        """The open amounts and the facility balance the services show agree with the rows:
+        each invoice's total = paid + credited + open; balance = sum of open - credit; the aging
+        buckets sum to the open amount, and less the credit to the balance."""
+        reader = self.ws["auditor"]
+        rows = self._invoices()
+        summaries = list_invoices(reader)
+        assert {s.number for s in summaries} == set(rows)
+        for summary in summaries:
+            row = rows[summary.number]
+            assert summary.total == summary.paid + summary.credited + summary.open or (
+                row.status == InvoiceStatus.VOID.value and summary.open.is_zero()
+            ), summary
+            expected_open = row.open if row.status in OPEN else 0
+            assert summary.open.minor == expected_open, summary
+            assert summary.paid.minor + summary.credited.minor == row.paid
+        (balance,) = facility_balances(reader, FACILITY)
+        open_total = sum(s.open.minor for s in summaries)
+        assert balance.open.minor == open_total == self._open_total()
+        assert balance.credit.minor == self._credit()
+        assert balance.balance.minor == open_total - self._credit()
+        assert sum(a.amount.minor for a in balance.aging) == balance.open.minor
+        assert sum(a.amount.minor for a in balance.aging) - balance.credit.minor == (
+            balance.balance.minor
+        )
+        assert balance.open_invoices == sum(1 for s in summaries if s.open.is_positive())
 
 
 SETTINGS = settings(

@@ -983,12 +983,18 @@ def test_card_and_check_details_belong_to_their_own_methods(billing: Billing) ->
             "routing number with a wrong check digit",
             draft(CHECK, routing_number="021000022"),
             "'021000022' is not a valid routing number (its check digit is wrong); copy it "
-            "again from the check.",
+            "again from the check into --routing.",
+        ),
+        (
+            "routing number of seven digits",
+            draft(CHECK, routing_number="0210000"),
+            "'0210000' is not a routing number; enter its 9 digits as printed on the check with "
+            "--routing.",
         ),
         (
             "check without its routing number",
             draft(CHECK, routing_number=None),
-            "A check payment needs its routing number; copy it from the check.",
+            "A check payment needs its routing number; copy it from the check into --routing.",
         ),
         (
             "check number with letters",
@@ -1015,7 +1021,8 @@ def test_a_malformed_account_number_is_refused_in_plain_english(billing: Billing
     with pytest.raises(BadInput) as refused:
         record_payment(billing.clerk, draft(CHECK, account_number="12ab"), "k-1")
     assert str(refused.value) == (
-        "'12ab' is not an account number; enter 4 to 17 digits as printed on the check."
+        "'12ab' is not an account number; enter its 4 to 17 digits as printed on the check "
+        "with --account."
     )
 
 

@@ -13,7 +13,7 @@ from billing_desk.cli.output import echo, emit, table
 from billing_desk.cli.state import state
 from billing_desk.domain.errors import BadInput
 from billing_desk.domain.periods import parse_date
-from billing_desk.services.audit import audit_log, database_id, seal
+from billing_desk.services.audit import audit_log, audit_requests, database_id, seal
 from billing_desk.services.checkpoints import check_note, load_trusted_keys
 from billing_desk.services.verification import CheckpointClaim, verify
 
@@ -112,7 +112,13 @@ def log_command(
     since: str | None = typer.Option(None, "--since", help="Only from this day, YYYY-MM-DD."),
     action: str | None = typer.Option(None, "--action", help="Only this action."),
     user: str | None = typer.Option(None, "--by", help="Only this user's entries."),
-    limit: int = typer.Option(1000, "--limit", help="At most this many (the newest)."),
+    request: str | None = typer.Option(
+        None, "--request", help="Only this request's entries (one user action)."
+    ),
+    summary: bool = typer.Option(
+        False, "--summary", help="One line per user action (request) instead of one per row."
+    ),
+    limit: int = typer.Option(1000, "--limit", min=1, help="At most this many rows (the newest)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """The audit log, oldest of the selection first."""
@@ -126,8 +132,32 @@ def log_command(
         since=start,
         action=action,
         user=user,
+        request=request,
         limit=limit,
     )
+    if summary:
+        actions = audit_requests(entries)
+        emit(
+            actions,
+            as_json,
+            lambda: table(
+                ["when", "user", "action", "facility", "rows", "changed", "request"],
+                [
+                    (
+                        f"{a.started_at:%Y-%m-%d %H:%M:%S}",
+                        a.user,
+                        a.action,
+                        ", ".join(a.facilities),
+                        a.rows,
+                        ", ".join(a.entities),
+                        a.request_id,
+                    )
+                    for a in actions
+                ],
+                right={4},
+            ),
+        )
+        return
     emit(
         entries,
         as_json,

@@ -57,15 +57,41 @@ def list_(
     status: str | None = typer.Option(
         None, "--status", help="draft, issued, partially-paid, paid or void."
     ),
+    open_only: bool = typer.Option(False, "--open", help="Only invoices with something open."),
+    overdue_only: bool = typer.Option(
+        False, "--overdue", help="Only invoices open past their due date."
+    ),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="Only the newest N (by issue date)."
+    ),
     as_json: bool = JSON,
 ) -> None:
-    """List invoices."""
-    rows = list_invoices(state(ctx).workspace(), facility=facility, status=status)
+    """List invoices with what is paid, credited and still open on each."""
+    rows = list_invoices(
+        state(ctx).workspace(),
+        facility=facility,
+        status=status,
+        open_only=open_only,
+        overdue_only=overdue_only,
+        limit=limit,
+    )
     emit(
         rows,
         as_json,
         lambda: table(
-            ["number", "facility", "period", "issued", "due", "status", "trips", "total"],
+            [
+                "number",
+                "facility",
+                "period",
+                "issued",
+                "due",
+                "status",
+                "total",
+                "paid",
+                "credited",
+                "open",
+                "days late",
+            ],
             [
                 (
                     i.number,
@@ -74,12 +100,15 @@ def list_(
                     i.issue_date,
                     i.due_date,
                     i.status,
-                    i.trip_count,
                     i.total,
+                    i.paid,
+                    i.credited,
+                    i.open,
+                    i.days_past_due or "",
                 )
                 for i in rows
             ],
-            right={6, 7},
+            right={6, 7, 8, 9, 10},
         ),
     )
 
@@ -108,6 +137,11 @@ def show(
             right={4},
         )
         echo(f"Total: {s.total} for {s.trip_count} trips")
+        echo(f"Paid: {s.paid}; credited: {s.credited}; open: {s.open}")
+        if s.overdue:
+            echo(f"Past due: {s.days_past_due} days")
+        for m in detail.money:
+            echo(f"{m.applied_at:%Y-%m-%d %H:%M} {m.applied_by}: {m.amount} from {m.describe()}")
         for h in detail.history:
             echo(
                 f"{h.changed_at:%Y-%m-%d %H:%M} {h.changed_by}: {h.from_status or 'new'} -> "

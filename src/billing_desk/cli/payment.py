@@ -159,11 +159,25 @@ def list_(
     ctx: typer.Context,
     facility: str | None = typer.Option(None, "--facility", help="Only this facility."),
     status: str | None = typer.Option(None, "--status", help="Only this status."),
-    limit: int | None = typer.Option(None, "--limit", help="At most this many."),
+    limit: int | None = typer.Option(
+        None,
+        "--limit",
+        min=1,
+        help="At most this many: the newest (the oldest with --oldest-first).",
+    ),
+    oldest_first: bool = typer.Option(
+        False, "--oldest-first", help="In the order they were recorded instead of newest first."
+    ),
     as_json: bool = JSON,
 ) -> None:
-    """List payments."""
-    rows = list_payments(state(ctx).workspace(), facility=facility, status=status, limit=limit)
+    """List payments, the newest received first."""
+    rows = list_payments(
+        state(ctx).workspace(),
+        facility=facility,
+        status=status,
+        limit=limit,
+        newest_first=not oldest_first,
+    )
     emit(
         rows,
         as_json,

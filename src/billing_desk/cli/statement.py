@@ -13,7 +13,7 @@ from billing_desk.cli.state import state
 from billing_desk.domain.errors import BadInput
 from billing_desk.domain.statements import Statement
 from billing_desk.importers.statements import registry
-from billing_desk.services.statements import ImportResult, import_statements
+from billing_desk.services.statements import ImportResult, StatementPreview, import_statements
 
 app = typer.Typer(help="Bring files in: bank statements.", no_args_is_help=True)
 
@@ -158,12 +158,19 @@ def _summary(result: ImportResult) -> dict[str, Any]:
     }
 
 
+def statement_header(s: StatementPreview) -> str:
+    """One labelled line per statement: which account, currency, statement and period."""
+    parts = [f"Account {s.account}", f"currency {s.currency}"]
+    if s.statement_id:
+        parts.append(f"statement {s.statement_id}")
+    if s.period_start or s.period_end:
+        parts.append(f"period {s.period_start or '?'} to {s.period_end or '?'}")
+    return ", ".join(parts)
+
+
 def _human(result: ImportResult, summary: dict[str, Any]) -> None:
     for s in result.statements:
-        echo(
-            f"{s.account} {s.currency} {s.statement_id or ''} "
-            f"{s.period_start or ''}..{s.period_end or ''}".rstrip()
-        )
+        echo(statement_header(s))
         table(
             ["where", "booked", "amount", "status", "reference / counterparty"],
             [

@@ -74,3 +74,13 @@ def parse_role(text: str) -> Role:
     except ValueError:
         names = ", ".join(r.value for r in Role)
         raise BadInput(f"'{text}' is not a role; choose one of {names}.") from None
+
+
+def roles_table() -> str:
+    """The README's roles table, in Markdown: each role and what it may do, in the order the
+    permissions are declared (tests/domain/test_roles_readme.py holds the README to it)."""
+    lines = ["| role | may |", "|---|---|"]
+    for role in Role:
+        allowed = ", ".join(p.value for p in Permission if p in ROLE_PERMISSIONS[role])
+        lines.append(f"| {role.value} | {allowed} |")
+    return "\n".join(lines)

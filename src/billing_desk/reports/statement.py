@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from reportlab.lib.units import inch
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.platypus import Flowable, KeepTogether, PageBreak, Spacer, Table, TableStyle
 
 from billing_desk.reports.csv_export import Cell, write_csv
 from billing_desk.reports.template import (
+    CELL_PADDING,
     FONT,
     FONT_BOLD,
     INK,
@@ -28,6 +30,7 @@ from billing_desk.reports.template import (
     data_table,
     day,
     draw_text,
+    is_plain,
     key_values,
     markup,
     money,
@@ -49,11 +52,26 @@ CHECK_LINE = re.compile(
     r"Statement\s*check:\s*([A-Z0-9_-]{2,16})\s+(\d{4}-\d{2}-\d{2})\s+(\d{4}-\d{2}-\d{2})\s+"
     r"([0-9a-f]{64})"
 )
+# Addressed to the payer: no command of ours, only what they can do with the line above.
 HOW_TO_CHECK = (
-    "To check this statement against the provider's records, run "
-    "<b>billing-desk statement check</b> on this PDF, or read the line above to the billing "
-    "office: any change to the figures since printing changes the hash."
+    "To confirm this statement, quote the line above to our billing office: any change to the "
+    "figures since printing changes it."
 )
+
+
+def token_cell(text: str | None, width: float, font_size: float = 8) -> str | object:
+    """A reference on one line: never broken inside (a payer keys it in whole), cut with an
+    ellipsis when the column is too narrow; the slip shows what must be quoted."""
+    value = text or ""
+    if not is_plain(value):
+        return text_cell(value, width, font_size)
+    room = width - 2 * CELL_PADDING
+    if stringWidth(value, FONT, font_size) <= room:
+        return value
+    cut = value
+    while cut and stringWidth(cut + "...", FONT, font_size) > room:
+        cut = cut[:-1]
+    return cut.rstrip() + "..."
 
 
 def statement_title(data: StatementData) -> str:
@@ -81,6 +99,7 @@ def write_statement(
         printed_by,
         when,
         keywords=_keywords([data]),
+        for_customer=True,
     )
     build_pdf(target, statement_story(data, provider), info)
 
@@ -111,6 +130,7 @@ def write_combined(
         printed_by,
         when,
         keywords=_keywords(statements),
+        for_customer=True,
     )
     build_pdf(target, story, info)
 
@@ -219,7 +239,7 @@ def statement_story(data: StatementData, provider: Provider) -> list[Flowable]:
             [
                 day(line.day),
                 text_cell(line.kind.capitalize(), widths[1]),
-                text_cell(line.reference, widths[2]),
+                token_cell(line.reference, widths[2]),
                 text_cell(line.description, widths[3]),
                 amount,
                 money(line.balance),

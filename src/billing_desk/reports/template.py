@@ -369,6 +369,8 @@ class ReportInfo:
     printed_at: datetime
     keywords: str = ""
     landscape: bool = False
+    # A document the customer receives (a statement): the footer does not name who printed it.
+    for_customer: bool = False
 
     @property
     def pagesize(self) -> tuple[float, float]:
@@ -444,7 +446,9 @@ def _draw_footer(canvas: Canvas, info: ReportInfo, page: int, pages: int) -> Non
     canvas.setLineWidth(0.5)
     canvas.line(MARGIN, y + 10, width - MARGIN, y + 10)
     canvas.setFillColor(INK)
-    printed = f"Printed {info.printed_at:%Y-%m-%d %H:%M} UTC by {info.printed_by}"
+    printed = f"Printed {info.printed_at:%Y-%m-%d %H:%M} UTC"
+    if not info.for_customer:
+        printed += f" by {info.printed_by}"
     draw_text(canvas, MARGIN, y, printed, FONT, 7)
     canvas.setFont(FONT, 7)
     canvas.drawRightString(width - MARGIN, y, f"Page {page} of {pages}")

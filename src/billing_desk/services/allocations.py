@@ -217,7 +217,8 @@ def _apply(
     settle_invoice_statuses(
         unit,
         [invoice for invoice, _ in plan],
-        reason=f"payment {payment.id}",
+        # History names where the money came from: a credit applied later is not the payment.
+        reason=f"credit from payment {payment.id}" if via_credit else f"payment {payment.id}",
         paid={
             invoice.id: invoice.total_minor - open_amounts[invoice.id] + amount
             for invoice, amount in plan

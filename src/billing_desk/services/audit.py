@@ -37,9 +37,11 @@ def audit_log(
     since: datetime | None = None,
     action: str | None = None,
     user: str | None = None,
+    request: str | None = None,
     limit: int = 1000,
 ) -> list[AuditLogEntry]:
-    """Entries newest last (sealed ones carry their sequence); reading the log is audited."""
+    """Entries newest last (sealed ones carry their sequence); `request` keeps one user action's
+    rows; reading the log is audited."""
 
     def operation(unit: UnitOfWork) -> list[AuditLogEntry]:
         unit.require(Permission.READ)
@@ -58,6 +60,8 @@ def audit_log(
             query = query.where(AuditEntry.action == action)
         if user is not None:
             query = query.where(AuditEntry.user_name == user)
+        if request is not None:
+            query = query.where(AuditEntry.request_id == request.strip())
         rows = unit.session.execute(query).all()
         return [
             AuditLogEntry(
@@ -88,6 +92,44 @@ def audit_log(
             action="audit.read_log",
         )
     return entries
+
+
+@dataclass(frozen=True)
+class AuditRequest:
+    """One user action (a request) and the rows it changed: what a reader wants first."""
+
+    request_id: str
+    started_at: datetime
+    user: str
+    action: str
+    facilities: tuple[str, ...]
+    rows: int
+    entities: tuple[str, ...]  # "3 payment", "2 allocation", ...
+
+
+def audit_requests(entries: list[AuditLogEntry]) -> list[AuditRequest]:
+    """The entries grouped by request, in the order the requests started; the action named is
+    the request's own (the first entry's), the rest counted by entity type."""
+    grouped: dict[str, list[AuditLogEntry]] = {}
+    for entry in entries:
+        grouped.setdefault(entry.request_id, []).append(entry)
+    summaries = []
+    for request_id, rows in grouped.items():
+        kinds: dict[str, int] = {}
+        for row in rows:
+            kinds[row.entity_type] = kinds.get(row.entity_type, 0) + 1
+        summaries.append(
+            AuditRequest(
+                request_id,
+                rows[0].recorded_at,
+                rows[0].user,
+                rows[0].action,
+                tuple(sorted({r.facility for r in rows if r.facility})),
+                len(rows),
+                tuple(f"{count} {kind}" for kind, count in kinds.items()),
+            )
+        )
+    return summaries
 
 
 def seal(workspace: Workspace) -> SealResult:

@@ -216,3 +216,80 @@ def _check_depositable(ids: Sequence[int], payments: Sequence[Payment]) -> None:
         raise Refused(
             f"The payments are in {', '.join(sorted(currencies))}; a deposit holds one currency."
         )
+
+
+@dataclass(frozen=True)
+class DepositSummary:
+    deposit_id: int
+    deposit_date: date
+    bank_account: str
+    total: Money
+    item_count: int
+    created_by: str
+
+
+def list_deposits(
+    workspace: Workspace, *, limit: int | None = None, oldest_first: bool = False
+) -> list[DepositSummary]:
+    """Deposits, the newest first (by deposit date) unless `oldest_first`; `limit` keeps the
+    first N of that order."""
+
+    def operation(unit: UnitOfWork) -> list[DepositSummary]:
+        unit.require(Permission.READ)
+        order = (
+            (Deposit.deposit_date, Deposit.id)
+            if oldest_first
+            else (Deposit.deposit_date.desc(), Deposit.id.desc())
+        )
+        query = select(Deposit).order_by(*order)
+        if limit is not None:
+            query = query.limit(limit)
+        return [
+            DepositSummary(
+                d.id,
+                d.deposit_date,
+                d.bank_account,
+                Money.from_minor(d.total_minor, d.currency),
+                d.item_count,
+                d.created_by,
+            )
+            for d in unit.session.scalars(query)
+        ]
+
+    return workspace.read(operation)
+
+
+def show_deposit(workspace: Workspace, deposit_id: int) -> DepositSlip:
+    """One deposit's slip: its date, account, total and each payment in it."""
+
+    def operation(unit: UnitOfWork) -> DepositSlip:
+        unit.require(Permission.READ)
+        deposit = unit.session.get(Deposit, deposit_id)
+        if deposit is None:
+            raise BadInput(
+                f"There is no deposit {deposit_id}; `billing-desk deposit list` shows them."
+            )
+        rows = unit.session.execute(
+            select(DepositItem, Payment.method, Facility.code)
+            .join(Payment, Payment.id == DepositItem.payment_id)
+            .join(Facility, Facility.id == DepositItem.facility_id)
+            .where(DepositItem.deposit_id == deposit.id)
+            .order_by(DepositItem.payment_id)
+        ).all()
+        return DepositSlip(
+            deposit.id,
+            deposit.deposit_date,
+            deposit.bank_account,
+            Money.from_minor(deposit.total_minor, deposit.currency),
+            tuple(
+                DepositItemInfo(
+                    item.payment_id,
+                    code,
+                    method,
+                    Money.from_minor(item.amount_minor, deposit.currency),
+                )
+                for item, method, code in rows
+            ),
+        )
+
+    return workspace.read(operation)

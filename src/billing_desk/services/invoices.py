@@ -510,6 +510,13 @@ def _invoice_by_number(session: Session, number: str, *, lock: bool = False) -> 
     return invoice
 
 
+def invoice_summaries(
+    session: Session, invoices: Sequence[Invoice], today: date
+) -> list[InvoiceSummary]:
+    """Each invoice with what is paid, credited and open on it (see `_summary`)."""
+    return _summaries(session, invoices, today)
+
+
 def _summaries(session: Session, invoices: Sequence[Invoice], today: date) -> list[InvoiceSummary]:
     if not invoices:
         return []

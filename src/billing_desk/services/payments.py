@@ -488,13 +488,13 @@ class Instrument:
 
 def _instrument(session: Session, draft: PaymentDraft, method: PaymentMethod) -> Instrument:
     if method == PaymentMethod.CHECK:
-        routing = _digits(draft.routing_number, "routing number", 6, 12)
-        if len(routing) == 9 and not _aba_valid(routing):
+        routing = _digits(draft.routing_number, "routing number", 9, 9, "--routing")
+        if not _aba_valid(routing):
             raise BadInput(
                 f"'{draft.routing_number}' is not a valid routing number (its check digit is "
-                "wrong); copy it again from the check."
+                "wrong); copy it again from the check into --routing."
             )
-        account = _digits(draft.account_number, "account number", 4, 17)
+        account = _digits(draft.account_number, "account number", 4, 17, "--account")
         number = (draft.check_number or "").strip().lstrip("0") or None
         if number is not None and not re.fullmatch(r"\d{1,15}", number):
             raise BadInput(f"'{draft.check_number}' is not a check number; enter its digits.")
@@ -536,15 +536,17 @@ def _instrument(session: Session, draft: PaymentDraft, method: PaymentMethod) ->
     return Instrument(natural_key=None)
 
 
-def _digits(text: str | None, what: str, shortest: int, longest: int) -> str:
+def _digits(text: str | None, what: str, shortest: int, longest: int, option: str) -> str:
     cleaned = re.sub(r"[ -]", "", text or "")
     if not cleaned:
-        raise BadInput(f"A check payment needs its {what}; copy it from the check.")
+        raise BadInput(f"A check payment needs its {what}; copy it from the check into {option}.")
     if not cleaned.isascii() or not cleaned.isdigit() or not shortest <= len(cleaned) <= longest:
         article = "an" if what[0] in "aeiou" else "a"
+        # A US (ABA) routing number is always nine digits, the last one a check digit.
+        count = f"{shortest}" if shortest == longest else f"{shortest} to {longest}"
         raise BadInput(
-            f"'{text}' is not {article} {what}; enter {shortest} to {longest} digits as printed "
-            "on the check."
+            f"'{text}' is not {article} {what}; enter its {count} digits as printed on the check "
+            f"with {option}."
         )
     return cleaned
 
@@ -798,12 +800,17 @@ def list_payments(
     facility: str | None = None,
     status: str | None = None,
     limit: int | None = None,
+    newest_first: bool = False,
 ) -> list[PaymentDetail]:
+    """Payments in the order they were recorded, or the newest received first (`newest_first`);
+    `limit` keeps the first N of that order, so the newest N when newest first."""
     wanted = parse_status(status) if status else None
 
     def operation(unit: UnitOfWork) -> list[PaymentDetail]:
         unit.require(Permission.READ)
-        query = select(Payment).order_by(Payment.id)
+        query = select(Payment).order_by(
+            *((Payment.received_date.desc(), Payment.id.desc()) if newest_first else (Payment.id,))
+        )
         if facility is not None:
             query = query.where(Payment.facility_id == get_facility(unit, facility).id)
         if wanted is not None:

@@ -277,14 +277,14 @@ def build_statement(
         if invoice.status == InvoiceStatus.VOID.value and voided is not None:
             void_day = voided.astimezone(UTC).date()
             if void_day <= as_of:
-                reason = f": {invoice.void_reason}" if invoice.void_reason else ""
                 events.append(
                     _Event(
                         max(void_day, invoice.issue_date),
                         (1, invoice.sequence),
                         "invoice void",
                         invoice.number,
-                        f"Invoice voided{reason}",
+                        # The reason is the office's own note, never the customer's reading.
+                        "Invoice voided: not owed",
                         -invoice.total_minor,
                     )
                 )
@@ -310,7 +310,7 @@ def build_statement(
         .order_by(PaymentStatusChange.id)
     ).all()
     live_at_as_of: dict[int, bool] = {}
-    for payment_id, before, after, changed_at, why_changed in changes:
+    for payment_id, before, after, changed_at, _why_changed in changes:
         payment = payments.get(payment_id)
         if payment is None:
             continue
@@ -337,14 +337,14 @@ def build_statement(
             if not live_at_as_of.get(payment_id):
                 continue
             live_at_as_of[payment_id] = False
-            why = f": {why_changed}" if why_changed else ""
+            # The reason is the office's note (who erred, where it was re-entered): not printed.
             events.append(
                 _Event(
                     changed_day,
                     (3, payment_id),
                     f"payment {after}",
                     _payment_reference(payment),
-                    f"{_payment_description(payment)} — {after}{why}",
+                    f"{_payment_description(payment)} — {after}",
                     payment.amount_minor,
                 )
             )

@@ -157,6 +157,9 @@ class Workspace:
         self.user_name = user or login or getpass.getuser()
         # An auditor's archive: every write is refused.
         self.read_only = location.read_only
+        # Set by open_workspace for an exported archive: whoever opens it reads it as an
+        # auditor (its users are the source's, and nobody can be added to a read-only file).
+        self.archive_reader = False
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # Where long read-only work (verification, exports, the log) goes: a read replica
         # given with --report-db, or this database itself.
@@ -343,6 +346,8 @@ class Workspace:
         return self._guard(run)
 
     def _actor(self, session: Session) -> Actor:
+        if self.archive_reader:
+            return Actor(self.user_name, Role.AUDITOR)
         row = session.execute(
             select(User.role, User.active).where(User.name == self.user_name)
         ).one_or_none()
@@ -432,9 +437,11 @@ def open_workspace(
     replica of it for read-only work (`Workspace.reports`)."""
     location = resolve_location(db)
     path = location.sqlite_path
-    if path is not None and is_archive(path):
+    archive = path is not None and is_archive(path)
+    if archive:
         location = dataclasses.replace(location, read_only=True)
     workspace = Workspace(location, user, clock=clock, zone=zone)
+    workspace.archive_reader = archive
     if workspace.read_only:
         if not workspace.schema_is_current():
             workspace.close()

@@ -804,7 +804,7 @@ def _from_header(
                 _SHOWN_FORMAT,
                 None,
                 "it names no currency (no currency column, no code in the amount header), so "
-                "the mapping cannot be guessed; give the account's currency with the mapping",
+                "the mapping cannot be guessed; give the account's currency with --currency",
             )
     fixed_account = _preamble_account(preamble) if account is None else None
     try:
