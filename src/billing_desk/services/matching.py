@@ -22,12 +22,23 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import InstrumentedAttribute
 
-from billing_desk.db.models import BankLine, BankMatch, Deposit, Payment
+from billing_desk.db.models import BankLine, BankMatch, Deposit, DepositItem, Payment
+from billing_desk.domain.bank_matching import (
+    DepositFacts,
+    LineFacts,
+    PaymentFacts,
+    clearing_move,
+    judge_deposit,
+    judge_payment,
+    unclearing_move,
+)
 from billing_desk.domain.errors import BadInput, Refused
 from billing_desk.domain.hashing import canonical_bytes
-from billing_desk.domain.payments import LIVE_STATUSES, PaymentStatus
+from billing_desk.domain.payments import LIVE_STATUSES, PaymentMethod, PaymentStatus
 from billing_desk.domain.roles import Permission
+from billing_desk.services.payments import move_payment
 from billing_desk.services.unit_of_work import UnitOfWork, Workspace
 
 DEFAULT_WINDOW_DAYS = 5
@@ -80,36 +91,38 @@ def match_line(
     def operation(unit: UnitOfWork) -> MatchInfo:
         unit.require(Permission.RECONCILE)
         session = unit.session
-        line = session.get(BankLine, line_id)
+        # Locked so two clerks matching the same line serialise; the partial unique indexes
+        # settle a race for the same payment.
+        line = session.scalars(
+            select(BankLine).where(BankLine.id == line_id).with_for_update()
+        ).first()
         if line is None:
             raise BadInput(f"There is no bank line {line_id}; `reconcile lines` lists them.")
         _refuse_if_matched(unit, line_id=line_id, payment_id=payment_id, deposit_id=deposit_id)
+        why = (note or "").strip() or None
+        facts = LineFacts(line.id, line.currency, line.amount_minor)
         if payment_id is not None:
             payment = session.get(Payment, payment_id)
             if payment is None:
                 raise BadInput(f"There is no payment {payment_id}.")
-            if payment.currency != line.currency:
-                raise Refused(
-                    f"Bank line {line_id} is in {line.currency} and payment {payment_id} in "
-                    f"{payment.currency}; they cannot be the same money."
-                )
-            target = {"payment_amount_minor": payment.amount_minor}
+            verdict = judge_payment(facts, payment_facts(unit, payment), reason=why)
+            target: dict[str, object] = {"payment_amount_minor": payment.amount_minor}
         else:
             deposit = session.get(Deposit, deposit_id)
             if deposit is None:
                 raise BadInput(f"There is no deposit {deposit_id}.")
-            if deposit.currency != line.currency:
-                raise Refused(
-                    f"Bank line {line_id} is in {line.currency} and deposit {deposit_id} in "
-                    f"{deposit.currency}; they cannot be the same money."
-                )
+            verdict = judge_deposit(facts, deposit_facts(unit, deposit), reason=why)
             target = {"deposit_total_minor": deposit.total_minor}
+        if isinstance(verdict, str):
+            raise Refused(verdict)
         detail: dict[str, object] = {
             "line_amount_minor": line.amount_minor,
             **target,
-            "note": (note or "").strip() or None,
+            "difference_minor": verdict.difference_minor,
+            "note": why,
         }
-        return _add(unit, line, "manual", payment_id, deposit_id, detail)
+        rule = "manual with difference" if verdict.difference_minor else "manual"
+        return _add(unit, line, rule, payment_id, deposit_id, detail)
 
     return workspace.write(operation, action="reconcile.match_manual")
 
@@ -130,6 +143,15 @@ def unmatch_line(workspace: Workspace, line_id: int, reason: str) -> MatchInfo:
         match.unmatched_at = unit.now
         match.unmatched_by = unit.actor.name
         match.unmatch_reason = why
+        unit.session.flush()
+        line = unit.session.get(BankLine, line_id)
+        if line is not None and line.amount_minor > 0:
+            for payment in _payments_of(unit, match.payment_id, match.deposit_id):
+                back = unclearing_move(PaymentMethod(payment.method), PaymentStatus(payment.status))
+                if back is not None:
+                    move_payment(
+                        unit, payment, back, f"bank line {line_id} unmatched: {why}", on=unit.today
+                    )
         return MatchInfo(line_id, match.rule, match.payment_id, match.deposit_id, {})
 
     return workspace.write(operation, action="reconcile.unmatch")
@@ -173,6 +195,7 @@ def _auto_match(unit: UnitOfWork, window: timedelta) -> MatchSummary:
             if p.id not in taken_payments
             and p.currency == line.currency
             and _signed_amount(p, line) == line.amount_minor
+            and _fits(unit, line, p)
         ]
         unique = {p.id: p for p in hits}
         if len(unique) == 1:
@@ -220,6 +243,7 @@ def _auto_match(unit: UnitOfWork, window: timedelta) -> MatchSummary:
                 and p.method in ("transfer", "card")
                 and abs(line.booked - p.received_date) <= window
             ]
+        options = [(rule, t) for rule, t in options if _fits(unit, line, t)]
         if len(options) == 1:
             rule, target = options[0]
             choice[line.id] = (rule, target)
@@ -233,6 +257,7 @@ def _auto_match(unit: UnitOfWork, window: timedelta) -> MatchSummary:
             if p.id not in taken_payments
             and p.status in RETURN_STATUSES
             and line.booked >= p.received_date - window
+            and _fits(unit, line, p)
         ]
         if len(options) == 1:
             rule, target = options[0]
@@ -284,6 +309,16 @@ def _auto_match(unit: UnitOfWork, window: timedelta) -> MatchSummary:
     return MatchSummary(
         tuple(results), sum(1 for ln in lines if ln.id not in matched_ids), ambiguous
     )
+
+
+def _fits(unit: UnitOfWork, line: BankLine, target: Payment | Deposit) -> bool:
+    """The rules hold automatic matches to what a person's match must satisfy, exactly."""
+    facts = LineFacts(line.id, line.currency, line.amount_minor)
+    if isinstance(target, Deposit):
+        verdict = judge_deposit(facts, deposit_facts(unit, target), reason=None)
+    else:
+        verdict = judge_payment(facts, payment_facts(unit, target), reason=None)
+    return not isinstance(verdict, str) and verdict.difference_minor == 0
 
 
 def _signed_amount(payment: Payment, line: BankLine) -> int:
@@ -425,4 +460,74 @@ def _add(
         )
     )
     unit.session.flush()
+    if line.amount_minor > 0:
+        # Matching a credit is how money clears, in the same unit of work as the match.
+        for payment in _payments_of(unit, payment_id, deposit_id):
+            to = clearing_move(PaymentMethod(payment.method), PaymentStatus(payment.status))
+            if to is not None:
+                move_payment(unit, payment, to, f"matched to bank line {line.id}", on=line.booked)
     return MatchInfo(line.id, rule, payment_id, deposit_id, detail)
+
+
+def _payments_of(unit: UnitOfWork, payment_id: int | None, deposit_id: int | None) -> list[Payment]:
+    if payment_id is not None:
+        found = unit.session.get(Payment, payment_id)
+        return [found] if found is not None else []
+    return list(
+        unit.session.scalars(
+            select(Payment)
+            .join(DepositItem, DepositItem.payment_id == Payment.id)
+            .where(DepositItem.deposit_id == deposit_id)
+            .order_by(Payment.id)
+        )
+    )
+
+
+def _deposit_of(unit: UnitOfWork, payment_id: int) -> int | None:
+    """The latest deposit slip holding the payment (a check presented again has several)."""
+    return unit.session.scalars(
+        select(DepositItem.deposit_id)
+        .where(DepositItem.payment_id == payment_id)
+        .order_by(DepositItem.deposit_id.desc())
+    ).first()
+
+
+def _active_match_of(
+    unit: UnitOfWork, column: InstrumentedAttribute[int | None], value: int
+) -> BankMatch | None:
+    return unit.session.scalars(select(BankMatch).where(BankMatch.active, column == value)).first()
+
+
+def payment_facts(unit: UnitOfWork, payment: Payment) -> PaymentFacts:
+    deposit_id = _deposit_of(unit, payment.id)
+    return PaymentFacts(
+        payment.id,
+        PaymentMethod(payment.method),
+        PaymentStatus(payment.status),
+        payment.currency,
+        payment.amount_minor,
+        deposit_id,
+        deposit_id is not None
+        and _active_match_of(unit, BankMatch.deposit_id, deposit_id) is not None,
+    )
+
+
+def deposit_facts(unit: UnitOfWork, deposit: Deposit) -> DepositFacts:
+    items = _payments_of(unit, None, deposit.id)
+    alone = tuple(
+        p.id for p in items if _active_match_of(unit, BankMatch.payment_id, p.id) is not None
+    )
+    voided = tuple(p.id for p in items if p.status == PaymentStatus.VOIDED.value)
+    return DepositFacts(deposit.id, deposit.currency, deposit.total_minor, alone, voided)
+
+
+def is_matched(unit: UnitOfWork, payment: Payment) -> int | None:
+    """The bank line a payment's money is matched to, directly or through its deposit."""
+    direct = _active_match_of(unit, BankMatch.payment_id, payment.id)
+    if direct is not None:
+        return direct.line_id
+    deposit_id = _deposit_of(unit, payment.id)
+    if deposit_id is None:
+        return None
+    through = _active_match_of(unit, BankMatch.deposit_id, deposit_id)
+    return through.line_id if through is not None else None
