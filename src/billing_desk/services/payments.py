@@ -673,9 +673,10 @@ def move_payment(
     """One lifecycle move with its effects, inside the caller's transaction."""
     current = PaymentStatus(payment.status)
     method = PaymentMethod(payment.method)
-    PAYMENT_STATES[method].check(current, target)
     if target in BLOCKED_WHILE_MATCHED:
+        # Before the lifecycle check: unmatching is what makes the move possible again.
         _refuse_if_matched(unit, payment, target)
+    PAYMENT_STATES[method].check(current, target)
     approving = current == PaymentStatus.AWAITING_APPROVAL
     if target in (PaymentStatus.VOIDED, PaymentStatus.REFUNDED) or approving:
         _require_second_manager(unit, payment, target)
