@@ -500,7 +500,7 @@ def _matches_checked(unit: UnitOfWork, date_from: date, date_to: date) -> list[F
                             facility_id=payment.facility_id,
                             expected_minor=payment.amount_minor,
                             actual_minor=payment.amount_minor * 2,
-                            **{k: v for k, v in where.items() if k != "payment_id"},
+                            **_without_payment(where),
                         )
                     )
                 if payment.status in _GONE and not _return_matched(unit, payment):
@@ -518,10 +518,14 @@ def _matches_checked(unit: UnitOfWork, date_from: date, date_to: date) -> list[F
                             facility_id=payment.facility_id,
                             expected_minor=0,
                             actual_minor=payment.amount_minor,
-                            **{k: v for k, v in where.items() if k != "payment_id"},
+                            **_without_payment(where),
                         )
                     )
     return out
+
+
+def _without_payment(where: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in where.items() if k not in ("payment_id", "facility_id")}
 
 
 _OUT = frozenset(s.value for s in DEBIT_STATUSES)
