@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from billing_desk.domain.money import Money
 from billing_desk.domain.payments import PaymentMethod, PaymentStatus
 
 P = PaymentStatus
@@ -84,9 +85,7 @@ class Verdict:
 
 
 def _money(minor: int, currency: str) -> str:
-    sign = "-" if minor < 0 else ""
-    whole, cents = divmod(abs(minor), 100)
-    return f"{sign}{whole:,}.{cents:02d} {currency}"
+    return Money.from_minor(minor, currency).format()
 
 
 def judge_payment(line: LineFacts, payment: PaymentFacts, *, reason: str | None) -> Verdict | str:

@@ -62,6 +62,70 @@ class MatchSummary:
     matched: tuple[MatchInfo, ...]
     unmatched_lines: int
     ambiguous_lines: int
+    # The lines still unmatched after the rules ran: a person's work list.
+    left_line_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class LineInfo:
+    id: int
+    statement_id: int
+    booked: date
+    amount_minor: int
+    currency: str
+    reference: str | None
+    counterparty: str | None
+    bank_id: str | None
+    rule: str | None
+    payment_id: int | None
+    deposit_id: int | None
+
+
+def list_lines(
+    workspace: Workspace,
+    *,
+    statement_id: int | None = None,
+    unmatched: bool = False,
+    date_from: date | None = None,
+    date_to: date | None = None,
+) -> list[LineInfo]:
+    """Bank lines with their ids and what each is matched to, oldest first."""
+    if date_from is not None and date_to is not None and date_to < date_from:
+        raise BadInput("--to is before --from; give the first day, then the last.")
+
+    def operation(unit: UnitOfWork) -> list[LineInfo]:
+        unit.require(Permission.READ)
+        query = (
+            select(BankLine, BankMatch)
+            .outerjoin(BankMatch, and_(BankMatch.line_id == BankLine.id, BankMatch.active))
+            .order_by(BankLine.booked, BankLine.id)
+        )
+        if statement_id is not None:
+            query = query.where(BankLine.statement_id == statement_id)
+        if unmatched:
+            query = query.where(BankMatch.id.is_(None))
+        if date_from is not None:
+            query = query.where(BankLine.booked >= date_from)
+        if date_to is not None:
+            query = query.where(BankLine.booked <= date_to)
+        return [
+            LineInfo(
+                line.id,
+                line.statement_id,
+                line.booked,
+                line.amount_minor,
+                line.currency,
+                line.reference,
+                line.counterparty,
+                line.bank_id,
+                match.rule if match is not None else None,
+                match.payment_id if match is not None else None,
+                match.deposit_id if match is not None else None,
+            )
+            for line, match in unit.session.execute(query)
+        ]
+
+    return workspace.read(operation)
 
 
 def auto_match(workspace: Workspace, *, window_days: int = DEFAULT_WINDOW_DAYS) -> MatchSummary:
@@ -306,9 +370,8 @@ def _auto_match(unit: UnitOfWork, window: timedelta) -> MatchSummary:
             )
             taken_payments.add(target.id)
     matched_ids = {m.line_id for m in results}
-    return MatchSummary(
-        tuple(results), sum(1 for ln in lines if ln.id not in matched_ids), ambiguous
-    )
+    left = tuple(ln.id for ln in lines if ln.id not in matched_ids)
+    return MatchSummary(tuple(results), len(left), ambiguous, left)
 
 
 def _fits(unit: UnitOfWork, line: BankLine, target: Payment | Deposit) -> bool:
