@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute
 
 from billing_desk.db.models import BankLine, BankMatch, Deposit, DepositItem, Payment
@@ -162,21 +163,26 @@ def match_line(
         ).first()
         if line is None:
             raise BadInput(f"There is no bank line {line_id}; `reconcile lines` lists them.")
-        _refuse_if_matched(unit, line_id=line_id, payment_id=payment_id, deposit_id=deposit_id)
         why = (note or "").strip() or None
         facts = LineFacts(line.id, line.currency, line.amount_minor)
         if payment_id is not None:
-            payment = session.get(Payment, payment_id)
+            payment = session.scalars(
+                select(Payment).where(Payment.id == payment_id).with_for_update()
+            ).first()
             if payment is None:
                 raise BadInput(f"There is no payment {payment_id}.")
             verdict = judge_payment(facts, payment_facts(unit, payment), reason=why)
             target: dict[str, object] = {"payment_amount_minor": payment.amount_minor}
         else:
-            deposit = session.get(Deposit, deposit_id)
+            deposit = session.scalars(
+                select(Deposit).where(Deposit.id == deposit_id).with_for_update()
+            ).first()
             if deposit is None:
                 raise BadInput(f"There is no deposit {deposit_id}.")
             verdict = judge_deposit(facts, deposit_facts(unit, deposit), reason=why)
             target = {"deposit_total_minor": deposit.total_minor}
+        # After the locks: a clerk who lost a race reads the winner's match here.
+        _refuse_if_matched(unit, line_id=line_id, payment_id=payment_id, deposit_id=deposit_id)
         if isinstance(verdict, str):
             raise Refused(verdict)
         detail: dict[str, object] = {
@@ -522,7 +528,16 @@ def _add(
             active=True,
         )
     )
-    unit.session.flush()
+    try:
+        unit.session.flush()
+    except IntegrityError:
+        # Another clerk's match of the same line, payment or deposit committed first; the
+        # partial unique indexes keep one.
+        target = f"payment {payment_id}" if payment_id is not None else f"deposit {deposit_id}"
+        raise Refused(
+            f"Bank line {line.id} or {target} was matched by someone else a moment ago; "
+            "`reconcile lines` shows the match, unmatch it first to change it."
+        ) from None
     if line.amount_minor > 0:
         # Matching a credit is how money clears, in the same unit of work as the match.
         for payment in _payments_of(unit, payment_id, deposit_id):
