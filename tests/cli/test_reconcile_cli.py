@@ -51,6 +51,12 @@ def test_every_line_can_be_found(cli: Cli, tmp_path: Path) -> None:
     assert "2 lines left for a person" in auto.out
     # Which lines, not only how many.
     assert "999.99 USD" in auto.out and "-25.00 USD" in auto.out
+    ranked = cli("reconcile", "candidates", str(rows[0]["id"]), "--json")
+    assert ranked.code == 0 and ranked.json() == []  # the books hold no money of this line
+    human = cli("reconcile", "candidates", str(rows[0]["id"]))
+    assert "0 candidates for bank line" in human.out
+    missing = cli("reconcile", "candidates", "99999")
+    assert missing.code == 2 and "reconcile lines" in missing.err
     bad = cli("reconcile", "lines", "--from", "June")
     assert bad.code == 2 and "YYYY-MM-DD" in bad.err
 

@@ -18,7 +18,7 @@ from billing_desk.domain.errors import Refused
 from billing_desk.domain.money import Money
 from billing_desk.domain.statements import Statement, StatementLine
 from billing_desk.services.deposits import create_deposit
-from billing_desk.services.matching import auto_match, match_line, unmatch_line
+from billing_desk.services.matching import auto_match, candidates, match_line, unmatch_line
 from billing_desk.services.payments import change_status
 from billing_desk.services.reconciliation import run_reconciliation
 from billing_desk.services.statements import import_statements
@@ -417,3 +417,26 @@ def test_a_payment_counted_twice_is_reported(books: Books) -> None:
         if d.kind == "payment matched twice"
     ]
     assert [(d.payment_id, d.line_id) for d in found] == [(check, two)]
+
+
+def test_candidates_are_ranked_reference_amount_date_payer(books: Books) -> None:
+    by_reference = books.pay(_transfer("REF-9", "70.00", day=1))
+    same_amount_near = books.pay(_transfer("X-1", "50.00", day=4))
+    same_amount_far = books.pay(_transfer("X-2", "50.00", day=1))
+    other_amount = books.pay(_transfer("X-3", "12.00", day=5))
+    check = books.pay(_check("900", "50.00", day=5))  # never deposited: shown, but does not fit
+    (line,) = books.bank((5, "50.00", "REF-9"))
+    ranked = candidates(books.clerk, line)
+    assert [c.payment_id for c in ranked] == [
+        by_reference,
+        check,
+        same_amount_near,
+        same_amount_far,
+        other_amount,
+    ]
+    assert [c.rank for c in ranked] == [1, 2, 3, 4, 5]
+    assert ranked[0].rule == "reference" and "reference" in ranked[0].agreeing
+    assert not ranked[0].fits  # 70.00 against 50.00: only with a note
+    assert ranked[1].refusal is not None and "never deposited" in ranked[1].refusal
+    assert ranked[2].fits and ranked[2].agreeing[0] == "amount"
+    assert snapshot(books)[0] == []  # looking writes nothing

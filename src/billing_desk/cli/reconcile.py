@@ -82,6 +82,42 @@ def lines(
     emit(found, as_json, human)
 
 
+@app.command("candidates")
+def candidates(
+    ctx: typer.Context,
+    line: int = typer.Argument(..., help="The bank line."),
+    window_days: int = typer.Option(
+        matching.DEFAULT_WINDOW_DAYS, "--window-days", help="Days between payment and bank."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """What a bank line could be matched to, best first: exact reference, then exact amount,
+    then nearest date, then payer similarity; each with the rule and the fields that agree."""
+    found = matching.candidates(state(ctx).workspace(), line, window_days=window_days)
+
+    def human() -> None:
+        table(
+            ["rank", "rule", "target", "date", "amount", "payer", "agrees on", "fits"],
+            [
+                (
+                    c.rank,
+                    c.rule,
+                    f"payment {c.payment_id}" if c.payment_id else f"deposit {c.deposit_id}",
+                    c.day.isoformat(),
+                    _money(c.amount_minor, c.currency),
+                    (c.payer or "")[:24],
+                    ", ".join(c.agreeing),
+                    "yes" if c.fits else f"no: {c.refusal}",
+                )
+                for c in found
+            ],
+            right={4},
+        )
+        typer.echo(f"{len(found)} candidates for bank line {line}.")
+
+    emit(found, as_json, human)
+
+
 @app.command("match")
 def match(
     ctx: typer.Context,

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
+from difflib import SequenceMatcher
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute
 
-from billing_desk.db.models import BankLine, BankMatch, Deposit, DepositItem, Payment
+from billing_desk.db.models import BankLine, BankMatch, Deposit, DepositItem, Facility, Payment
 from billing_desk.domain.bank_matching import (
     DepositFacts,
     LineFacts,
@@ -225,6 +226,150 @@ def unmatch_line(workspace: Workspace, line_id: int, reason: str) -> MatchInfo:
         return MatchInfo(line_id, match.rule, match.payment_id, match.deposit_id, {})
 
     return workspace.write(operation, action="reconcile.unmatch")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Something a bank line could be matched to, with why: the rule that proposes it and the
+    fields that agree. `fits` is False (with `refusal`) when a hand match would be refused."""
+
+    rank: int
+    rule: str
+    payment_id: int | None
+    deposit_id: int | None
+    amount_minor: int
+    currency: str
+    day: date
+    payer: str | None
+    agreeing: tuple[str, ...]
+    fits: bool
+    refusal: str | None
+
+
+def candidates(
+    workspace: Workspace, line_id: int, *, window_days: int = DEFAULT_WINDOW_DAYS, limit: int = 10
+) -> list[Candidate]:
+    """Ranked candidates for one line: exact reference, then exact amount, then nearest date,
+    then payer similarity."""
+
+    def operation(unit: UnitOfWork) -> list[Candidate]:
+        unit.require(Permission.READ)
+        line = unit.session.get(BankLine, line_id)
+        if line is None:
+            raise BadInput(f"There is no bank line {line_id}; `reconcile lines` lists them.")
+        return _candidates(unit, line, timedelta(days=window_days), limit)
+
+    return workspace.read(operation)
+
+
+def _candidates(unit: UnitOfWork, line: BankLine, window: timedelta, limit: int) -> list[Candidate]:
+    session = unit.session
+    keys = _line_keys(line)
+    wide = window * 6  # look further than the rules do: a person decides
+    low, high = line.booked - wide, line.booked + wide
+    payments = list(
+        session.scalars(
+            select(Payment).where(
+                Payment.currency == line.currency,
+                or_(
+                    Payment.received_date.between(low, high),
+                    Payment.transfer_reference.in_(keys),
+                    Payment.processor_ref.in_(keys),
+                    Payment.check_number.in_(keys),
+                ),
+            )
+        )
+    )
+    deposits = list(
+        session.scalars(
+            select(Deposit).where(
+                Deposit.currency == line.currency, Deposit.deposit_date.between(low, high)
+            )
+        )
+    )
+    facts = LineFacts(line.id, line.currency, line.amount_minor)
+    payer = (line.counterparty or "").lower()
+    scored: list[tuple[tuple[int, int, int, float], Candidate]] = []
+
+    def similarity(name: str | None) -> float:
+        if not payer or not name:
+            return 0.0
+        return SequenceMatcher(None, payer, name.lower()).ratio()
+
+    for payment in payments:
+        ref_hit = bool(keys & {_normalise(_reference_of(payment)) or ""})
+        expected = -payment.amount_minor if line.amount_minor < 0 else payment.amount_minor
+        amount_hit = expected == line.amount_minor
+        if not (ref_hit or amount_hit or abs(payment.received_date - line.booked) <= window):
+            continue
+        facility = session.get(Facility, payment.facility_id)
+        name = payment.payer or (facility.name if facility is not None else None)
+        verdict = judge_payment(facts, payment_facts(unit, payment), reason=None)
+        agreeing = tuple(
+            field
+            for field, hit in (
+                ("reference", ref_hit),
+                ("amount", amount_hit),
+                ("currency", True),
+                ("date within window", abs(payment.received_date - line.booked) <= window),
+            )
+            if hit
+        )
+        rule = "reference" if ref_hit else "amount" if amount_hit else "date"
+        candidate = Candidate(
+            0,
+            rule,
+            payment.id,
+            None,
+            payment.amount_minor,
+            payment.currency,
+            payment.received_date,
+            name,
+            agreeing,
+            not isinstance(verdict, str),
+            verdict if isinstance(verdict, str) else None,
+        )
+        key = (
+            0 if ref_hit else 1,
+            0 if amount_hit else 1,
+            abs((payment.received_date - line.booked).days),
+            -similarity(name),
+        )
+        scored.append((key, candidate))
+    for deposit in deposits:
+        amount_hit = deposit.total_minor == line.amount_minor
+        if not (amount_hit or abs(deposit.deposit_date - line.booked) <= window):
+            continue
+        verdict = judge_deposit(facts, deposit_facts(unit, deposit), reason=None)
+        candidate = Candidate(
+            0,
+            "deposit" if amount_hit else "date",
+            None,
+            deposit.id,
+            deposit.total_minor,
+            deposit.currency,
+            deposit.deposit_date,
+            None,
+            tuple(
+                f
+                for f, hit in (
+                    ("amount", amount_hit),
+                    ("currency", True),
+                    ("date within window", abs(deposit.deposit_date - line.booked) <= window),
+                )
+                if hit
+            ),
+            not isinstance(verdict, str),
+            verdict if isinstance(verdict, str) else None,
+        )
+        scored.append(
+            (
+                (1, 0 if amount_hit else 1, abs((deposit.deposit_date - line.booked).days), 0.0),
+                candidate,
+            )
+        )
+    scored.sort(key=lambda pair: pair[0])
+    return [replace(c, rank=n) for n, (_, c) in enumerate(scored[:limit], start=1)]
 
 
 # -- the rules --------------------------------------------------------------------------------
