@@ -242,7 +242,10 @@ def test_the_lifecycles_follow_the_design() -> None:
     assert check.targets(P.RETURNED) == {P.RECORDED}  # presented again
     card = PAYMENT_STATES[PaymentMethod.CARD]
     assert card.targets(P.AUTHORIZED) == {P.CAPTURED, P.VOIDED}
-    assert card.targets(P.SETTLED) == {P.CHARGEBACK, P.REFUNDED}
+    # Back to captured only when its settlement's bank line is unmatched.
+    assert card.targets(P.SETTLED) == {P.CHARGEBACK, P.REFUNDED, P.CAPTURED}
+    # An unmatched deposit line takes a cleared check back to deposited.
+    assert check.targets(P.CLEARED) == {P.RETURNED, P.REFUNDED, P.DEPOSITED}
     # Only checks and cash go to the bank on a deposit slip.
     for method in (PaymentMethod.TRANSFER, PaymentMethod.CARD):
         assert P.DEPOSITED not in PAYMENT_STATES[method].states()

@@ -683,7 +683,7 @@ def test_every_write_service_is_fully_audited(
 
     # Lifecycle: deposit, clear, refund, return, present again, void, approve, capture.
     moving = frozenset({"payment", "payment_status_change", "idempotency_record"})
-    cov.run(
+    slip = cov.run(
         create_deposit,
         "clerk",
         "deposit.create",
@@ -729,8 +729,9 @@ def test_every_write_service_is_fully_audited(
         "US-OPS",
         "USD",
         (
+            # The card's settlement (the voided transfer matches no bank line).
             StatementLine(
-                RECEIVED, Money("80.00", "USD"), "line 2", bank_id="B1", reference="WIRE 77"
+                RECEIVED, Money("70.00", "USD"), "line 2", bank_id="B1", reference="ch_123"
             ),
             StatementLine(RECEIVED, Money("12.34", "USD"), "line 3", bank_id="B2"),
         ),
@@ -753,9 +754,14 @@ def test_every_write_service_is_fully_audited(
         touches={"csv_mapping"},
     )
     matched = cov.run(
-        auto_match, "clerk", "reconcile.match", lambda w: auto_match(w), touches={"bank_match"}
+        auto_match,
+        "clerk",
+        "reconcile.match",
+        lambda w: auto_match(w),
+        # Matching a credit settles the captured card.
+        touches={"bank_match", "payment", "payment_status_change"},
     )
-    assert [m.payment_id for m in matched.matched] == [transfer.payment_id]
+    assert [m.payment_id for m in matched.matched] == [card.payment_id]
     stray = matched.unmatched_lines and cov.ws("clerk").read(
         lambda u: u.session.scalar(select(BankLine.id).where(BankLine.bank_id == "B2"))
     )
@@ -763,14 +769,14 @@ def test_every_write_service_is_fully_audited(
         match_line,
         "clerk",
         "reconcile.match_manual",
-        lambda w: match_line(w, stray, payment_id=card.payment_id),
+        lambda w: match_line(w, stray, deposit_id=slip.deposit_id, note="part of the deposit"),
         touches={"bank_match"},
     )
     cov.run(
         unmatch_line,
         "clerk",
         "reconcile.unmatch",
-        lambda w: unmatch_line(w, stray, "not the card"),
+        lambda w: unmatch_line(w, stray, "not the deposit"),
         touches={"bank_match"},
     )
     reconciled = cov.run(

@@ -142,6 +142,9 @@ def test_each_kind_of_discrepancy_is_planted_and_found(demo: Database) -> None:
         [
             BankEntry(AS_OF, 1234, "STRAY1", None, "Unknown"),
             BankEntry(AS_OF, 777, "STRAY2", reference, "Short payer"),
+            BankEntry(AS_OF, -2500, "FEE1", None, "Bank fee"),
+            BankEntry(AS_OF, -2600, "FEE2", None, "Bank fee"),
+            BankEntry(AS_OF, 4321, "STRAY3", None, "Odd credit"),
         ],
     )
     import_statements(
@@ -160,6 +163,45 @@ def test_each_kind_of_discrepancy_is_planted_and_found(demo: Database) -> None:
         "planted-dup",
     )
     change_status(manager, again.payment_id, "recorded", "approved", "planted-approve")
+    # Matches the rules would refuse, written behind the application's back: a fee debit
+    # matched to the live duplicate transfer (sign mismatch), a check matched alone although
+    # its deposit is matched too (match does not fit, payment matched twice), and a matched
+    # transfer voided.
+    with admin.engine.begin() as conn:
+        line_of = {
+            bank_id: line_id
+            for bank_id, line_id in conn.execute(
+                text("SELECT bank_id, id FROM bank_line WHERE bank_id IN ('FEE2', 'STRAY3')")
+            )
+        }
+        deposited_check = conn.execute(
+            text(
+                "SELECT min(i.payment_id) FROM deposit_item i JOIN bank_match m "
+                "ON m.deposit_id = i.deposit_id AND m.active"
+            )
+        ).scalar()
+        matched_transfer = conn.execute(
+            text(
+                "SELECT min(m.payment_id) FROM bank_match m JOIN payment p ON p.id = m.payment_id "
+                "WHERE m.active AND p.method = 'transfer' AND p.id <> :t"
+            ),
+            {"t": transfer},
+        ).scalar()
+        for line_id, payment_id in (
+            (line_of["FEE2"], again.payment_id),
+            (line_of["STRAY3"], deposited_check),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO bank_match (line_id, payment_id, rule, detail, matched_at, "
+                    "matched_by, active) VALUES "
+                    "(:l, :p, 'manual', '{}', CURRENT_TIMESTAMP, 'clerk', :a)"
+                ),
+                {"l": line_id, "p": payment_id, "a": True},
+            )
+        conn.execute(
+            text("UPDATE payment SET status = 'voided' WHERE id = :p"), {"p": matched_transfer}
+        )
     # The books disagree with themselves, behind the application's back.
     with admin.engine.begin() as conn:
         conn.execute(text("DROP INDEX uq_invoice_line_trip_billed"))

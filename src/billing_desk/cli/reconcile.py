@@ -1,4 +1,4 @@
-"""`billing-desk reconcile match|unmatch|run|show|resolve|close`."""
+"""`billing-desk reconcile lines|match|unmatch|run|show|resolve|close`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import typer
 from billing_desk.cli.output import echo, emit, table
 from billing_desk.cli.state import state
 from billing_desk.domain.errors import BadInput
+from billing_desk.domain.money import Money
 from billing_desk.services import matching, reconciliation
 
 app = typer.Typer(help="Match bank lines to payments and reconcile a period.", no_args_is_help=True)
@@ -19,6 +20,102 @@ def _day(text: str, option: str) -> date:
         return date.fromisoformat(text.strip())
     except ValueError:
         raise BadInput(f"{option} '{text}' is not a date; write it as YYYY-MM-DD.") from None
+
+
+def _money(minor: int | None, currency: str | None) -> str:
+    if minor is None:
+        return ""
+    if currency is None:
+        # A figure without a currency is a count, never money.
+        return str(minor)
+    return Money.from_minor(minor, currency).format()
+
+
+def _matched_to(line: matching.LineInfo) -> str:
+    if line.payment_id is not None:
+        return f"payment {line.payment_id} ({line.rule})"
+    if line.deposit_id is not None:
+        return f"deposit {line.deposit_id} ({line.rule})"
+    return "unmatched"
+
+
+def _print_lines(lines: list[matching.LineInfo]) -> None:
+    table(
+        ["line", "date", "amount", "reference", "counterparty", "match"],
+        [
+            (
+                ln.id,
+                ln.booked.isoformat(),
+                _money(ln.amount_minor, ln.currency),
+                ln.reference or "",
+                (ln.counterparty or "")[:30],
+                _matched_to(ln),
+            )
+            for ln in lines
+        ],
+        right={2},
+    )
+
+
+@app.command("lines")
+def lines(
+    ctx: typer.Context,
+    statement: int | None = typer.Option(None, "--statement", help="Only this statement."),
+    unmatched: bool = typer.Option(False, "--unmatched", help="Only lines not matched."),
+    date_from: str | None = typer.Option(None, "--from", help="First day, YYYY-MM-DD."),
+    date_to: str | None = typer.Option(None, "--to", help="Last day, YYYY-MM-DD."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Bank lines with their id, date, amount, reference, counterparty and match."""
+    found = matching.list_lines(
+        state(ctx).workspace(),
+        statement_id=statement,
+        unmatched=unmatched,
+        date_from=_day(date_from, "--from") if date_from else None,
+        date_to=_day(date_to, "--to") if date_to else None,
+    )
+
+    def human() -> None:
+        _print_lines(found)
+        typer.echo(f"{len(found)} bank lines.")
+
+    emit(found, as_json, human)
+
+
+@app.command("candidates")
+def candidates(
+    ctx: typer.Context,
+    line: int = typer.Argument(..., help="The bank line."),
+    window_days: int = typer.Option(
+        matching.DEFAULT_WINDOW_DAYS, "--window-days", help="Days between payment and bank."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """What a bank line could be matched to, best first: exact reference, then exact amount,
+    then nearest date, then payer similarity; each with the rule and the fields that agree."""
+    found = matching.candidates(state(ctx).workspace(), line, window_days=window_days)
+
+    def human() -> None:
+        table(
+            ["rank", "rule", "target", "date", "amount", "payer", "agrees on", "fits"],
+            [
+                (
+                    c.rank,
+                    c.rule,
+                    f"payment {c.payment_id}" if c.payment_id else f"deposit {c.deposit_id}",
+                    c.day.isoformat(),
+                    _money(c.amount_minor, c.currency),
+                    (c.payer or "")[:24],
+                    ", ".join(c.agreeing),
+                    "yes" if c.fits else f"no: {c.refusal}",
+                )
+                for c in found
+            ],
+            right={4},
+        )
+        typer.echo(f"{len(found)} candidates for bank line {line}.")
+
+    emit(found, as_json, human)
 
 
 @app.command("match")
@@ -56,6 +153,11 @@ def match(
             f"{len(summary.matched)} matched; {summary.unmatched_lines} lines left for a person "
             f"({summary.ambiguous_lines} with more than one candidate)."
         )
+        if summary.left_line_ids:
+            left = set(summary.left_line_ids)
+            _print_lines(
+                [ln for ln in matching.list_lines(workspace, unmatched=True) if ln.id in left]
+            )
 
     emit(summary, as_json, human)
 
@@ -80,8 +182,8 @@ def _print_run(report: reconciliation.RunReport) -> None:
                 d.id,
                 d.kind,
                 d.status,
-                "" if d.expected_minor is None else d.expected_minor,
-                "" if d.actual_minor is None else d.actual_minor,
+                _money(d.expected_minor, d.currency),
+                _money(d.actual_minor, d.currency),
                 d.detail[:70],
             )
             for d in report.discrepancies

@@ -51,6 +51,8 @@ _CHECK_MOVES = frozenset(
         (P.CLEARED, P.REFUNDED),
         # Presented again after a return: the same payment, deposited anew.
         (P.RETURNED, P.RECORDED),
+        # Its deposit's bank line was unmatched: the bank no longer vouches for the money.
+        (P.CLEARED, P.DEPOSITED),
     }
 )
 
@@ -63,6 +65,8 @@ _TRANSFER_MOVES = frozenset(
         (P.RECORDED, P.RETURNED),
         (P.CLEARED, P.RETURNED),
         (P.CLEARED, P.REFUNDED),
+        # Its bank line was unmatched: the bank no longer vouches for the money.
+        (P.CLEARED, P.RECORDED),
     }
 )
 
@@ -76,6 +80,8 @@ _CARD_MOVES = frozenset(
         (P.CAPTURED, P.VOIDED),
         (P.SETTLED, P.CHARGEBACK),
         (P.SETTLED, P.REFUNDED),
+        # Its settlement's bank line was unmatched.
+        (P.SETTLED, P.CAPTURED),
     }
 )
 

@@ -18,16 +18,29 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
+from difflib import SequenceMatcher
 
 from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import InstrumentedAttribute
 
-from billing_desk.db.models import BankLine, BankMatch, Deposit, Payment
+from billing_desk.db.models import BankLine, BankMatch, Deposit, DepositItem, Facility, Payment
+from billing_desk.domain.bank_matching import (
+    DepositFacts,
+    LineFacts,
+    PaymentFacts,
+    clearing_move,
+    judge_deposit,
+    judge_payment,
+    unclearing_move,
+)
 from billing_desk.domain.errors import BadInput, Refused
 from billing_desk.domain.hashing import canonical_bytes
-from billing_desk.domain.payments import LIVE_STATUSES, PaymentStatus
+from billing_desk.domain.payments import LIVE_STATUSES, PaymentMethod, PaymentStatus
 from billing_desk.domain.roles import Permission
+from billing_desk.services.payments import move_payment
 from billing_desk.services.unit_of_work import UnitOfWork, Workspace
 
 DEFAULT_WINDOW_DAYS = 5
@@ -51,6 +64,70 @@ class MatchSummary:
     matched: tuple[MatchInfo, ...]
     unmatched_lines: int
     ambiguous_lines: int
+    # The lines still unmatched after the rules ran: a person's work list.
+    left_line_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class LineInfo:
+    id: int
+    statement_id: int
+    booked: date
+    amount_minor: int
+    currency: str
+    reference: str | None
+    counterparty: str | None
+    bank_id: str | None
+    rule: str | None
+    payment_id: int | None
+    deposit_id: int | None
+
+
+def list_lines(
+    workspace: Workspace,
+    *,
+    statement_id: int | None = None,
+    unmatched: bool = False,
+    date_from: date | None = None,
+    date_to: date | None = None,
+) -> list[LineInfo]:
+    """Bank lines with their ids and what each is matched to, oldest first."""
+    if date_from is not None and date_to is not None and date_to < date_from:
+        raise BadInput("--to is before --from; give the first day, then the last.")
+
+    def operation(unit: UnitOfWork) -> list[LineInfo]:
+        unit.require(Permission.READ)
+        query = (
+            select(BankLine, BankMatch)
+            .outerjoin(BankMatch, and_(BankMatch.line_id == BankLine.id, BankMatch.active))
+            .order_by(BankLine.booked, BankLine.id)
+        )
+        if statement_id is not None:
+            query = query.where(BankLine.statement_id == statement_id)
+        if unmatched:
+            query = query.where(BankMatch.id.is_(None))
+        if date_from is not None:
+            query = query.where(BankLine.booked >= date_from)
+        if date_to is not None:
+            query = query.where(BankLine.booked <= date_to)
+        return [
+            LineInfo(
+                line.id,
+                line.statement_id,
+                line.booked,
+                line.amount_minor,
+                line.currency,
+                line.reference,
+                line.counterparty,
+                line.bank_id,
+                match.rule if match is not None else None,
+                match.payment_id if match is not None else None,
+                match.deposit_id if match is not None else None,
+            )
+            for line, match in unit.session.execute(query)
+        ]
+
+    return workspace.read(operation)
 
 
 def auto_match(workspace: Workspace, *, window_days: int = DEFAULT_WINDOW_DAYS) -> MatchSummary:
@@ -80,36 +157,43 @@ def match_line(
     def operation(unit: UnitOfWork) -> MatchInfo:
         unit.require(Permission.RECONCILE)
         session = unit.session
-        line = session.get(BankLine, line_id)
+        # Locked so two clerks matching the same line serialise; the partial unique indexes
+        # settle a race for the same payment.
+        line = session.scalars(
+            select(BankLine).where(BankLine.id == line_id).with_for_update()
+        ).first()
         if line is None:
             raise BadInput(f"There is no bank line {line_id}; `reconcile lines` lists them.")
-        _refuse_if_matched(unit, line_id=line_id, payment_id=payment_id, deposit_id=deposit_id)
+        why = (note or "").strip() or None
+        facts = LineFacts(line.id, line.currency, line.amount_minor)
         if payment_id is not None:
-            payment = session.get(Payment, payment_id)
+            payment = session.scalars(
+                select(Payment).where(Payment.id == payment_id).with_for_update()
+            ).first()
             if payment is None:
                 raise BadInput(f"There is no payment {payment_id}.")
-            if payment.currency != line.currency:
-                raise Refused(
-                    f"Bank line {line_id} is in {line.currency} and payment {payment_id} in "
-                    f"{payment.currency}; they cannot be the same money."
-                )
-            target = {"payment_amount_minor": payment.amount_minor}
+            verdict = judge_payment(facts, payment_facts(unit, payment), reason=why)
+            target: dict[str, object] = {"payment_amount_minor": payment.amount_minor}
         else:
-            deposit = session.get(Deposit, deposit_id)
+            deposit = session.scalars(
+                select(Deposit).where(Deposit.id == deposit_id).with_for_update()
+            ).first()
             if deposit is None:
                 raise BadInput(f"There is no deposit {deposit_id}.")
-            if deposit.currency != line.currency:
-                raise Refused(
-                    f"Bank line {line_id} is in {line.currency} and deposit {deposit_id} in "
-                    f"{deposit.currency}; they cannot be the same money."
-                )
+            verdict = judge_deposit(facts, deposit_facts(unit, deposit), reason=why)
             target = {"deposit_total_minor": deposit.total_minor}
+        # After the locks: a clerk who lost a race reads the winner's match here.
+        _refuse_if_matched(unit, line_id=line_id, payment_id=payment_id, deposit_id=deposit_id)
+        if isinstance(verdict, str):
+            raise Refused(verdict)
         detail: dict[str, object] = {
             "line_amount_minor": line.amount_minor,
             **target,
-            "note": (note or "").strip() or None,
+            "difference_minor": verdict.difference_minor,
+            "note": why,
         }
-        return _add(unit, line, "manual", payment_id, deposit_id, detail)
+        rule = "manual with difference" if verdict.difference_minor else "manual"
+        return _add(unit, line, rule, payment_id, deposit_id, detail)
 
     return workspace.write(operation, action="reconcile.match_manual")
 
@@ -130,9 +214,162 @@ def unmatch_line(workspace: Workspace, line_id: int, reason: str) -> MatchInfo:
         match.unmatched_at = unit.now
         match.unmatched_by = unit.actor.name
         match.unmatch_reason = why
+        unit.session.flush()
+        line = unit.session.get(BankLine, line_id)
+        if line is not None and line.amount_minor > 0:
+            for payment in _payments_of(unit, match.payment_id, match.deposit_id):
+                back = unclearing_move(PaymentMethod(payment.method), PaymentStatus(payment.status))
+                if back is not None:
+                    move_payment(
+                        unit, payment, back, f"bank line {line_id} unmatched: {why}", on=unit.today
+                    )
         return MatchInfo(line_id, match.rule, match.payment_id, match.deposit_id, {})
 
     return workspace.write(operation, action="reconcile.unmatch")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Something a bank line could be matched to, with why: the rule that proposes it and the
+    fields that agree. `fits` is False (with `refusal`) when a hand match would be refused."""
+
+    rank: int
+    rule: str
+    payment_id: int | None
+    deposit_id: int | None
+    amount_minor: int
+    currency: str
+    day: date
+    payer: str | None
+    agreeing: tuple[str, ...]
+    fits: bool
+    refusal: str | None
+
+
+def candidates(
+    workspace: Workspace, line_id: int, *, window_days: int = DEFAULT_WINDOW_DAYS, limit: int = 10
+) -> list[Candidate]:
+    """Ranked candidates for one line: exact reference, then exact amount, then nearest date,
+    then payer similarity."""
+
+    def operation(unit: UnitOfWork) -> list[Candidate]:
+        unit.require(Permission.READ)
+        line = unit.session.get(BankLine, line_id)
+        if line is None:
+            raise BadInput(f"There is no bank line {line_id}; `reconcile lines` lists them.")
+        return _candidates(unit, line, timedelta(days=window_days), limit)
+
+    return workspace.read(operation)
+
+
+def _candidates(unit: UnitOfWork, line: BankLine, window: timedelta, limit: int) -> list[Candidate]:
+    session = unit.session
+    keys = _line_keys(line)
+    wide = window * 6  # look further than the rules do: a person decides
+    low, high = line.booked - wide, line.booked + wide
+    payments = list(
+        session.scalars(
+            select(Payment).where(
+                Payment.currency == line.currency,
+                or_(
+                    Payment.received_date.between(low, high),
+                    Payment.transfer_reference.in_(keys),
+                    Payment.processor_ref.in_(keys),
+                    Payment.check_number.in_(keys),
+                ),
+            )
+        )
+    )
+    deposits = list(
+        session.scalars(
+            select(Deposit).where(
+                Deposit.currency == line.currency, Deposit.deposit_date.between(low, high)
+            )
+        )
+    )
+    facts = LineFacts(line.id, line.currency, line.amount_minor)
+    payer = (line.counterparty or "").lower()
+    scored: list[tuple[tuple[int, int, int, float], Candidate]] = []
+
+    def similarity(name: str | None) -> float:
+        if not payer or not name:
+            return 0.0
+        return SequenceMatcher(None, payer, name.lower()).ratio()
+
+    for payment in payments:
+        ref_hit = bool(keys & {_normalise(_reference_of(payment)) or ""})
+        expected = -payment.amount_minor if line.amount_minor < 0 else payment.amount_minor
+        amount_hit = expected == line.amount_minor
+        if not (ref_hit or amount_hit or abs(payment.received_date - line.booked) <= window):
+            continue
+        facility = session.get(Facility, payment.facility_id)
+        name = payment.payer or (facility.name if facility is not None else None)
+        verdict = judge_payment(facts, payment_facts(unit, payment), reason=None)
+        agreeing = tuple(
+            field
+            for field, hit in (
+                ("reference", ref_hit),
+                ("amount", amount_hit),
+                ("currency", True),
+                ("date within window", abs(payment.received_date - line.booked) <= window),
+            )
+            if hit
+        )
+        rule = "reference" if ref_hit else "amount" if amount_hit else "date"
+        candidate = Candidate(
+            0,
+            rule,
+            payment.id,
+            None,
+            payment.amount_minor,
+            payment.currency,
+            payment.received_date,
+            name,
+            agreeing,
+            not isinstance(verdict, str),
+            verdict if isinstance(verdict, str) else None,
+        )
+        key = (
+            0 if ref_hit else 1,
+            0 if amount_hit else 1,
+            abs((payment.received_date - line.booked).days),
+            -similarity(name),
+        )
+        scored.append((key, candidate))
+    for deposit in deposits:
+        amount_hit = deposit.total_minor == line.amount_minor
+        if not (amount_hit or abs(deposit.deposit_date - line.booked) <= window):
+            continue
+        verdict = judge_deposit(facts, deposit_facts(unit, deposit), reason=None)
+        candidate = Candidate(
+            0,
+            "deposit" if amount_hit else "date",
+            None,
+            deposit.id,
+            deposit.total_minor,
+            deposit.currency,
+            deposit.deposit_date,
+            None,
+            tuple(
+                f
+                for f, hit in (
+                    ("amount", amount_hit),
+                    ("currency", True),
+                    ("date within window", abs(deposit.deposit_date - line.booked) <= window),
+                )
+                if hit
+            ),
+            not isinstance(verdict, str),
+            verdict if isinstance(verdict, str) else None,
+        )
+        scored.append(
+            (
+                (1, 0 if amount_hit else 1, abs((deposit.deposit_date - line.booked).days), 0.0),
+                candidate,
+            )
+        )
+    scored.sort(key=lambda pair: pair[0])
+    return [replace(c, rank=n) for n, (_, c) in enumerate(scored[:limit], start=1)]
 
 
 # -- the rules --------------------------------------------------------------------------------
@@ -173,6 +410,7 @@ def _auto_match(unit: UnitOfWork, window: timedelta) -> MatchSummary:
             if p.id not in taken_payments
             and p.currency == line.currency
             and _signed_amount(p, line) == line.amount_minor
+            and _fits(unit, line, p)
         ]
         unique = {p.id: p for p in hits}
         if len(unique) == 1:
@@ -220,6 +458,7 @@ def _auto_match(unit: UnitOfWork, window: timedelta) -> MatchSummary:
                 and p.method in ("transfer", "card")
                 and abs(line.booked - p.received_date) <= window
             ]
+        options = [(rule, t) for rule, t in options if _fits(unit, line, t)]
         if len(options) == 1:
             rule, target = options[0]
             choice[line.id] = (rule, target)
@@ -233,6 +472,7 @@ def _auto_match(unit: UnitOfWork, window: timedelta) -> MatchSummary:
             if p.id not in taken_payments
             and p.status in RETURN_STATUSES
             and line.booked >= p.received_date - window
+            and _fits(unit, line, p)
         ]
         if len(options) == 1:
             rule, target = options[0]
@@ -281,9 +521,18 @@ def _auto_match(unit: UnitOfWork, window: timedelta) -> MatchSummary:
             )
             taken_payments.add(target.id)
     matched_ids = {m.line_id for m in results}
-    return MatchSummary(
-        tuple(results), sum(1 for ln in lines if ln.id not in matched_ids), ambiguous
-    )
+    left = tuple(ln.id for ln in lines if ln.id not in matched_ids)
+    return MatchSummary(tuple(results), len(left), ambiguous, left)
+
+
+def _fits(unit: UnitOfWork, line: BankLine, target: Payment | Deposit) -> bool:
+    """The rules hold automatic matches to what a person's match must satisfy, exactly."""
+    facts = LineFacts(line.id, line.currency, line.amount_minor)
+    if isinstance(target, Deposit):
+        verdict = judge_deposit(facts, deposit_facts(unit, target), reason=None)
+    else:
+        verdict = judge_payment(facts, payment_facts(unit, target), reason=None)
+    return not isinstance(verdict, str) and verdict.difference_minor == 0
 
 
 def _signed_amount(payment: Payment, line: BankLine) -> int:
@@ -424,5 +673,84 @@ def _add(
             active=True,
         )
     )
-    unit.session.flush()
+    try:
+        unit.session.flush()
+    except IntegrityError:
+        # Another clerk's match of the same line, payment or deposit committed first; the
+        # partial unique indexes keep one.
+        target = f"payment {payment_id}" if payment_id is not None else f"deposit {deposit_id}"
+        raise Refused(
+            f"Bank line {line.id} or {target} was matched by someone else a moment ago; "
+            "`reconcile lines` shows the match, unmatch it first to change it."
+        ) from None
+    if line.amount_minor > 0:
+        # Matching a credit is how money clears, in the same unit of work as the match.
+        for payment in _payments_of(unit, payment_id, deposit_id):
+            to = clearing_move(PaymentMethod(payment.method), PaymentStatus(payment.status))
+            if to is not None:
+                move_payment(unit, payment, to, f"matched to bank line {line.id}", on=line.booked)
     return MatchInfo(line.id, rule, payment_id, deposit_id, detail)
+
+
+def _payments_of(unit: UnitOfWork, payment_id: int | None, deposit_id: int | None) -> list[Payment]:
+    if payment_id is not None:
+        found = unit.session.get(Payment, payment_id)
+        return [found] if found is not None else []
+    return list(
+        unit.session.scalars(
+            select(Payment)
+            .join(DepositItem, DepositItem.payment_id == Payment.id)
+            .where(DepositItem.deposit_id == deposit_id)
+            .order_by(Payment.id)
+        )
+    )
+
+
+def _deposit_of(unit: UnitOfWork, payment_id: int) -> int | None:
+    """The latest deposit slip holding the payment (a check presented again has several)."""
+    return unit.session.scalars(
+        select(DepositItem.deposit_id)
+        .where(DepositItem.payment_id == payment_id)
+        .order_by(DepositItem.deposit_id.desc())
+    ).first()
+
+
+def _active_match_of(
+    unit: UnitOfWork, column: InstrumentedAttribute[int | None], value: int
+) -> BankMatch | None:
+    return unit.session.scalars(select(BankMatch).where(BankMatch.active, column == value)).first()
+
+
+def payment_facts(unit: UnitOfWork, payment: Payment) -> PaymentFacts:
+    deposit_id = _deposit_of(unit, payment.id)
+    return PaymentFacts(
+        payment.id,
+        PaymentMethod(payment.method),
+        PaymentStatus(payment.status),
+        payment.currency,
+        payment.amount_minor,
+        deposit_id,
+        deposit_id is not None
+        and _active_match_of(unit, BankMatch.deposit_id, deposit_id) is not None,
+    )
+
+
+def deposit_facts(unit: UnitOfWork, deposit: Deposit) -> DepositFacts:
+    items = _payments_of(unit, None, deposit.id)
+    alone = tuple(
+        p.id for p in items if _active_match_of(unit, BankMatch.payment_id, p.id) is not None
+    )
+    voided = tuple(p.id for p in items if p.status == PaymentStatus.VOIDED.value)
+    return DepositFacts(deposit.id, deposit.currency, deposit.total_minor, alone, voided)
+
+
+def is_matched(unit: UnitOfWork, payment: Payment) -> int | None:
+    """The bank line a payment's money is matched to, directly or through its deposit."""
+    direct = _active_match_of(unit, BankMatch.payment_id, payment.id)
+    if direct is not None:
+        return direct.line_id
+    deposit_id = _deposit_of(unit, payment.id)
+    if deposit_id is None:
+        return None
+    through = _active_match_of(unit, BankMatch.deposit_id, deposit_id)
+    return through.line_id if through is not None else None

@@ -20,17 +20,20 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from billing_desk.db.models import (
+    BankMatch,
     DatabaseSecret,
+    DepositItem,
     Facility,
     Payment,
     PaymentStatusChange,
     Refund,
 )
+from billing_desk.domain.bank_matching import BLOCKED_WHILE_MATCHED
 from billing_desk.domain.errors import BadInput, PermissionDenied, Refused
 from billing_desk.domain.money import Money, parse_money
 from billing_desk.domain.payments import (
@@ -672,6 +675,9 @@ def move_payment(
     """One lifecycle move with its effects, inside the caller's transaction."""
     current = PaymentStatus(payment.status)
     method = PaymentMethod(payment.method)
+    if target in BLOCKED_WHILE_MATCHED:
+        # Before the lifecycle check: unmatching is what makes the move possible again.
+        _refuse_if_matched(unit, payment, target)
     PAYMENT_STATES[method].check(current, target)
     approving = current == PaymentStatus.AWAITING_APPROVAL
     if target in (PaymentStatus.VOIDED, PaymentStatus.REFUNDED) or approving:
@@ -712,6 +718,23 @@ def move_payment(
         tuple(allocations),
         Money.from_minor(credit_of(unit.session, payment), payment.currency),
     )
+
+
+def _refuse_if_matched(unit: UnitOfWork, payment: Payment, target: PaymentStatus) -> None:
+    """The bank says this money arrived: it cannot be voided while a bank line vouches for it."""
+    deposits = select(DepositItem.deposit_id).where(DepositItem.payment_id == payment.id)
+    line_id = unit.session.scalars(
+        select(BankMatch.line_id).where(
+            BankMatch.active,
+            or_(BankMatch.payment_id == payment.id, BankMatch.deposit_id.in_(deposits)),
+        )
+    ).first()
+    if line_id is not None:
+        raise Refused(
+            f"Payment {payment.id} is matched to bank line {line_id}, so the bank says its money "
+            f"arrived; unmatch line {line_id} first (`reconcile unmatch {line_id} --reason "
+            f"TEXT`) before it can be {target.value}."
+        )
 
 
 def _require_second_manager(unit: UnitOfWork, payment: Payment, target: PaymentStatus) -> None:

@@ -7,7 +7,17 @@ Kinds:
 - `unmatched bank credit`: money in at the bank that no payment or deposit accounts for;
 - `payment never seen at the bank`: a deposit slip, or a transfer or card payment, with no bank
   line matched to it (checks and cash reach the bank through their deposit);
-- `amount mismatch`: a bank line whose reference is a payment's but whose amount is not;
+- `amount mismatch`: a bank line whose reference is a payment's but whose amount is not, or a
+  matched line whose amount is not what it is matched to (a match with a difference): raised by
+  every run until a manager resolves it;
+- `sign mismatch`: a credit matched to money that went out, or a debit matched to money in;
+- `match does not fit`: a match the matching rules would refuse today (another currency, a check
+  matched without its deposit), with the rule's sentence;
+- `payment matched twice`: a payment matched on its own and through its matched deposit slip;
+- `matched payment voided or returned`: the bank line says the money arrived, but the payment is
+  voided, or returned or charged back with no bank debit matched to the return;
+- `unexplained bank debit`: money out at the bank that no return, chargeback or refund accounts
+  for (a bank charge is explained by a manager resolving it with a note);
 - `duplicate payment`: a payment approved as a deliberate second entry of an instrument whose
   first entry is live too;
 - `double-billed trip`: a trip on two invoices that both still bill it;
@@ -30,23 +40,36 @@ from billing_desk.db.models import (
     BankLine,
     BankMatch,
     Deposit,
+    DepositItem,
     Discrepancy,
     Invoice,
     InvoiceLine,
     Payment,
     ReconciliationRun,
 )
+from billing_desk.domain.bank_matching import (
+    DEBIT_STATUSES,
+    LineFacts,
+    judge_deposit,
+    judge_payment,
+)
 from billing_desk.domain.errors import BadInput, Refused
 from billing_desk.domain.hashing import canonical_bytes, sha256_hex
+from billing_desk.domain.payments import PaymentStatus
 from billing_desk.domain.roles import Permission
 from billing_desk.services.integrity import invoice_hash, payment_hash
-from billing_desk.services.matching import LIVE
+from billing_desk.services.matching import LIVE, deposit_facts, payment_facts
 from billing_desk.services.unit_of_work import UnitOfWork, Workspace
 
 KINDS = (
     "unmatched bank credit",
     "payment never seen at the bank",
     "amount mismatch",
+    "sign mismatch",
+    "match does not fit",
+    "payment matched twice",
+    "matched payment voided or returned",
+    "unexplained bank debit",
     "duplicate payment",
     "double-billed trip",
     "invoice total differs from its lines",
@@ -250,6 +273,8 @@ def _findings(unit: UnitOfWork, date_from: date, date_to: date) -> list[Finding]
         *_unmatched_credits(unit, date_from, date_to),
         *_never_seen(unit, date_from, date_to),
         *_amount_mismatches(unit, date_from, date_to),
+        *_matches_checked(unit, date_from, date_to),
+        *_unexplained_debits(unit, date_from, date_to),
         *_duplicate_payments(unit, date_from, date_to),
         *_double_billed_trips(unit),
         *_invoice_totals(unit),
@@ -377,6 +402,178 @@ def _amount_mismatches(unit: UnitOfWork, date_from: date, date_to: date) -> list
                         )
                     )
     return out
+
+
+def _matches_checked(unit: UnitOfWork, date_from: date, date_to: date) -> list[Finding]:
+    """Every active match of a line in the period, checked again: a match is never trusted
+    because it was once accepted."""
+    session = unit.session
+    rows = session.execute(
+        select(BankMatch, BankLine)
+        .join(BankLine, BankLine.id == BankMatch.line_id)
+        .where(BankMatch.active, BankLine.booked.between(date_from, date_to))
+        .order_by(BankLine.id)
+    )
+    out: list[Finding] = []
+    for match, line in rows:
+        facts = LineFacts(line.id, line.currency, line.amount_minor)
+        where = {"line_id": line.id, "currency": line.currency}
+        payments: list[Payment]
+        if match.payment_id is not None:
+            payment = session.get(Payment, match.payment_id)
+            if payment is None:
+                continue
+            payments = [payment]
+            where |= {"payment_id": payment.id, "facility_id": payment.facility_id}
+            what = f"payment {payment.id}"
+            # A credit may be matched to a payment that later went back out (returned, refunded):
+            # that is judged below, not as a sign mismatch. A debit must be money out.
+            money_out = line.amount_minor < 0 and payment.status in _OUT
+            expected = -payment.amount_minor if line.amount_minor < 0 else payment.amount_minor
+            verdict = judge_payment(facts, payment_facts(unit, payment), reason="run")
+            deposit = None
+        else:
+            deposit = session.get(Deposit, match.deposit_id)
+            if deposit is None:
+                continue
+            payments = list(
+                session.scalars(
+                    select(Payment)
+                    .join(DepositItem, DepositItem.payment_id == Payment.id)
+                    .where(DepositItem.deposit_id == deposit.id)
+                    .order_by(Payment.id)
+                )
+            )
+            where |= {"deposit_id": deposit.id}
+            what = f"deposit {deposit.id}"
+            money_out = False
+            expected = deposit.total_minor
+            verdict = judge_deposit(facts, deposit_facts(unit, deposit), reason="run")
+        if (line.amount_minor < 0) != money_out or line.amount_minor == 0:
+            out.append(
+                _finding(
+                    "sign mismatch",
+                    f"bank line {line.id} is a {'debit' if line.amount_minor < 0 else 'credit'} "
+                    f"matched to {what}, which is money "
+                    f"{'out' if money_out else 'in'} ({match.rule} match by {match.matched_by})",
+                    expected_minor=expected,
+                    actual_minor=line.amount_minor,
+                    **where,
+                )
+            )
+        elif (
+            isinstance(verdict, str)
+            and not any(p.status in _GONE for p in payments)
+            and (deposit is None or deposit.currency != line.currency)
+        ):
+            out.append(_finding("match does not fit", verdict, **where))
+        if line.amount_minor != expected and line.currency == (
+            deposit.currency if deposit is not None else payments[0].currency
+        ):
+            out.append(
+                _finding(
+                    "amount mismatch",
+                    f"bank line {line.id} is matched to {what} with a difference of "
+                    f"{line.amount_minor - expected} ({match.rule} match by {match.matched_by})",
+                    expected_minor=expected,
+                    actual_minor=line.amount_minor,
+                    **where,
+                )
+            )
+        if line.amount_minor > 0:
+            for payment in payments:
+                if deposit is None:
+                    alone = None
+                else:
+                    alone = session.scalars(
+                        select(BankMatch.line_id).where(
+                            BankMatch.active, BankMatch.payment_id == payment.id
+                        )
+                    ).first()
+                if alone is not None and alone != line.id:
+                    out.append(
+                        _finding(
+                            "payment matched twice",
+                            f"payment {payment.id} is matched to bank line {alone} and, through "
+                            f"{what}, to bank line {line.id}",
+                            payment_id=payment.id,
+                            facility_id=payment.facility_id,
+                            expected_minor=payment.amount_minor,
+                            actual_minor=payment.amount_minor * 2,
+                            **_without_payment(where),
+                        )
+                    )
+                if payment.status in _GONE and not _return_matched(unit, payment):
+                    out.append(
+                        _finding(
+                            "matched payment voided or returned",
+                            f"bank line {line.id} says payment {payment.id}'s money arrived "
+                            f"(through {what}) but it is {payment.status}"
+                            + (
+                                "; match the bank's debit for the return"
+                                if payment.status != PaymentStatus.VOIDED.value
+                                else ""
+                            ),
+                            payment_id=payment.id,
+                            facility_id=payment.facility_id,
+                            expected_minor=0,
+                            actual_minor=payment.amount_minor,
+                            **_without_payment(where),
+                        )
+                    )
+    return out
+
+
+def _without_payment(where: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in where.items() if k not in ("payment_id", "facility_id")}
+
+
+_OUT = frozenset(s.value for s in DEBIT_STATUSES)
+_GONE = frozenset(
+    {
+        PaymentStatus.VOIDED.value,
+        PaymentStatus.RETURNED.value,
+        PaymentStatus.CHARGEBACK.value,
+    }
+)
+
+
+def _return_matched(unit: UnitOfWork, payment: Payment) -> bool:
+    """A returned payment's debit matched at the bank: the money came in and went out again."""
+    return (
+        unit.session.scalars(
+            select(BankMatch.id)
+            .join(BankLine, BankLine.id == BankMatch.line_id)
+            .where(
+                BankMatch.active,
+                BankMatch.payment_id == payment.id,
+                BankLine.amount_minor < 0,
+            )
+        ).first()
+        is not None
+    )
+
+
+def _unexplained_debits(unit: UnitOfWork, date_from: date, date_to: date) -> list[Finding]:
+    rows = unit.session.scalars(
+        select(BankLine)
+        .where(
+            BankLine.booked.between(date_from, date_to),
+            BankLine.amount_minor < 0,
+            BankLine.id.not_in(select(BankMatch.line_id).where(BankMatch.active)),
+        )
+        .order_by(BankLine.id)
+    )
+    return [
+        _finding(
+            "unexplained bank debit",
+            f"{line.booked.isoformat()} {line.counterparty or ''} {line.reference or ''}".strip(),
+            line_id=line.id,
+            currency=line.currency,
+            actual_minor=line.amount_minor,
+        )
+        for line in rows
+    ]
 
 
 def _duplicate_payments(unit: UnitOfWork, date_from: date, date_to: date) -> list[Finding]:
