@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QPushButton,
+    QSizePolicy,
     QStatusBar,
     QStyle,
     QVBoxLayout,
@@ -160,6 +161,9 @@ class StatusBar(QStatusBar):
         self.database = QLabel(self)
         # A path is shown as typed: plain text, so '&' or '<' in it is never markup.
         self.database.setTextFormat(Qt.TextFormat.PlainText)
+        # A long path gives way (it is cut) before the person, live state and integrity do.
+        self.database.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.database.setMinimumWidth(60)
         self.database.setAccessibleName("Database")
         where = desk.describe_database()
         if desk.read_only:

@@ -37,6 +37,7 @@ from billing_desk.ui.views.invoices import InvoicesView
 from billing_desk.ui.views.payment_entry import confirm_discard
 from billing_desk.ui.views.payments import PaymentsView
 from billing_desk.ui.views.people import PeopleView
+from billing_desk.ui.views.reconciliation import ReconciliationView
 from billing_desk.ui.views.reports import ReportsView
 from billing_desk.ui.views.trips import TripsView
 from billing_desk.ui.welcome import WelcomePage
@@ -49,6 +50,7 @@ VIEWS: tuple[type[View], ...] = (
     PaymentsView,
     ApprovalsView,
     DepositsView,
+    ReconciliationView,
     InvoicesView,
     TripsView,
     AlertsView,

@@ -1,0 +1,388 @@
+"""Reconciliation, side by side: the bank lines on the left (unmatched, or all), and for the
+selected line the payments and deposit slips that could explain it on the right, ranked by the
+rule that makes each a candidate, with the difference between the line and the candidate. Match
+is the default only at a difference of zero; a match with a difference asks for a reason and is
+kept as such. Unmatch asks why. Auto-match runs the rules in the background and says what it
+matched and which lines it left. Matching clears the payments, as the service does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from billing_desk.domain.money import Money
+from billing_desk.domain.roles import Permission
+from billing_desk.services.matching import (
+    Candidate,
+    LineInfo,
+    MatchInfo,
+    MatchSummary,
+    auto_match,
+    candidates,
+    list_lines,
+    match_line,
+    unmatch_line,
+)
+from billing_desk.services.unit_of_work import Workspace
+from billing_desk.ui.desk import Desk
+from billing_desk.ui.errors import WARNING
+from billing_desk.ui.formatting import money_sort_key
+from billing_desk.ui.models import RIGHT, Column, RowsModel
+from billing_desk.ui.operations import changes
+from billing_desk.ui.views.base import View, fit_columns, make_table, select_key, selected_row
+from billing_desk.ui.widgets import ReasonDialog
+
+SHOW = (("Unmatched lines", "unmatched"), ("All lines", "all"))
+
+
+def line_amount(line: LineInfo) -> Money:
+    return Money.from_minor(line.amount_minor, line.currency)
+
+
+def matched_to(line: LineInfo) -> str:
+    if line.payment_id is not None:
+        return f"payment {line.payment_id} ({line.rule})"
+    if line.deposit_id is not None:
+        return f"deposit {line.deposit_id} ({line.rule})"
+    return ""
+
+
+def target_of(candidate: Candidate) -> str:
+    if candidate.payment_id is not None:
+        return f"payment {candidate.payment_id}"
+    return f"deposit {candidate.deposit_id}"
+
+
+class ReconciliationView(View):
+    title = "Reconciliation"
+    summary = "bank lines against payments"
+    permission = Permission.RECONCILE
+    listens = frozenset({"statements", "payments", "deposits"})
+
+    def __init__(self, desk: Desk, parent: QWidget | None = None) -> None:
+        super().__init__(desk, parent)
+        f = desk.formats
+        self.lines: RowsModel[LineInfo] = RowsModel(
+            [
+                Column("Line", lambda r: str(r.id), lambda r: r.id, RIGHT),
+                Column("Booked", lambda r: f.date(r.booked), lambda r: r.booked),
+                Column(
+                    "Amount",
+                    lambda r: f.money(line_amount(r)),
+                    lambda r: money_sort_key(line_amount(r)),
+                    RIGHT,
+                ),
+                Column(
+                    "Reference / counterparty",
+                    lambda r: " — ".join(t for t in (r.reference, r.counterparty) if t),
+                    tooltip=lambda r: " — ".join(t for t in (r.reference, r.counterparty) if t),
+                ),
+                Column("Matched to", matched_to, tooltip=matched_to),
+            ],
+            key=lambda r: r.id,
+            parent=self,
+        )
+        self.found: RowsModel[Candidate] = RowsModel(
+            [
+                Column("Candidate", target_of, lambda r: r.rank),
+                Column("Date", lambda r: f.date(r.day), lambda r: r.day),
+                Column(
+                    "Amount",
+                    lambda r: f.money(Money.from_minor(r.amount_minor, r.currency)),
+                    lambda r: (r.currency, r.amount_minor),
+                    RIGHT,
+                ),
+                Column("Payer", lambda r: r.payer or ""),
+                Column(
+                    "Why a candidate",
+                    lambda r: r.rule + _agreeing(r),
+                    tooltip=lambda r: r.rule + _agreeing(r),
+                ),
+                Column(
+                    "Fits",
+                    lambda r: "yes" if r.fits else "no",
+                    emphasis=lambda r: not r.fits,
+                    tooltip=lambda r: r.refusal,
+                ),
+            ],
+            key=lambda r: (r.payment_id, r.deposit_id),
+            parent=self,
+        )
+        self.which = QComboBox(self)
+        for label, value in SHOW:
+            self.which.addItem(label, value)
+        self.which.setAccessibleName("Lines shown")
+        self.count = QLabel(self)
+        top = QHBoxLayout()
+        caption = QLabel("&Show:", self)
+        caption.setBuddy(self.which)
+        top.addWidget(caption)
+        top.addWidget(self.which)
+        top.addStretch(1)
+        top.addWidget(self.count)
+        self.layout_.addLayout(top)
+
+        self.lines_table = make_table(self, self.lines, "Bank lines", stretch=3)
+        self.found_table = make_table(self, self.found, "Candidates", stretch=4)
+        self.difference = QLabel(self)
+        self.difference.setAccessibleName("Difference")
+        self.difference.setWordWrap(True)
+        font = self.difference.font()
+        font.setBold(True)
+        self.difference.setFont(font)
+        self.match_button = QPushButton("&Match", self)
+        self.unmatch_button = QPushButton("&Unmatch…", self)
+        self.auto_button = QPushButton("&Auto-match all", self)
+        right = QWidget(self)
+        column = QVBoxLayout(right)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(QLabel("Candidates for the selected line, best first:", right))
+        column.addWidget(self.found_table, 1)
+        column.addWidget(self.difference)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.auto_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.unmatch_button)
+        buttons.addWidget(self.match_button)
+        column.addLayout(buttons)
+        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        splitter.addWidget(self.lines_table)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([560, 560])
+        self.layout_.addWidget(splitter, 1)
+
+        self.which.currentIndexChanged.connect(lambda _: self.refresh())
+        self.lines_table.selectionModel().selectionChanged.connect(lambda *_: self._line_chosen())
+        self.found_table.selectionModel().selectionChanged.connect(lambda *_: self._weigh())
+        self.found_table.activated.connect(lambda _: self.match())
+        self.match_button.clicked.connect(self.match)
+        self.unmatch_button.clicked.connect(self.unmatch)
+        self.auto_button.clicked.connect(self.auto)
+        self.match_action = self.action("&Match the line", self.match, shortcut="Ctrl+M")
+        self.auto_action = self.action(
+            "&Auto-match",
+            self.auto,
+            shortcut="Ctrl+Shift+M",
+            tip="Match every line a rule matches alone.",
+        )
+        self.refresh_action = self.action(
+            "Re&fresh", self.refresh, shortcut=QKeySequence.StandardKey.Refresh
+        )
+        self._wanted: int | None = None
+        self._weigh()
+
+    def menu_actions(self) -> list[QAction]:
+        return [self.match_action, self.auto_action, self.refresh_action]
+
+    # -- fetching -----------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        unmatched = self.which.currentData() == "unmatched"
+        self.desk.query(
+            self,
+            lambda ws: list_lines(ws, unmatched=unmatched),
+            self._arrived,
+            key="reconcile-lines",
+        )
+
+    def _arrived(self, lines: list[LineInfo]) -> None:
+        chosen = selected_row(self.lines_table, self.lines)
+        self.lines.set_rows(lines)
+        fit_columns(self.lines_table, widest_chars=24)
+        n = len(lines)
+        self.count.setText(f"{self.desk.formats.count(n)} line{'s' if n != 1 else ''}")
+        key = self._wanted or (chosen.id if chosen else None)
+        self._wanted = None
+        if key is not None and self.lines.row_of(key) is not None:
+            select_key(self.lines_table, self.lines, key)
+        elif lines:
+            self.lines_table.selectRow(0)
+        else:
+            self.found.set_rows([])
+            self._weigh()
+
+    def _line_chosen(self) -> None:
+        line = selected_row(self.lines_table, self.lines)
+        self.found.set_rows([])
+        self._weigh()
+        if line is None or line.payment_id is not None or line.deposit_id is not None:
+            return
+        number = line.id
+        self.desk.query(
+            self, lambda ws: candidates(ws, number), self._candidates, key="reconcile-candidates"
+        )
+
+    def _candidates(self, found: list[Candidate]) -> None:
+        self.found.set_rows(found)
+        fit_columns(self.found_table, widest_chars=16)
+        if found:
+            self.found_table.selectRow(0)
+        self._weigh()
+
+    # -- deciding -----------------------------------------------------------------------------
+
+    def _weigh(self) -> None:
+        """The difference between the line and the chosen candidate, and what may be done."""
+        line = selected_row(self.lines_table, self.lines)
+        candidate = selected_row(self.found_table, self.found)
+        may = self.desk.may(Permission.RECONCILE) and not self.desk.read_only
+        matched = line is not None and (line.payment_id is not None or line.deposit_id is not None)
+        self.unmatch_button.setEnabled(may and matched)
+        self.auto_button.setEnabled(may)
+        self.auto_action.setEnabled(may)
+        if line is None or candidate is None:
+            self.difference.setText(
+                f"Line {line.id} is matched to {matched_to(line)}." if matched and line else ""
+            )
+            self.match_button.setEnabled(False)
+            self.match_action.setEnabled(False)
+            return
+        f = self.desk.formats
+        left = line.amount_minor - candidate.amount_minor
+        if candidate.currency != line.currency:
+            text = f"The candidate is in {candidate.currency}; the line is in {line.currency}."
+        elif left == 0:
+            text = (
+                f"Difference {f.money(Money.from_minor(0, line.currency))}: the line is explained."
+            )
+        else:
+            text = (
+                f"Difference {f.money(Money.from_minor(left, line.currency))}: a match needs a "
+                "reason and is kept as a match with a difference."
+            )
+        if not candidate.fits and candidate.refusal:
+            text += f" {candidate.refusal}"
+        self.difference.setText(text)
+        self.match_button.setText("&Match" if left == 0 else "&Match with a difference…")
+        # An exact candidate that does not fit says why and cannot be matched; a difference goes
+        # to the reason dialog, and the service refuses what does not fit.
+        self.match_button.setEnabled(may and (candidate.fits or left != 0))
+        self.match_button.setDefault(left == 0)
+        self.match_action.setEnabled(self.match_button.isEnabled())
+
+    def match(self) -> None:
+        line = selected_row(self.lines_table, self.lines)
+        candidate = selected_row(self.found_table, self.found)
+        if line is None or candidate is None or not self.match_button.isEnabled():
+            return
+        number, payment, deposit = line.id, candidate.payment_id, candidate.deposit_id
+        if line.amount_minor == candidate.amount_minor and candidate.fits:
+            self._matching(
+                line, lambda ws: match_line(ws, number, payment_id=payment, deposit_id=deposit)
+            )
+            return
+        dialog = ReasonDialog(
+            self,
+            f"Match line {number} with a difference",
+            f"Line {number} and {target_of(candidate)} differ. Match them anyway, kept as a match "
+            "with a difference that every run reports until a manager resolves it? &Why?",
+            "&Match with a difference",
+        )
+        dialog.submitted.connect(
+            lambda reason: self._matching(
+                line,
+                lambda ws: match_line(
+                    ws, number, payment_id=payment, deposit_id=deposit, note=reason
+                ),
+                dialog,
+            )
+        )
+        dialog.open()
+
+    def _matching(
+        self,
+        line: LineInfo,
+        work: Callable[[Workspace], MatchInfo],
+        dialog: ReasonDialog | None = None,
+    ) -> None:
+        self.match_button.setEnabled(False)
+
+        def done(info: MatchInfo) -> None:
+            if dialog is not None:
+                dialog.accept()
+            target = (
+                f"payment {info.payment_id}" if info.payment_id else f"deposit {info.deposit_id}"
+            )
+            self.message_bar.show_message(f"Line {info.line_id} matched to {target} ({info.rule}).")
+
+        def refused(error: BaseException) -> None:
+            self._weigh()
+            if dialog is not None:
+                dialog.failed(error, self.desk.presenter.present)
+            else:
+                self.desk.presenter.present(self, error, None)
+
+        self.desk.change(self, work, done, changes("statements", "payments"), failure=refused)
+
+    def unmatch(self) -> None:
+        line = selected_row(self.lines_table, self.lines)
+        if line is None or (line.payment_id is None and line.deposit_id is None):
+            return
+        number = line.id
+        dialog = ReasonDialog(
+            self,
+            f"Unmatch line {number}",
+            f"Unmatch line {number} from {matched_to(line)}? Its payments go back to where they "
+            "were before the match. &Why?",
+            "&Unmatch",
+        )
+
+        def done(_: MatchInfo) -> None:
+            dialog.accept()
+            self._wanted = number
+            self.message_bar.show_message(f"Line {number} is unmatched.")
+
+        dialog.submitted.connect(
+            lambda reason: self.desk.change(
+                dialog,
+                lambda ws: unmatch_line(ws, number, reason),
+                done,
+                changes("statements", "payments"),
+                failure=lambda err: dialog.failed(err, self.desk.presenter.present),
+            )
+        )
+        dialog.open()
+
+    def auto(self) -> None:
+        if not self.auto_button.isEnabled():
+            return
+        self.auto_button.setEnabled(False)
+
+        def done(summary: MatchSummary) -> None:
+            self.auto_button.setEnabled(True)
+            n = len(summary.matched)
+            left = len(summary.left_line_ids)
+            text = f"Auto-match matched {n} line{'s' if n != 1 else ''}"
+            text += f"; {left} left for you" if left else "; none left"
+            if summary.ambiguous_lines:
+                text += f" ({summary.ambiguous_lines} with more than one candidate)"
+            self.message_bar.show_message(text + ".", WARNING if left else "info")
+
+        self.desk.change(
+            self,
+            auto_match,
+            done,
+            changes("statements", "payments"),
+            failure=self._auto_failed,
+        )
+
+    def _auto_failed(self, error: BaseException) -> None:
+        self.auto_button.setEnabled(True)
+        self.desk.presenter.present(self, error, self.auto)
+
+
+def _agreeing(candidate: Candidate) -> str:
+    return f" ({', '.join(candidate.agreeing)} agree)" if candidate.agreeing else ""

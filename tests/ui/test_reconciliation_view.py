@@ -1,0 +1,114 @@
+"""The Reconciliation view as a bookkeeper uses it: a bank statement's lines beside the payments
+that could explain them; an exact candidate matched with one press (and the payment cleared), a
+line that differs matched only with a reason, Auto-match saying what it left, and Unmatch with a
+reason putting the payment back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+
+from PySide6.QtCore import Qt
+
+from billing_desk.domain.money import Money
+from billing_desk.domain.statements import Statement, StatementLine
+from billing_desk.services.payments import PaymentDraft, list_payments, record_payment
+from billing_desk.services.statements import import_statements
+from billing_desk.services.unit_of_work import open_workspace
+from billing_desk.ui.views.reconciliation import ReconciliationView
+from billing_desk.ui.widgets import ReasonDialog
+from tests.ui.conftest import Gui, screenshot
+
+DAY = date.today() - timedelta(days=2)
+
+
+def _books(gui: Gui) -> tuple[int, int]:
+    """Two transfers recorded, and the bank's statement: one line for each (the second a dollar
+    short) and a fee."""
+    clerk = open_workspace(gui.db, "clerk", migrate=False)
+    try:
+        paid = [
+            record_payment(
+                clerk,
+                PaymentDraft("STMARY", "transfer", amount, DAY, reference=reference),
+                str(uuid.uuid4()),
+            ).payment_id
+            for amount, reference in (("250.00", "ACH-RECON-1"), ("100.00", "ACH-RECON-2"))
+        ]
+        lines = (
+            StatementLine(DAY, Money.from_minor(25000, "USD"), "line 1", bank_id="B1",
+                          reference="ACH-RECON-1", counterparty="St. Mary's Hospital"),
+            StatementLine(DAY, Money.from_minor(9900, "USD"), "line 2", bank_id="B2",
+                          reference="ACH-RECON-2", counterparty="St. Mary's Hospital"),
+            StatementLine(DAY, Money.from_minor(-2500, "USD"), "line 3", bank_id="B3",
+                          reference="FEE", counterparty="Bank fee"),
+        )  # fmt: skip
+        statement = Statement("csv", "OPS-1", "USD", lines)
+        import_statements(clerk, "bank.csv", b"bank file", "csv", [statement], commit=True)
+    finally:
+        clerk.close()
+    return paid[0], paid[1]
+
+
+def _status(gui: Gui, payment_id: int) -> str:
+    reader = open_workspace(gui.db, "auditor", migrate=False)
+    try:
+        return next(p.status for p in list_payments(reader) if p.payment_id == payment_id)
+    finally:
+        reader.close()
+
+
+def test_match_exact_and_with_a_difference_then_unmatch(demo_gui: Gui) -> None:
+    exact, short = _books(demo_gui)
+    application = demo_gui.start("clerk")
+    view = application.window.show_view("Reconciliation")
+    assert isinstance(view, ReconciliationView)
+    demo_gui.wait(lambda: view.lines.rowCount() == 3, "the three unmatched lines")
+    demo_gui.wait(lambda: view.found.rowCount() > 0, "the first line's candidates")
+    line = view.lines.rows[0]
+    assert view.found.rows[0].payment_id == exact
+    assert "Difference $0.00" in view.difference.text()
+    assert view.match_button.isEnabled() and view.match_button.text() == "&Match"
+    screenshot(application.window, "reconciliation")  # type: ignore[attr-defined]
+    demo_gui.qtbot.mouseClick(view.match_button, Qt.MouseButton.LeftButton)
+    demo_gui.wait(lambda: f"Line {line.id} matched" in view.message_bar.text.text(), "the match")
+    demo_gui.wait(lambda: view.lines.row_of(line.id) is None, "the line off the unmatched list")
+    assert _status(demo_gui, exact) == "cleared", "matching clears the payment"
+
+    second = next(r for r in view.lines.rows if r.amount_minor == 9900)
+    view.lines_table.selectRow(view.lines.row_of(second.id) or 0)
+    demo_gui.wait(
+        lambda: any(c.payment_id == short for c in view.found.rows), "the short line's candidate"
+    )
+    view.found_table.selectRow(
+        next(i for i, c in enumerate(view.found.rows) if c.payment_id == short)
+    )
+    assert "Difference -$1.00" in view.difference.text() or "($1.00)" in view.difference.text()
+    assert view.match_button.text() == "&Match with a difference…"
+    view.match_button.click()
+    dialog = application.window.findChildren(ReasonDialog)[-1]
+    assert not dialog.ok.isEnabled(), "no match with a difference without a reason"
+    demo_gui.qtbot.keyClicks(dialog.reason, "bank charged a dollar on the transfer")
+    dialog.ok.click()
+    demo_gui.wait(lambda: f"Line {second.id} matched" in view.message_bar.text.text(), "the match")
+
+    view.auto_button.click()
+    demo_gui.wait(lambda: "Auto-match matched" in view.message_bar.text.text(), "auto-match")
+    assert "1 left for you" in view.message_bar.text.text()
+
+    view.which.setCurrentIndex(view.which.findData("all"))
+    demo_gui.wait(lambda: view.lines.rowCount() == 3, "all lines")
+    view.lines_table.selectRow(view.lines.row_of(line.id) or 0)
+    demo_gui.wait(lambda: view.unmatch_button.isEnabled(), "unmatch offered")
+    view.unmatch_button.click()
+    dialog = application.window.findChildren(ReasonDialog)[-1]
+    demo_gui.qtbot.keyClicks(dialog.reason, "matched to the wrong transfer")
+    dialog.ok.click()
+    demo_gui.wait(lambda: f"Line {line.id} is unmatched" in view.message_bar.text.text(), "unmatch")
+    demo_gui.idle(application)
+    assert _status(demo_gui, exact) == "recorded", "unmatching takes the clearing back"
+
+
+def test_an_auditor_does_not_reconcile(demo_gui: Gui) -> None:
+    application = demo_gui.start("auditor")
+    assert "Reconciliation" not in application.window.views
