@@ -112,3 +112,39 @@ def test_match_exact_and_with_a_difference_then_unmatch(demo_gui: Gui) -> None:
 def test_an_auditor_does_not_reconcile(demo_gui: Gui) -> None:
     application = demo_gui.start("auditor")
     assert "Reconciliation" not in application.window.views
+
+
+def test_a_statement_file_is_previewed_imported_once_and_a_csv_is_sent_to_its_mapping(
+    demo_gui: Gui,
+) -> None:
+    from billing_desk.importers.statements import registry
+    from billing_desk.ui.views.reconciliation import StatementImportDialog
+    from tests.corpus import CORPUS_ROOT as CORPUS
+
+    path = CORPUS / "ofx" / "ofx102_sgml_tab_indented_checking.ofx"
+    expected = sum(len(s.lines) for s in registry.parse(path.read_bytes(), "ofx"))
+    application = demo_gui.start("clerk")
+    view = application.window.show_view("Reconciliation")
+    assert isinstance(view, ReconciliationView)
+    dialog = view.import_file(path)
+    demo_gui.wait(lambda: dialog.rows.rowCount() == expected, "the preview of every line")
+    assert all(str(r.status) == "new" for r in dialog.rows.rows)
+    assert "Nothing is written until Import" in dialog.summary.text()
+    assert dialog.import_button.isEnabled(), dialog.summary.text()
+    screenshot(dialog, "statement-import-preview")  # type: ignore[attr-defined]
+    dialog.import_button.click()
+    demo_gui.wait(lambda: "new lines imported" in view.message_bar.text.text(), "the import")
+    demo_gui.wait(lambda: view.lines.rowCount() >= expected, "the new lines listed")
+
+    again = view.import_file(path)
+    demo_gui.wait(lambda: again.rows.rowCount() == expected, "the second preview")
+    assert all(str(r.status) == "already imported" for r in again.rows.rows)
+    assert not again.import_button.isEnabled(), "nothing new, nothing to import"
+    again.reject()
+
+    csv = CORPUS / "csv" / next(p.name for p in (CORPUS / "csv").iterdir() if p.suffix == ".csv")
+    refused = view.import_file(csv)
+    demo_gui.wait(lambda: refused.message_bar.isVisible(), "the CSV's sentence")
+    assert "mapping save" in refused.message_bar.text.text()
+    assert not refused.import_button.isEnabled()
+    assert isinstance(refused, StatementImportDialog)

@@ -8,11 +8,17 @@ matched and which lines it left. Matching clears the payments, as the service do
 from __future__ import annotations
 
 from collections.abc import Callable
+from html import escape as esc
+from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -21,8 +27,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from billing_desk.domain.errors import BadInput, BillingError, EnvironmentFault
 from billing_desk.domain.money import Money
 from billing_desk.domain.roles import Permission
+from billing_desk.importers.statements import registry
 from billing_desk.services.matching import (
     Candidate,
     LineInfo,
@@ -34,16 +42,21 @@ from billing_desk.services.matching import (
     match_line,
     unmatch_line,
 )
+from billing_desk.services.statements import ImportResult, LinePreview, import_statements
 from billing_desk.services.unit_of_work import Workspace
 from billing_desk.ui.desk import Desk
-from billing_desk.ui.errors import WARNING
+from billing_desk.ui.errors import WARNING, MessageBar
 from billing_desk.ui.formatting import money_sort_key
 from billing_desk.ui.models import RIGHT, Column, RowsModel
 from billing_desk.ui.operations import changes
 from billing_desk.ui.views.base import View, fit_columns, make_table, select_key, selected_row
-from billing_desk.ui.widgets import ReasonDialog
+from billing_desk.ui.widgets import ReasonDialog, make_primary
 
 SHOW = (("Unmatched lines", "unmatched"), ("All lines", "all"))
+STATEMENT_FILES = (
+    "Bank statements (*.ofx *.qfx *.xml *.sta *.mt940 *.940 *.txt *.bai *.bai2 *.csv);;"
+    "All files (*)"
+)
 
 
 def line_amount(line: LineInfo) -> Money:
@@ -178,6 +191,12 @@ class ReconciliationView(View):
             shortcut="Ctrl+Shift+M",
             tip="Match every line a rule matches alone.",
         )
+        self.import_action = self.action(
+            "&Import a statement…",
+            self._choose_file,
+            shortcut="Ctrl+I",
+            tip="Read a bank's file (OFX, camt.053, MT940, BAI2), see every line, then import.",
+        )
         self.refresh_action = self.action(
             "Re&fresh", self.refresh, shortcut=QKeySequence.StandardKey.Refresh
         )
@@ -185,7 +204,24 @@ class ReconciliationView(View):
         self._weigh()
 
     def menu_actions(self) -> list[QAction]:
-        return [self.match_action, self.auto_action, self.refresh_action]
+        return [self.import_action, self.match_action, self.auto_action, self.refresh_action]
+
+    def _choose_file(self) -> None:
+        chosen, _ = QFileDialog.getOpenFileName(
+            self, "Import a bank statement", "", STATEMENT_FILES
+        )
+        if chosen:
+            self.import_file(Path(chosen))
+
+    def import_file(self, path: Path) -> StatementImportDialog:
+        dialog = StatementImportDialog(self.desk, path, self)
+        dialog.imported.connect(
+            lambda result: self.message_bar.show_message(
+                f"{result.file}: {result.count('new')} new lines imported."
+            )
+        )
+        dialog.open()
+        return dialog
 
     # -- fetching -----------------------------------------------------------------------------
 
@@ -386,3 +422,157 @@ class ReconciliationView(View):
 
 def _agreeing(candidate: Candidate) -> str:
     return f" ({', '.join(candidate.agreeing)} agree)" if candidate.agreeing else ""
+
+
+def preview_statement_file(workspace: Workspace, path: Path, *, commit: bool) -> ImportResult:
+    """Read a bank's file and compare its lines with what is imported; with `commit`, save it.
+    A CSV file needs its column mapping first, which the command line keeps (the window's CSV
+    editor is not built yet), so it is refused here with the commands that do it."""
+    data = registry.read_statement_file(path)
+    chosen = registry.detect(data)
+    if chosen == "csv":
+        raise BadInput(
+            f"{path.name} is a CSV export, whose columns need a mapping first: save one with "
+            f"`billing-desk mapping save NAME --file {path}`, then import it with `billing-desk "
+            f"import statement {path} --mapping NAME --commit`."
+        )
+    statements = registry.parse(data, chosen)
+    for statement in statements:
+        if not statement.account:
+            raise BadInput(
+                f"{path.name} does not say which bank account it is; import it with `billing-desk "
+                f"import statement {path} --account ACCOUNT`."
+            )
+    return import_statements(workspace, path.name, data, chosen, statements, commit=commit)
+
+
+class StatementImportDialog(QDialog):
+    """A bank statement file before it is saved: each statement's account and period, the
+    file's own checks in words, and every line new, already imported or conflicting (with what
+    differs). Nothing is written until Import; a file whose checks failed is imported only
+    once the person ticks that they have seen the failure."""
+
+    imported = Signal(object)
+
+    def __init__(self, desk: Desk, path: Path, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.desk = desk
+        self.path = path
+        self.setWindowTitle(f"Import {path.name}")
+        f = desk.formats
+        self.message_bar = MessageBar(self)
+        self.summary = QLabel(f"Reading {path.name}…", self)
+        self.summary.setWordWrap(True)
+        self.rows: RowsModel[LinePreview] = RowsModel(
+            [
+                Column("Where", lambda r: r.location),
+                Column("Booked", lambda r: r.booked),
+                Column(
+                    "Amount", lambda r: f.money(r.amount), lambda r: money_sort_key(r.amount), RIGHT
+                ),
+                Column(
+                    "Status",
+                    lambda r: str(r.status),
+                    emphasis=lambda r: str(r.status) == "conflicting",
+                ),
+                Column(
+                    "Reference / counterparty",
+                    lambda r: " — ".join(t for t in (r.reference, r.counterparty) if t),
+                    tooltip=lambda r: r.description,
+                ),
+                Column("What differs", lambda r: r.why or "", tooltip=lambda r: r.why),
+            ],
+            key=lambda r: r.location,
+            parent=self,
+        )
+        self.table = make_table(self, self.rows, "Lines of the file", stretch=4)
+        self.seen_failure = QCheckBox(
+            "I have seen that the file's own checks &failed, and import it anyway", self
+        )
+        self.seen_failure.hide()
+        buttons = QDialogButtonBox(self)
+        self.import_button = buttons.addButton("&Import", QDialogButtonBox.ButtonRole.AcceptRole)
+        buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        self.import_button.setEnabled(False)
+        make_primary(buttons, self.import_button)
+        buttons.accepted.connect(self.commit)
+        buttons.rejected.connect(self.reject)
+        self.seen_failure.toggled.connect(lambda _: self._ready())
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.message_bar)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.seen_failure)
+        layout.addWidget(buttons)
+        self.resize(1000, 560)
+        self.previewed: ImportResult | None = None
+        target = path
+        desk.query(
+            self,
+            lambda ws: preview_statement_file(ws, target, commit=False),
+            self._previewed,
+            failure=self._refused,
+        )
+
+    def _refused(self, error: BaseException) -> None:
+        self.summary.setText("")
+        if isinstance(error, BillingError) and not isinstance(error, EnvironmentFault):
+            self.message_bar.show_message(error.message, WARNING)
+        else:
+            self.desk.presenter.present(self, error, None)
+
+    def _previewed(self, result: ImportResult) -> None:
+        self.previewed = result
+        parts = []
+        for s in result.statements:
+            period = f" {s.period_start} to {s.period_end}" if s.period_start else ""
+            checks = "; ".join(
+                f"{c.name}: {'passed' if c.ok else 'FAILED'} ({c.detail})" for c in s.checks
+            )
+            parts.append(
+                f"<b>{esc(s.account)}</b> ({esc(s.currency)}){esc(period)}: {len(s.lines)} lines"
+                + (f"<br>Checks: {esc(checks)}" if checks else "")
+            )
+        parts.append(
+            f"{result.format}: {result.count('new')} new, {result.count('already imported')} "
+            f"already imported, {result.count('conflicting')} conflicting. Nothing is written "
+            "until Import."
+        )
+        self.summary.setText("<br>".join(parts))
+        self.rows.set_rows([line for s in result.statements for line in s.lines])
+        fit_columns(self.table, widest_chars=28)
+        self.seen_failure.setVisible(not result.checks_ok)
+        self._ready()
+
+    def _ready(self) -> None:
+        result = self.previewed
+        ok = result is not None and result.count("new") > 0
+        if result is not None and not result.checks_ok:
+            ok = ok and self.seen_failure.isChecked()
+        self.import_button.setEnabled(ok)
+        n = result.count("new") if result is not None else 0
+        self.import_button.setText(
+            f"&Import {n} new line{'s' if n != 1 else ''}" if n else "&Import"
+        )
+
+    def commit(self) -> None:
+        if not self.import_button.isEnabled():
+            return
+        self.import_button.setEnabled(False)
+        target = self.path
+
+        def done(result: ImportResult) -> None:
+            self.imported.emit(result)
+            self.accept()
+
+        def refused(error: BaseException) -> None:
+            self._ready()
+            self._refused(error)
+
+        self.desk.change(
+            self,
+            lambda ws: preview_statement_file(ws, target, commit=True),
+            done,
+            changes("statements"),
+            failure=refused,
+        )
