@@ -55,7 +55,11 @@ class LiveFeed(QObject):
         if subscription is not None:
             subscription.close()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            # Wait as long as closing waits for any other work (Desk.close): a feed still
+            # starting (connecting, or setting its trigger up behind another transaction's lock)
+            # must finish with its connections before the workspace's engine is disposed, or
+            # they are handed back to a disposed pool and left to the garbage collector.
+            self._thread.join(timeout=30)
 
     def _listen(self) -> None:
         try:
