@@ -451,7 +451,8 @@ def test_jpy_amounts_without_decimals() -> None:
         ),
         (
             camt053(entry(booked="")),
-            "at Stmt 1 / Ntry 1 (line 6): the booked entry has no booking date (BookgDt).",
+            "at Stmt 1 / Ntry 1 (line 6): the entry has no booking date (BookgDt) nor a value "
+            "date, and the statement no date to take instead.",
         ),
         (
             camt053(entry() + entry(ccy="USD"), acct_ccy="EUR"),

@@ -37,6 +37,14 @@ def statement(
     commit: bool = typer.Option(
         False, "--commit", help="Save the new lines; without it, only show what would happen."
     ),
+    keep_conflicting: str | None = typer.Option(
+        None,
+        "--keep-conflicting",
+        metavar="REASON",
+        help="With --commit: save the conflicting lines too, as new lines, because the bank "
+        "confirmed they are real (the reason goes in the audit log). Works on a file imported "
+        "before.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Show every line of a statement as new, already imported or conflicting; with --commit,
@@ -51,7 +59,17 @@ def statement(
             raise BadInput("--mapping is for CSV files; this one is " + chosen + ".")
         statements, guessed = registry.parse(data, chosen), None
     statements = [_with_account(s, account) for s in statements]
-    result = import_statements(workspace, file.name, data, chosen, statements, commit=commit)
+    if keep_conflicting is not None and not commit:
+        raise BadInput("--keep-conflicting saves lines: give --commit with it.")
+    result = import_statements(
+        workspace,
+        file.name,
+        data,
+        chosen,
+        statements,
+        commit=commit,
+        keep_conflicting=keep_conflicting,
+    )
     summary = _summary(result)
     if guessed is not None:
         summary["guessed_mapping"] = guessed
@@ -114,6 +132,7 @@ def _summary(result: ImportResult) -> dict[str, Any]:
         "new": result.count("new"),
         "already_imported": result.count("already imported"),
         "conflicting": result.count("conflicting"),
+        "kept_conflicting": result.kept_conflicting,
         "currency": next(iter(totals)) if len(totals) == 1 else None,
         "credits_minor": single[0] if single else None,
         "debits_minor": single[1] if single else None,
@@ -140,6 +159,7 @@ def _summary(result: ImportResult) -> dict[str, Any]:
                 "notes": list(s.notes),
                 "lines": [
                     {
+                        "line_id": ln.line_id,
                         "location": ln.location,
                         "booked": ln.booked,
                         "amount_minor": ln.amount.minor,
@@ -172,9 +192,10 @@ def _human(result: ImportResult, summary: dict[str, Any]) -> None:
     for s in result.statements:
         echo(statement_header(s))
         table(
-            ["where", "booked", "amount", "status", "reference / counterparty"],
+            ["line", "where", "booked", "amount", "status", "reference / counterparty"],
             [
                 (
+                    "" if ln.line_id is None else str(ln.line_id),
                     ln.location,
                     ln.booked,
                     ln.amount.format(),
@@ -183,7 +204,7 @@ def _human(result: ImportResult, summary: dict[str, Any]) -> None:
                 )
                 for ln in s.lines
             ],
-            right={2},
+            right={0, 3},
         )
         for check in s.checks:
             echo(f"  check {check.name}: {'ok' if check.ok else 'FAILED'} ({check.detail})")
@@ -192,8 +213,15 @@ def _human(result: ImportResult, summary: dict[str, Any]) -> None:
     verb = "saved" if result.committed else "would be saved (add --commit)"
     if result.file_already_imported:
         verb = "already imported: nothing changed"
+    if result.kept_conflicting:
+        verb = f"saved, with {result.kept_conflicting} conflicting kept as new lines"
     echo(
         f"{result.file} ({result.format}): {summary['lines']} lines, {summary['new']} new, "
         f"{summary['already_imported']} already imported, {summary['conflicting']} "
         f"conflicting; {verb}."
     )
+    if summary["conflicting"] and not result.kept_conflicting:
+        echo(
+            "A conflicting line is not saved: check it with the bank; when it is a real line, "
+            "import again with --commit --keep-conflicting REASON."
+        )

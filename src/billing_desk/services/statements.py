@@ -6,8 +6,10 @@ earlier one (same account, overlapping dates) adds only its new lines: each line
 fingerprint (account, currency, date, amount and the bank's id for it, or its texts when the
 bank gives no id, plus its occurrence number among identical lines of its statement), so the
 same line in two files is one line while two genuine identical same-day payments stay two.
-A line whose bank id is known with a different date or amount is *conflicting*: it is shown,
-never saved, and the user sorts it out with the bank.
+A line whose bank id is known with a different date or amount is *conflicting*: it is shown
+with both versions and not saved unless a person keeps it, with a reason: a bank that gives
+the same id to two real lines must never cost a line. Keeping is audited line by line, and
+works on a file imported before (its conflicting lines join that file's statements).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from billing_desk.db.models import BankLine, BankStatement, StatementFile, StatementFileContent
+from billing_desk.domain.errors import BadInput
 from billing_desk.domain.hashing import canonical_bytes
 from billing_desk.domain.money import Money
 from billing_desk.domain.roles import Permission
@@ -29,6 +32,7 @@ from billing_desk.domain.statements import Check, Statement, StatementLine
 from billing_desk.services.unit_of_work import UnitOfWork, Workspace
 
 IMPORT_ACTION = "statement.import"
+KEEP_CONFLICTING_ACTION = "statement.keep_conflicting"
 LineStatus = Literal["new", "already imported", "conflicting"]
 _LOOKUP_CHUNK = 500
 
@@ -44,6 +48,7 @@ class LinePreview:
     counterparty: str | None
     description: str | None
     why: str | None = None  # for a conflicting line: what differs
+    line_id: int | None = None  # the saved bank line (already imported, or saved by this call)
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ class ImportResult:
     committed: bool  # True when this call saved something
     file_already_imported: bool
     statements: tuple[StatementPreview, ...]
+    kept_conflicting: int = 0  # conflicting lines this call saved, with a person's reason
 
     @property
     def lines(self) -> int:
@@ -103,15 +109,26 @@ def import_statements(
     statements: Sequence[Statement],
     *,
     commit: bool,
+    keep_conflicting: str | None = None,
 ) -> ImportResult:
     """Preview the file's lines against what is already imported; with `commit`, save the file,
     its statements and its new lines (idempotent: a second commit of the same file saves
-    nothing)."""
+    nothing). With `keep_conflicting` (the person's reason), conflicting lines are saved too."""
     digest = hashlib.sha256(data).hexdigest()
+    reason = None
+    if keep_conflicting is not None:
+        reason = " ".join(keep_conflicting.split())
+        if not reason:
+            raise BadInput(
+                "Say why the conflicting lines are real (--keep-conflicting REASON): what the "
+                "bank confirmed, for the audit log."
+            )
 
     def operation(unit: UnitOfWork) -> ImportResult:
         unit.require(Permission.IMPORT_STATEMENTS)
-        return _import(unit, name, data, digest, format_name, statements, commit=commit)
+        return _import(
+            unit, name, data, digest, format_name, statements, commit=commit, reason=reason
+        )
 
     if not commit:
         return workspace.read(operation)
@@ -132,23 +149,40 @@ def _import(
     statements: Sequence[Statement],
     *,
     commit: bool,
+    reason: str | None = None,
 ) -> ImportResult:
     session = unit.session
     known_file = session.scalar(select(StatementFile.id).where(StatementFile.sha256 == digest))
     previews: list[StatementPreview] = []
+    whys: dict[str, str] = {}
     planned: list[tuple[Statement, list[tuple[StatementLine, str, str, LineStatus]]]] = []
     for index, statement in enumerate(statements):
         keyed = [
             (line, fingerprint, _line_key(digest, index, line))
             for line, fingerprint in zip(statement.lines, fingerprints(statement), strict=True)
         ]
-        statuses = _statuses(unit, statement, keyed, whole_file_known=known_file is not None)
+        # Line by line even for a file imported before: its conflicting lines were never saved
+        # and must not read as "already imported".
+        statuses = _statuses(unit, statement, keyed)
+        whys.update(
+            {key: why for (_ln, _fp, key), (_st, why) in zip(keyed, statuses, strict=True) if why}
+        )
         planned.append(
             (
                 statement,
                 [(ln, fp, key, st) for (ln, fp, key), (st, _) in zip(keyed, statuses, strict=True)],
             )
         )
+    saved = False
+    kept = 0
+    if commit and known_file is None:
+        kept = _save(unit, name, data, digest, format_name, planned, reason=reason, why=whys)
+        saved = True
+    elif commit and reason is not None and known_file is not None:
+        kept = _keep_in_known_file(unit, known_file, planned, reason=reason, why=whys)
+        saved = kept > 0
+    for statement, lines in planned:
+        ids = _line_ids(unit, statement.account, [fp for _ln, fp, _key, _st in lines])
         previews.append(
             StatementPreview(
                 statement.account,
@@ -166,19 +200,32 @@ def _import(
                         ln.reference,
                         ln.counterparty,
                         ln.description,
-                        why,
+                        whys.get(key),
+                        ids.get(fp),
                     )
-                    for (ln, _fp, _key), (status, why) in zip(keyed, statuses, strict=True)
+                    for ln, fp, key, status in lines
                 ),
                 statement.checks(),
                 statement.notes,
             )
         )
-    saved = False
-    if commit and known_file is None:
-        _save(unit, name, data, digest, format_name, planned)
-        saved = True
-    return ImportResult(name, format_name, digest, saved, known_file is not None, tuple(previews))
+    return ImportResult(
+        name, format_name, digest, saved, known_file is not None, tuple(previews), kept
+    )
+
+
+def _line_ids(unit: UnitOfWork, account: str, prints: list[str]) -> dict[str, int]:
+    """The saved bank line of each fingerprint: what `reconcile match --line` takes."""
+    found: dict[str, int] = {}
+    for start in range(0, len(prints), _LOOKUP_CHUNK):
+        rows = unit.session.execute(
+            select(BankLine.fingerprint, BankLine.id).where(
+                BankLine.account == account,
+                BankLine.fingerprint.in_(prints[start : start + _LOOKUP_CHUNK]),
+            )
+        )
+        found.update({str(r.fingerprint): int(r.id) for r in rows})
+    return found
 
 
 def fingerprints(statement: Statement) -> list[str]:
@@ -212,11 +259,7 @@ def _statuses(
     unit: UnitOfWork,
     statement: Statement,
     keyed: list[tuple[StatementLine, str, str]],
-    *,
-    whole_file_known: bool,
 ) -> list[tuple[LineStatus, str | None]]:
-    if whole_file_known:
-        return [("already imported", None)] * len(keyed)
     session = unit.session
     known: set[str] = set()
     prints = [fp for _ln, fp, _key in keyed]
@@ -272,7 +315,10 @@ def _save(
     digest: str,
     format_name: str,
     planned: list[tuple[Statement, list[tuple[StatementLine, str, str, LineStatus]]]],
-) -> None:
+    *,
+    reason: str | None,
+    why: dict[str, str],
+) -> int:
     session = unit.session
     stored = StatementFile(
         sha256=digest,
@@ -285,6 +331,7 @@ def _save(
     session.add(stored)
     session.flush()
     session.add(StatementFileContent(file_id=stored.id, content=data))
+    kept = 0
     for statement, lines in planned:
         row = BankStatement(
             file_id=stored.id,
@@ -305,26 +352,77 @@ def _save(
         )
         session.add(row)
         session.flush()
-        for line, fingerprint, key, status in lines:
-            if status != "new":
-                continue
-            session.add(
-                BankLine(
-                    statement_id=row.id,
-                    account=statement.account,
-                    currency=statement.currency,
-                    booked=line.booked,
-                    value_date=line.value_date,
-                    amount_minor=line.amount.minor,
-                    bank_id=line.bank_id,
-                    reference=line.reference,
-                    counterparty=line.counterparty,
-                    description=line.description,
-                    kind=line.kind,
-                    location=line.location,
-                    raw=canonical_bytes(dict(line.raw)).decode(),
-                    fingerprint=fingerprint,
-                    line_key=key,
-                )
+        kept += _add_lines(unit, row, statement, lines, reason=reason, why=why)
+    return kept
+
+
+def _keep_in_known_file(
+    unit: UnitOfWork,
+    file_id: int,
+    planned: list[tuple[Statement, list[tuple[StatementLine, str, str, LineStatus]]]],
+    *,
+    reason: str,
+    why: dict[str, str],
+) -> int:
+    rows = list(
+        unit.session.scalars(
+            select(BankStatement).where(BankStatement.file_id == file_id).order_by(BankStatement.id)
+        )
+    )
+    kept = 0
+    for row, (statement, lines) in zip(rows, planned, strict=False):
+        conflicting = [entry for entry in lines if entry[3] == "conflicting"]
+        kept += _add_lines(unit, row, statement, conflicting, reason=reason, why=why)
+    return kept
+
+
+def _add_lines(
+    unit: UnitOfWork,
+    row: BankStatement,
+    statement: Statement,
+    lines: list[tuple[StatementLine, str, str, LineStatus]],
+    *,
+    reason: str | None,
+    why: dict[str, str],
+) -> int:
+    """Save a statement's new lines, and its conflicting ones when a person gave a reason."""
+    session = unit.session
+    kept = 0
+    for line, fingerprint, key, status in lines:
+        if status == "new" or (status == "conflicting" and reason is not None):
+            saved = BankLine(
+                statement_id=row.id,
+                account=statement.account,
+                currency=statement.currency,
+                booked=line.booked,
+                value_date=line.value_date,
+                amount_minor=line.amount.minor,
+                bank_id=line.bank_id,
+                reference=line.reference,
+                counterparty=line.counterparty,
+                description=line.description,
+                kind=line.kind,
+                location=line.location,
+                raw=canonical_bytes(dict(line.raw)).decode(),
+                fingerprint=fingerprint,
+                line_key=key,
             )
+            session.add(saved)
+            if status == "conflicting":
+                session.flush()
+                unit.record_event(
+                    KEEP_CONFLICTING_ACTION,
+                    "kept_conflict",  # the line's own insert is audited as bank_line
+                    str(saved.id),
+                    detail={
+                        "reason": reason,
+                        "bank_id": line.bank_id,
+                        "booked": line.booked.isoformat(),
+                        "amount_minor": line.amount.minor,
+                        "currency": statement.currency,
+                        "conflict": why.get(key),
+                    },
+                )
+                kept += 1
     session.flush()
+    return kept

@@ -234,6 +234,8 @@ class _StatementReader:
     notes: list[str] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     currency: str = ""
+    undated: dict[str, int] = field(default_factory=dict)  # entries dated by a stand-in
+    _closing_date: date | None = None
 
     def statement(self) -> Statement:
         statement_id = _text(self.report, "Id")
@@ -253,10 +255,12 @@ class _StatementReader:
             self._entry(element, f"{self.path} / Ntry {number}")
             for number, element in enumerate(_children(self.report, "Ntry"), start=1)
         ]
+        self._closing_date = closing_date
         lines: list[StatementLine] = []
         for entry in entries:
             if entry.booked:
                 lines.extend(self._lines(entry))
+        self._undated_notes()
         self._summary_checks(entries)
         if self.path.startswith("Ntfctn") and opening is None and closing is None:
             self.notes.append(
@@ -320,7 +324,17 @@ class _StatementReader:
                 f"the statement's {self.currency}, so it is left out"
             )
             return None, None
-        amount = _signed_amount(balance, self.currency, where)
+        if _text(balance, "CdtDbtInd") is None and _text(balance, "Amt") is not None:
+            # Required by the schema, left out by some banks: read as a credit balance, and the
+            # balance check shows plainly when that was wrong.
+            amount = _plain_amount(str(_text(balance, "Amt")), self.currency, where)
+            if not amount.is_zero():
+                self.notes.append(
+                    f"{self.path}: the {role} balance ({code}) has no CdtDbtInd; it is read as "
+                    "a credit"
+                )
+        else:
+            amount = _signed_amount(balance, self.currency, where)
         day = _date_in(_child(balance, "Dt"), where, "balance date")
         return amount, day
 
@@ -443,10 +457,10 @@ class _StatementReader:
         """One line per entry, or one per TxDtls when a batch's details add up to it."""
         element = entry.element
         where = _place(entry.where, element)
+        value_date = _date_in(_child(element, "ValDt"), where, "value date")
         booked = _date_in(_child(element, "BookgDt"), where, "booking date")
         if booked is None:
-            raise StatementRefused(NAME, where, "the booked entry has no booking date (BookgDt)")
-        value_date = _date_in(_child(element, "ValDt"), where, "value date")
+            booked = self._booking_date_instead(entry, value_date, where)
         reversal = (_text(element, "RvslInd") or "").lower() in ("true", "1")
         if reversal:
             direction = "credit" if entry.amount.is_positive() else "debit"
@@ -491,6 +505,38 @@ class _StatementReader:
         if len(details) > 1:
             line = _with_common_details(line, details, _is_credit(entry, entry.amount, None))
         return [line]
+
+    def _booking_date_instead(self, entry: _Entry, value_date: date | None, where: str) -> date:
+        """BookgDt is optional in camt.053 (and left out by real banks): the value date stands
+        in, then the statement's closing balance date, its period's end or its creation date;
+        the statement's notes say which, and for how many entries."""
+        fallbacks: list[tuple[str, date | None]] = [
+            ("its value date (ValDt)", value_date),
+            ("the closing balance's date", self._closing_date),
+            ("the statement's period end (FrToDt)", self._period("ToDtTm")),
+        ]
+        created = _text(self.report, "CreDtTm")
+        if created is not None:
+            fallbacks.append(
+                ("the statement's creation date (CreDtTm)", _date(created, where, "creation date"))
+            )
+        for label, day in fallbacks:
+            if day is not None:
+                self.undated[label] = self.undated.get(label, 0) + 1
+                return day
+        raise StatementRefused(
+            NAME,
+            where,
+            "the entry has no booking date (BookgDt) nor a value date, and the statement no "
+            "date to take instead",
+        )
+
+    def _undated_notes(self) -> None:
+        for label, count in self.undated.items():
+            self.notes.append(
+                f"{self.path}: {_count(count, 'entry has', 'entries have')} no booking date "
+                f"(BookgDt), so {'it is' if count == 1 else 'they are'} dated by {label}"
+            )
 
     def _batch_count_check(self, entry: _Entry, details: list[Element]) -> None:
         declared = [

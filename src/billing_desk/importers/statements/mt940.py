@@ -86,6 +86,10 @@ _CLOSING_TAGS: Final = frozenset({"62F", "62M", "62"})
 # and forward available balances.
 _IGNORED_TAGS: Final = frozenset({"13", "13D", "21", "34F", "64", "65"})
 _NO_REFERENCE: Final = "NONREF"
+_NO_REFERENCE_WORDS: Final = (_NO_REFERENCE, "NOTPROVIDED", "NOREF")
+# Subfield 6 of :61:: S + a SWIFT message type, N or F + a code of letters or digits (some
+# banks pad with spaces).
+_TYPE_CODE: Final = re.compile(r"S[0-9 ]{3}|[NF][A-Z0-9][A-Z0-9 ]{2}")
 
 # :86: dialects. German (and Polish) structured: GV code then ?00..?63; Triodos writes '>' for '?'.
 _GERMAN_DETAILS: Final = re.compile(r"\d{3}\?\d{2}")
@@ -103,6 +107,8 @@ _SLASH_DETAILS: Final = re.compile(r"/(?:EREF|REMI|NAME|CNTP|ORDP|BENM|PREF|RTRN
 _REFERENCE_POINTERS: Final = frozenset({"EREF", "PREF", "MARF", "KREF"})
 # Totals for the account owner in a :86: after the closing balance: old ING
 # (D<debit count>C<credit count>D<debit sum>C<credit sum>) and ING SEPA (/SUM/d/c/dsum/csum/).
+_IBAN: Final = re.compile(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}")
+_BIC: Final = re.compile(r"[A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?")
 _ING_TOTALS: Final = re.compile(r"D(\d{6})C(\d{6})D(\d+,\d*)C(\d+,\d*)")
 _ING_SUM: Final = re.compile(r"/SUM/(\d+)/(\d+)/(\d+,\d*)/(\d+,\d*)/?")
 
@@ -489,6 +495,7 @@ def _statement_line(
         "statement line (:61:)",
         refusal=_LineLayoutMismatch,
     )
+    groups = _type_code_or_not(groups)
     mark = str(groups.get("status") or "").upper()
     money = money_from_decimal(
         NAME,
@@ -552,13 +559,36 @@ def _statement_line(
         amount=money,
         location=where,
         value_date=value_date,
-        bank_id=bank_reference or (None if points else customer_reference),
+        # Only the account servicing institution's reference (after '//') identifies a line:
+        # the customer reference is the payer's or the owner's text and repeats across lines.
+        bank_id=bank_reference,
         reference=reference,
         counterparty=counterparty,
         description=description,
         kind=str(groups.get("id") or "").strip() or None,
         raw=raw,
     )
+
+
+def _type_code_or_not(groups: dict[str, Any]) -> dict[str, Any]:
+    """Subfield 6 of :61: (transaction type, 1!a3!c) as the standard defines it, or absent.
+
+    The library takes any four characters after the amount as the type, so a bank that sends
+    no type ('D20,00NONREF', 'C5,00REF 4711//...') had its customer reference cut in two. A
+    type starts with S (a SWIFT message type: three digits), N (a non-SWIFT code) or F (a
+    first advice); a reference that says there is none (NONREF, NOTPROVIDED) is never a type.
+    """
+    code = str(groups.get("id") or "")
+    if not code:
+        return groups
+    rest = str(groups.get("customer_reference") or "")
+    joined = code + rest
+    typed = _TYPE_CODE.fullmatch(code) is not None and not joined.upper().startswith(
+        _NO_REFERENCE_WORDS
+    )
+    if typed:
+        return groups
+    return {**groups, "id": None, "customer_reference": joined}
 
 
 def _line_value(item: _Field) -> str:
@@ -586,7 +616,7 @@ def _plain_date(value: date) -> date:
 
 def _reference_text(value: object) -> str | None:
     text = str(value or "").strip()
-    return None if not text or text.upper() == _NO_REFERENCE else text
+    return None if not text or text.upper() in _NO_REFERENCE_WORDS else text
 
 
 def _read_details(context: mt940.models.Transactions, lines: Sequence[str], where: str) -> _Details:
@@ -652,15 +682,30 @@ def _slash_details(glued: str) -> _Details:
         description = values["REMI"]
     counterparty = values.get("NAME") or None
     for code in ("CNTP", "BENM", "ORDP"):
-        words = codes.get(code, [])
-        if counterparty is None and len(words) > 2 and words[2].strip():
-            counterparty = words[2].strip()  # account / BIC / name / city
+        # account / BIC / name / city; a party spread over several lines may lose a slash
+        # or gain an empty word, so the name is the first word that reads as one.
+        words = [word.strip() for word in codes.get(code, [])]
+        names = [word for word in words[1:] if _reads_as_a_name(word)]
+        if counterparty is None and names:
+            counterparty = names[0]
+        if description is None and len(names) > 2:
+            description = " ".join(names[2:])  # free text after the name and city
     return _Details(
         counterparty=counterparty,
         description=description,
         references=references,
         fields={f"86.{code}": text for code, text in values.items() if text},
     )
+
+
+def _reads_as_a_name(word: str) -> bool:
+    """Not an account number, an IBAN or a BIC: a counterparty's name has a letter in a word
+    that is not all capitals and digits of a code's length."""
+    letters = sum(c.isalpha() for c in word)
+    if not letters or sum(c.isdigit() for c in word) >= letters:
+        return False  # an account number, or a fragment of one
+    compact = word.replace(" ", "")
+    return not (_IBAN.fullmatch(compact) or _BIC.fullmatch(compact))
 
 
 def _free_text(lines: Sequence[str]) -> str | None:
