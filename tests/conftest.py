@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -170,11 +171,30 @@ def fresh_database(
     for database in databases:
         database.close()
     if made:
+        _fail_on_connections_left_open(made)
         with pg_admin_connection() as conn:
             for name in made:
                 conn.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
                 )
+
+
+def _fail_on_connections_left_open(databases: list[str]) -> None:
+    """A connection a test leaves open is closed by the garbage collector during some later
+    test, whose ResourceWarning then fails that test instead: name the test that leaked."""
+    deadline = time.monotonic() + 3.0
+    while True:
+        with pg_admin_connection() as conn:
+            left = conn.execute(
+                "SELECT datname, usename, application_name, state, left(query, 200) "
+                "FROM pg_stat_activity WHERE datname = ANY(%s) AND pid <> pg_backend_pid()",
+                (databases,),
+            ).fetchall()
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if left:
+        pytest.fail(f"the test left connections open to its database: {left}", pytrace=False)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -109,7 +109,5 @@ def test_keeping_works_on_a_file_imported_before(cli: Cli, tmp_path: Path) -> No
     assert imported(cli, second, "--commit")["new"] == 1
     kept = imported(cli, second, "--commit", "--keep-conflicting", "bank confirmed")
     assert (kept["file_already_imported"], kept["kept_conflicting"]) == (True, 1)
-    lines = [
-        ln["line_id"] for ln in kept["statements"][0]["lines"] if ln["line_id"] is not None
-    ]
+    lines = [ln["line_id"] for ln in kept["statements"][0]["lines"] if ln["line_id"] is not None]
     assert len(lines) == 2

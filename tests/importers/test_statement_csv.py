@@ -57,6 +57,7 @@ EXPLICIT: dict[str, CsvMapping] = {
         name="schwab", date="Date", date_format="mm/dd/yyyy", debit="Withdrawal",
         credit="Deposit", currency="USD", reference="CheckNumber", description=("Description",),
         kind="Type", balance="RunningBalance", thousands=",",
+        keep_column="Status", keep_values=("posted",),  # Schwab lists pending rows too
     ),
     "csv_paypal_activity_spaces_thousands.csv": CsvMapping(
         name="paypal", date="Date", date_format="mm/dd/yyyy", amount="Net",
@@ -395,7 +396,7 @@ BASE: dict[str, Any] = {"name": "x", "date": 1, "date_format": "dd.mm.yyyy", "cu
             {"amount": 2, "date_format": "%d.%m.%Y"},
             "The date format '%d.%m.%Y' is not one billing-desk reads; use one of dd.mm.yyyy, "
             "dd.mm.yy, dd-mm-yyyy, dd/mm/yyyy, dd/mm/yy, mm/dd/yyyy, mm/dd/yy, yyyy-mm-dd, "
-            "yyyy/mm/dd, yyyymmdd.",
+            "yyyy/mm/dd, yyyymmdd, mon d, yyyy, d mon yyyy, dd-mon-yyyy, dd-mon-yy.",
         ),
         (
             {"amount": 0},
@@ -476,7 +477,7 @@ def test_a_contradictory_mapping_is_refused_in_one_sentence(
             {**BASE, "amount": 2, "version": 1, "date_format": ["dd.mm.yyyy"]},
             "The date format '('dd.mm.yyyy',)' is not one billing-desk reads; use one of "
             "dd.mm.yyyy, dd.mm.yy, dd-mm-yyyy, dd/mm/yyyy, dd/mm/yy, mm/dd/yyyy, mm/dd/yy, "
-            "yyyy-mm-dd, yyyy/mm/dd, yyyymmdd.",
+            "yyyy-mm-dd, yyyy/mm/dd, yyyymmdd, mon d, yyyy, d mon yyyy, dd-mon-yyyy, dd-mon-yy.",
         ),
     ],
 )
@@ -626,13 +627,13 @@ def test_footer_and_ignored_rows_and_one_statement_per_account() -> None:
             b"Datum;Betrag;Waehrung\nmorgen;1,00;EUR\n",
             "This CSV file cannot be imported: the dates in column 'Datum' (such as 'morgen') "
             "are in no format billing-desk knows (dd.mm.yyyy, dd.mm.yy, dd-mm-yyyy, dd/mm/yyyy, "
-            "dd/mm/yy, mm/dd/yyyy, mm/dd/yy, yyyy-mm-dd, yyyy/mm/dd, yyyymmdd) or not all in one.",
+            "dd/mm/yy, mm/dd/yyyy, mm/dd/yy, yyyy-mm-dd, yyyy/mm/dd, yyyymmdd, mon d, yyyy, d mon yyyy, dd-mon-yyyy, dd-mon-yy) or not all in one.",
         ),
         (
             b"Datum;Betrag;Waehrung\n01.02.2024;1,00;EUR\n2024-02-03;1,00;EUR\n",
             "This CSV file cannot be imported: the dates in column 'Datum' (such as '01.02.2024') "
             "are in no format billing-desk knows (dd.mm.yyyy, dd.mm.yy, dd-mm-yyyy, dd/mm/yyyy, "
-            "dd/mm/yy, mm/dd/yyyy, mm/dd/yy, yyyy-mm-dd, yyyy/mm/dd, yyyymmdd) or not all in one.",
+            "dd/mm/yy, mm/dd/yyyy, mm/dd/yy, yyyy-mm-dd, yyyy/mm/dd, yyyymmdd, mon d, yyyy, d mon yyyy, dd-mon-yyyy, dd-mon-yy) or not all in one.",
         ),
         (
             b"Datum;Betrag;Waehrung\n01.02.2024;1,00;EUR\n02.02.2024;1.00;EUR\n",

@@ -26,6 +26,7 @@ from billing_desk.services.demo import load_demo_data
 from billing_desk.services.unit_of_work import open_workspace
 from billing_desk.ui import desk as desk_module
 from billing_desk.ui.app import Application, make_application
+from billing_desk.ui.collector import GuiThreadCollector
 from billing_desk.ui.errors import ErrorPresenter
 from billing_desk.ui.window import MainWindow
 from tests.conftest import Database
@@ -49,6 +50,16 @@ class Guards:
 
     opened_on_gui_thread: list[str] = field(default_factory=list)
     bugs: list[BaseException] = field(default_factory=list)
+
+
+@pytest.fixture(autouse=True)
+def gui_thread_collector(desk_app: QApplication) -> Iterator[GuiThreadCollector]:
+    """As the application runs: the cycle collector only on the GUI thread (ui/collector.py),
+    and back to automatic collection for the tests of other layers."""
+    collector = GuiThreadCollector(desk_app)
+    yield collector
+    collector.stop()
+    collector.deleteLater()
 
 
 @pytest.fixture(autouse=True)

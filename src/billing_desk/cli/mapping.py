@@ -11,6 +11,7 @@ import typer
 from billing_desk.cli.output import echo, emit, print_json, table
 from billing_desk.cli.state import state
 from billing_desk.domain.errors import BadInput
+from billing_desk.domain.statements import StatementRefused
 from billing_desk.importers.statements import csv_statement
 from billing_desk.importers.statements.registry import read_statement_file
 from billing_desk.services.csv_mappings import get_mapping, list_mappings, save_mapping
@@ -48,9 +49,19 @@ def save(
     if (file is None) == (from_json is None):
         raise BadInput("Give a sample with --file FILE, or a mapping with --json-file FILE.")
     if file is not None:
-        record = csv_statement.guess_mapping(
-            read_statement_file(file), name=name, currency=currency
-        ).to_record()
+        data = read_statement_file(file)
+        try:
+            record = csv_statement.guess_mapping(data, name=name, currency=currency).to_record()
+        except StatementRefused as refused:
+            if not settings:
+                raise BadInput(
+                    f"The mapping cannot be guessed from {file.name} ({refused.problem}); give "
+                    "the fields yourself with --set FIELD=VALUE (such as --set date=1 --set "
+                    "date_format=dd.mm.yyyy --set amount=2 --set currency=EUR), or save a whole "
+                    "mapping with --json-file FILE."
+                ) from None
+            # The sets complete what the file's layout gives.
+            record = csv_statement.guess_layout(data, name=name, currency=currency)
     else:
         assert from_json is not None
         try:
@@ -63,7 +74,16 @@ def save(
         if not sep or not key.strip():
             raise BadInput(f"--set '{setting}' is not FIELD=VALUE.")
         record[key.strip()] = _value(value)
-    info = save_mapping(state(ctx).workspace(), record)
+    try:
+        info = save_mapping(state(ctx).workspace(), record)
+    except BadInput as err:
+        if isinstance(err, StatementRefused) or from_json is not None:
+            raise
+        raise BadInput(
+            f"{err.message.rstrip('.')}: complete the mapping with --set FIELD=VALUE, or save "
+            "a whole mapping with --json-file FILE (`mapping show NAME --json` prints one to "
+            "start from)."
+        ) from None
     emit(
         info,
         as_json,

@@ -50,6 +50,8 @@ def statement(
     """Show every line of a statement as new, already imported or conflicting; with --commit,
     save the file and its new lines. Importing the same file again changes nothing."""
     data = registry.read_statement_file(file)
+    if mapping is not None and format_name == "auto":
+        format_name = "csv"  # a saved mapping is for CSV files
     chosen = registry.detect(data) if format_name == "auto" else format_name
     workspace = state(ctx).workspace()
     if chosen == "csv":
@@ -142,6 +144,7 @@ def _summary(result: ImportResult) -> dict[str, Any]:
         "checks": [
             {
                 "statement": s.statement_id or s.account,
+                "account": s.account,
                 "name": c.name,
                 "ok": c.ok,
                 "detail": c.detail,

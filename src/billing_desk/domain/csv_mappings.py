@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import date
@@ -36,6 +37,46 @@ DATE_FORMATS: Final[Mapping[str, tuple[str, str, int]]] = {
     "yyyy-mm-dd": ("ymd", "-", 4),
     "yyyy/mm/dd": ("ymd", "/", 4),
     "yyyymmdd": ("ymd", "", 4),
+    # Month names (English, German, Dutch, French, Spanish, Swedish; short or full).
+    "mon d, yyyy": ("mdy", "name", 4),
+    "d mon yyyy": ("dmy", "name", 4),
+    "dd-mon-yyyy": ("dmy", "name-", 4),
+    "dd-mon-yy": ("dmy", "name-", 2),
+}
+# Month names as written in the languages whose bank headers we recognise, folded to lower case
+# without accents or a final dot ("Mär" and "mär." read as 3).
+MONTH_NAMES: Final[Mapping[str, int]] = {
+    name: number
+    for number, names in enumerate(
+        (
+            "jan january januar januari janvier janv enero ene",
+            "feb february februar februari fevrier fev fevr febrero",
+            "mar march marz mrz maart mrt mars marzo",
+            "apr april avril avr abril abr",
+            "may mai mei maj mayo",
+            "jun june juni juin junio",
+            "jul july juli juillet juil julio",
+            "aug august augustus aout agosto ago",
+            "sep sept september septembre septiembre set",
+            "oct october oktober okt octobre octubre",
+            "nov november novembre noviembre",
+            "dec december dezember dez decembre diciembre dic",
+        ),
+        start=1,
+    )
+    for name in names.split()
+}
+# A time after the date ("2022-01-02 12:16:55", "2022-01-02T12:16:55Z", "02.01.2022 12:16"):
+# the bank's calendar date is the date; the time and zone are dropped, not applied.
+_TIME_PART: Final = re.compile(
+    r"(?:[ T]+[0-9]{1,2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?\s*(?:[AaPp][Mm])?"
+    r"\s*(?:Z|[+-][0-9]{2}:?[0-9]{2})?)$"
+)
+_NAMED_DATES: Final = {
+    "mon d, yyyy": re.compile(r"([^\W\d_]+)\.?\s+([0-9]{1,2}),?\s+([0-9]{4})"),
+    "d mon yyyy": re.compile(r"([0-9]{1,2})\.?\s+([^\W\d_]+)\.?\s+([0-9]{4})"),
+    "dd-mon-yyyy": re.compile(r"([0-9]{1,2})-([^\W\d_]+)\.?-([0-9]{4})"),
+    "dd-mon-yy": re.compile(r"([0-9]{1,2})-([^\W\d_]+)\.?-([0-9]{2})"),
 }
 THOUSANDS_SEPARATORS: Final = ("", ".", ",", "'", " ")
 MAX_COLUMN: Final = 1000
@@ -54,20 +95,24 @@ _DATE_PATTERNS: Final = {
         )
     )
     for name, (order, sep, year) in DATE_FORMATS.items()
+    if not sep.startswith("name")
 }
 _COLUMN_FIELDS: Final = (
     "date", "value_date", "amount", "debit", "credit", "direction", "currency_column",
-    "account_column", "reference", "counterparty", "bank_id", "kind", "balance",
+    "account_column", "reference", "counterparty", "bank_id", "kind", "balance", "keep_column",
 )  # fmt: skip
-_TEXT_TUPLES: Final = ("debit_marks", "credit_marks", "ignore_rows_starting")
+_TEXT_TUPLES: Final = ("debit_marks", "credit_marks", "ignore_rows_starting", "keep_values")
 
 
 def parse_date(text: str, date_format: str) -> date | None:
     """The date `text` holds in `date_format` (a key of DATE_FORMATS), or None when it does not.
 
     Two-digit years are 2000-2069 for 00-69 and 1970-1999 for 70-99 (the POSIX rule)."""
+    cleaned = _TIME_PART.sub("", text.strip())
+    if date_format in _NAMED_DATES:
+        return _named_date(cleaned, date_format)
     pattern = _DATE_PATTERNS.get(date_format)
-    matched = pattern.fullmatch(text.strip()) if pattern else None
+    matched = pattern.fullmatch(cleaned) if pattern else None
     if matched is None:
         return None
     order = DATE_FORMATS[date_format][0]
@@ -82,6 +127,25 @@ def parse_date(text: str, date_format: str) -> date | None:
         year += 2000 if year < 70 else 1900
     try:
         return date(year, month, day)
+    except ValueError:
+        return None
+
+
+def _named_date(text: str, date_format: str) -> date | None:
+    matched = _NAMED_DATES[date_format].fullmatch(text)
+    if matched is None:
+        return None
+    first, second, third = matched.groups()
+    month_word, day_text = (first, second) if date_format == "mon d, yyyy" else (second, first)
+    folded = unicodedata.normalize("NFKD", month_word.casefold())
+    month = MONTH_NAMES.get("".join(c for c in folded if not unicodedata.combining(c)))
+    if month is None:
+        return None
+    year = int(third)
+    if DATE_FORMATS[date_format][2] == 2:
+        year += 2000 if year < 70 else 1900
+    try:
+        return date(year, month, int(day_text))
     except ValueError:
         return None
 
@@ -133,6 +197,11 @@ class CsvMapping:
     ignore_rows_starting: tuple[str, ...] = ()
     footer_rows: int = 0
     skip_zero_amounts: bool = True
+    # Only rows whose `keep_column` holds one of `keep_values` (case ignored) are movements:
+    # a record-type column that also lists balances and turnover totals, or a state column
+    # that also lists pending and reverted rows.
+    keep_column: ColumnRef | None = None
+    keep_values: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_text("The mapping name", self.name, MAX_NAME_CHARS, allow_empty=True)
@@ -148,6 +217,11 @@ class CsvMapping:
             raise BadInput(
                 "The mapping needs either a fixed currency or a currency column, not both and "
                 "not neither."
+            )
+        if (self.keep_column is None) != (not self.keep_values):
+            raise BadInput(
+                "A row filter needs both the column (keep_column) and the values of the rows "
+                "to keep (keep_values)."
             )
         if self.currency is not None:
             currency_exponent(self.currency)

@@ -32,6 +32,7 @@ from billing_desk.services.unit_of_work import (
     whoami,
 )
 from billing_desk.services.users import UserInfo, add_user, who_may_work
+from billing_desk.ui.collector import GuiThreadCollector
 from billing_desk.ui.desk import Desk, Person
 from billing_desk.ui.errors import ErrorPresenter, install_excepthook, setup_logging
 from billing_desk.ui.formatting import Formats
@@ -355,10 +356,14 @@ def run(db: str | None = None, user: str | None = None) -> int:
         print(NO_DISPLAY, file=sys.stderr)
         return EXIT_NO_DISPLAY
     app = make_application()
+    collector = GuiThreadCollector(app)
     application = Application(app)
-    if not application.start(db, user):
-        return 0
     try:
-        return app.exec()
+        if not application.start(db, user):
+            return 0
+        try:
+            return app.exec()
+        finally:
+            application.close()
     finally:
-        application.close()
+        collector.stop()

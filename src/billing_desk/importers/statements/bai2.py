@@ -542,7 +542,11 @@ def _statements(
             _count_check("group account count (98)", trailer, 1, len(group.children)),
             _count_check("group record count (98)", trailer, 2, group_sums.records),
         )
-        _add_checks(statements, range(group_start, len(statements)), group_checks)
+        # Once per group, on its first account: repeated on every account they read as that
+        # many findings about one trailer.
+        _add_checks(
+            statements, range(group_start, min(group_start + 1, len(statements))), group_checks
+        )
         file_sums.add(group_sums)
         file_checks_for.extend(range(group_start, len(statements)))
     trailer = record_of(bai_file.trailer)
@@ -551,9 +555,9 @@ def _statements(
         _count_check("file group count (99)", trailer, 1, len(bai_file.children)),
         _count_check("file record count (99)", trailer, 2, file_sums.records),
     )
-    # Every statement carries its group's and its file's trailer checks: a statement looked at
-    # alone must still show that the file around it does not add up.
-    _add_checks(statements, file_checks_for, file_checks)
+    # The file's trailer checks go once, on its first statement; the import shows every
+    # statement's checks together, so a file that does not add up is still plain to see.
+    _add_checks(statements, file_checks_for[:1], file_checks)
     return statements
 
 

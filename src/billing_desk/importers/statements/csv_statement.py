@@ -16,15 +16,21 @@ import io
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import charset_normalizer
 
-from billing_desk.domain.csv_mappings import DATE_FORMATS, ColumnRef, CsvMapping, parse_date
+from billing_desk.domain.csv_mappings import (
+    DATE_FORMATS,
+    MAPPING_VERSION,
+    ColumnRef,
+    CsvMapping,
+    parse_date,
+)
 from billing_desk.domain.errors import BadInput
 from billing_desk.domain.money import Money
 from billing_desk.domain.statements import Check, Statement, StatementLine, StatementRefused
@@ -110,6 +116,7 @@ class _Columns:
     kind: int | None
     balance: int | None
     description: tuple[int, ...]
+    keep: int | None = None
 
 
 @dataclass
@@ -133,10 +140,19 @@ def parse_with(data: bytes, mapping: CsvMapping) -> list[Statement]:
     accounts: dict[tuple[str, str], _Account] = {}
     zero_lines: list[int] = []
     ignored_lines: list[int] = []
+    unbooked_lines: list[int] = []
+    filtered_lines: list[int] = []
     prefixes = tuple(prefix.strip().casefold() for prefix in mapping.ignore_rows_starting)
+    kept = {value.strip().casefold() for value in mapping.keep_values}
     for line, cells in rows:
         if prefixes and cells[0].strip().casefold().startswith(prefixes):
             ignored_lines.append(line)
+            continue
+        if columns.keep is not None and _cell_at(cells, columns.keep).casefold() not in kept:
+            filtered_lines.append(line)
+            continue
+        if _not_booked(cells, columns):
+            unbooked_lines.append(line)
             continue
         where = f"line {line}"
         statement_line, currency, account, balance = _line(
@@ -151,12 +167,44 @@ def parse_with(data: bytes, mapping: CsvMapping) -> list[Statement]:
         accounts[key].lines.append(statement_line)
         accounts[key].balances.append(balance)
     notes = _notes(zero_lines, ignored_lines)
+    if filtered_lines:
+        notes += (
+            f"{len(filtered_lines)} row(s) left out by the row filter: their "
+            f"'{_shown(str(mapping.keep_column))}' is not {' or '.join(mapping.keep_values)} "
+            f"(line {_lines_shown(filtered_lines)}).",
+        )
+    if unbooked_lines:
+        notes += (
+            f"{len(unbooked_lines)} row(s) not booked, left out: they have no date or no amount, "
+            f"as pending rows do (line {_lines_shown(unbooked_lines)}).",
+        )
     statements = [_statement(found, mapping, notes) for found in accounts.values()]
     if not statements:
         raise StatementRefused(
             _SHOWN_FORMAT, None, "it holds no movements (no row with an amount other than zero)"
         )
     return statements
+
+
+def _cell_at(cells: list[str], index: int) -> str:
+    return cells[index].strip() if index < len(cells) else ""
+
+
+def _not_booked(cells: list[str], columns: _Columns) -> bool:
+    """A row without a booking date, or without any amount: pending (Revolut's empty
+    'Completed Date'), or a notice; never a movement to import."""
+    amounts = [columns.amount] if columns.amount is not None else [columns.debit, columns.credit]
+    needed = [columns.date, *(index for index in amounts if index is not None)]
+    if any(index >= len(cells) for index in needed):
+        return False  # a short row is damage, refused where it is read
+    if not _cell_at(cells, columns.date):
+        return True
+    return not any(_cell_at(cells, index) for index in amounts if index is not None)
+
+
+def _lines_shown(lines: list[int]) -> str:
+    shown = ", ".join(map(str, lines[:20]))
+    return shown + (f" and {len(lines) - 20} more" if len(lines) > 20 else "")
 
 
 def _decode(data: bytes, encoding: str) -> str:
@@ -269,6 +317,7 @@ def _resolve(mapping: CsvMapping, header: list[str] | None) -> _Columns:
             for column in mapping.description
             if (index := position(column, "description")) is not None
         ),
+        keep=position(mapping.keep_column, "row filter"),
     )
 
 
@@ -500,7 +549,14 @@ def _running_balance(found: _Account, before: bool) -> tuple[Money | None, Money
     elif newest_first:
         opening, closing = after[-1] - amounts[-1], after[0]
     else:
-        broken = next(i for i in range(1, len(after)) if after[i] != after[i - 1] + amounts[i])
+        # Blame the first break in the order most rows follow: in a newest-first file the row
+        # before a row in time is the one after it in the file.
+        forward = [i for i in range(1, len(after)) if after[i] != after[i - 1] + amounts[i]]
+        backward = [
+            i - 1 for i in range(1, len(after)) if after[i - 1] != after[i] + amounts[i - 1]
+        ]
+        broken = forward[0] if len(forward) <= len(backward) else backward[-1]
+        order = "oldest first" if len(forward) <= len(backward) else "newest first"
         return (
             None,
             None,
@@ -508,8 +564,8 @@ def _running_balance(found: _Account, before: bool) -> tuple[Money | None, Money
                 "running balance",
                 False,
                 f"the balance at {lines[broken].location} ({known[broken].plain()}) does not "
-                f"follow from the row before it, in either order; rows may be missing or "
-                "unsorted",
+                f"follow from the row before it in time (the file reads {order}); rows may be "
+                "missing or unsorted",
             ),
         )
     order = "oldest first" if oldest_first else "newest first"
@@ -531,7 +587,8 @@ def _running_balance(found: _Account, before: bool) -> tuple[Money | None, Money
 _BOOKING_DATE: Final = (
     "buchungstag", "buchungsdatum", "buchung", "boekdatum", "booking date", "posting date",
     "fecha operacion", "fecha contable", "datum", "date", "fecha", "transactiedatum",
-    "transaction date", "data", "date operation", "date comptable",
+    "transaction date", "data", "date operation", "date comptable", "completed date",
+    "date completed", "posted date", "post date", "settlement date",
 )  # fmt: skip
 _VALUE_DATE: Final = (
     "wertstellung", "wertstellungsdatum", "valutadatum", "valuta", "value date", "valuedate",
@@ -579,6 +636,16 @@ _KIND: Final = (
     "buchungstext", "type", "mutatiesoort", "betaalwijze", "posting text", "transaction type",
     "umsatzart", "code",
 )  # fmt: skip
+# A column saying what each row is; and the values that mean a booked movement.
+_RECORD_KIND: Final = (
+    "record type", "row type", "recordtype", "satzart", "type de ligne", "regeltype",
+    "state", "status", "transaction status", "buchungsstatus", "statut", "estado",
+)  # fmt: skip
+_BOOKED_ROWS: Final = frozenset({
+    "transaction", "transactions", "booking", "movement", "transactie", "mutatie", "buchung",
+    "umsatz", "completed", "booked", "posted", "settled", "gebucht", "executed", "cleared",
+    "done", "geboekt", "comptabilise", "contabilizado",
+})  # fmt: skip
 _BALANCE: Final = (
     "kontostand", "saldo", "balance", "solde", "runningbalance", "running balance",
     "saldo na mutatie", "saldo nach buchung",
@@ -629,6 +696,24 @@ def guess_mapping(
     rows = [cells for _, cells in records[header_index + 1 :]]
     mapping = _from_header(header, rows, base, currency, date_format, records[:header_index])
     return replace(mapping, skip_lines=records[header_index][0] - 1)
+
+
+def guess_layout(data: bytes, *, name: str = "", currency: str | None = None) -> dict[str, Any]:
+    """How the file is written (encoding, delimiter, header row, lines before it), as the start
+    of a mapping record when the columns cannot be guessed: `mapping save --set` completes it."""
+    check_size(_SHOWN_FORMAT, data)
+    encoding = _guess_encoding(data)
+    text = _decode(data, encoding)
+    delimiter, _width = _delimiter_of(text.splitlines()[:200])
+    records = list(_records(io.StringIO(text, newline=""), delimiter, '"', 0))
+    found = _find_header(records[:_HEADER_SEARCH_ROWS])
+    record: dict[str, Any] = {"version": MAPPING_VERSION, "name": name}
+    record.update(encoding=encoding, delimiter=delimiter, quote_char='"')
+    if found is not None:
+        record.update(has_header=True, skip_lines=records[found[0]][0] - 1)
+    if currency is not None:
+        record["currency"] = currency
+    return record
 
 
 def _guess_encoding(data: bytes) -> str:
@@ -774,6 +859,7 @@ def _from_header(
     currency_index = (find(_CURRENCY, after=amount) if amount is not None else None) or find(
         _CURRENCY
     )
+    keep_index, keep_values = _row_filter(find(_RECORD_KIND), values)
     description = _description_columns(names, taken)
 
     date_format = date_format_given or _date_format(header[booking], values(booking))
@@ -829,6 +915,8 @@ def _from_header(
             bank_id=ref(bank_id),
             kind=ref(kind),
             balance=ref(balance),
+            keep_column=ref(keep_index),
+            keep_values=keep_values,
             decimal_comma=decimal_comma,
             thousands=thousands,
         )
@@ -836,6 +924,18 @@ def _from_header(
         raise StatementRefused(
             _SHOWN_FORMAT, None, f"the guessed mapping is not usable ({err.message.rstrip('.')})"
         ) from None
+
+
+def _row_filter(
+    index: int | None, values: Callable[[int | None], list[str]]
+) -> tuple[int | None, tuple[str, ...]]:
+    """A record-type or state column whose cells name booked movements among other rows
+    (balances, turnover totals, pending or reverted payments): keep only the booked ones."""
+    if index is None:
+        return None, ()
+    seen = {_normal(value) for value in values(index)}
+    booked = tuple(sorted(seen & _BOOKED_ROWS))
+    return (index, booked) if booked else (None, ())
 
 
 _DEFAULT_MARKS: Final = {
