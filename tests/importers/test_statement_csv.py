@@ -627,13 +627,15 @@ def test_footer_and_ignored_rows_and_one_statement_per_account() -> None:
             b"Datum;Betrag;Waehrung\nmorgen;1,00;EUR\n",
             "This CSV file cannot be imported: the dates in column 'Datum' (such as 'morgen') "
             "are in no format billing-desk knows (dd.mm.yyyy, dd.mm.yy, dd-mm-yyyy, dd/mm/yyyy, "
-            "dd/mm/yy, mm/dd/yyyy, mm/dd/yy, yyyy-mm-dd, yyyy/mm/dd, yyyymmdd, mon d, yyyy, d mon yyyy, dd-mon-yyyy, dd-mon-yy) or not all in one.",
+            "dd/mm/yy, mm/dd/yyyy, mm/dd/yy, yyyy-mm-dd, yyyy/mm/dd, yyyymmdd, mon d, yyyy, "
+            "d mon yyyy, dd-mon-yyyy, dd-mon-yy) or not all in one.",
         ),
         (
             b"Datum;Betrag;Waehrung\n01.02.2024;1,00;EUR\n2024-02-03;1,00;EUR\n",
             "This CSV file cannot be imported: the dates in column 'Datum' (such as '01.02.2024') "
             "are in no format billing-desk knows (dd.mm.yyyy, dd.mm.yy, dd-mm-yyyy, dd/mm/yyyy, "
-            "dd/mm/yy, mm/dd/yyyy, mm/dd/yy, yyyy-mm-dd, yyyy/mm/dd, yyyymmdd, mon d, yyyy, d mon yyyy, dd-mon-yyyy, dd-mon-yy) or not all in one.",
+            "dd/mm/yy, mm/dd/yyyy, mm/dd/yy, yyyy-mm-dd, yyyy/mm/dd, yyyymmdd, mon d, yyyy, "
+            "d mon yyyy, dd-mon-yyyy, dd-mon-yy) or not all in one.",
         ),
         (
             b"Datum;Betrag;Waehrung\n01.02.2024;1,00;EUR\n02.02.2024;1.00;EUR\n",
