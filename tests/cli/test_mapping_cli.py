@@ -16,6 +16,10 @@ def test_a_failed_guess_is_completed_with_set(cli: Cli, tmp_path: Path) -> None:
     sample = tmp_path / "export.csv"
     sample.write_text(UNKNOWN_COLUMNS, encoding="utf-8")
 
+    unguessed = cli("import", "statement", str(sample))
+    assert unguessed.code == 2 and len(unguessed.err.strip().splitlines()) == 1
+    assert "mapping save NAME --file" in unguessed.err and "--mapping NAME" in unguessed.err
+
     refused = cli("mapping", "save", "mybank", "--file", str(sample))
     assert refused.code == 2
     assert len(refused.err.strip().splitlines()) == 1

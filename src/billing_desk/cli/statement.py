@@ -11,7 +11,7 @@ import typer
 from billing_desk.cli.output import echo, print_json, table
 from billing_desk.cli.state import state
 from billing_desk.domain.errors import BadInput
-from billing_desk.domain.statements import Statement
+from billing_desk.domain.statements import Statement, StatementRefused
 from billing_desk.importers.statements import registry
 from billing_desk.services.statements import ImportResult, StatementPreview, import_statements
 
@@ -94,7 +94,16 @@ def _csv(
 
     if mapping is not None:
         return csv_statement.parse_with(data, get_mapping(workspace, mapping)), None
-    guessed = csv_statement.guess_mapping(data, name=file.stem, currency=currency)
+    try:
+        guessed = csv_statement.guess_mapping(data, name=file.stem, currency=currency)
+    except StatementRefused as refused:
+        if "--currency" in refused.problem:
+            raise
+        raise BadInput(
+            f"The CSV file's mapping cannot be guessed ({refused.problem}); save one with "
+            f"`billing-desk mapping save NAME --file {file} --set FIELD=VALUE ...` (or "
+            "--json-file), then import with --mapping NAME."
+        ) from None
     if commit:
         raise BadInput(
             "A CSV file is saved only through a mapping you have checked: look at the guessed "
