@@ -5,18 +5,29 @@ finished files whole, the rest not started, and a summary that says so."""
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pypdfium2 as pdfium
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QDate, Qt
 from PySide6.QtPrintSupport import QPrinter
 
 from billing_desk.reports.statement import read_printed_statements
 from billing_desk.services import report_data
+from billing_desk.services.reconciliation import run_reconciliation
 from billing_desk.services.report_data import check_statements
 from billing_desk.services.unit_of_work import open_workspace
-from billing_desk.ui.views.reports import STATEMENTS, ReportsView
+from billing_desk.ui.views.reports import (
+    AUDIT,
+    COMBINED,
+    COMPLIANCE,
+    DEPOSIT_SLIP,
+    INTEGRITY,
+    RECONCILIATION,
+    STATEMENTS,
+    ReportsView,
+)
 from tests.ui.conftest import Gui, screenshot
 
 
@@ -103,3 +114,72 @@ def test_a_batch_cancelled_halfway_keeps_whole_files(
     assert "3 statements written" in view.summary_label.text()
     assert "not started after Cancel" in view.summary_label.text()
     screenshot(application.window, "reports-batch-summary")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("kind", "title"),
+    [
+        (DEPOSIT_SLIP, "Deposit slip 1"),
+        (RECONCILIATION, "Reconciliation run"),
+        (AUDIT, "Audit trail"),
+        (INTEGRITY, "Integrity of the history: no findings"),
+        (COMPLIANCE, "Compliance score"),
+    ],
+)
+def test_every_report_kind_generates_previews_and_saves(
+    demo_gui: Gui, tmp_path: Path, kind: str, title: str
+) -> None:
+    if kind == RECONCILIATION:
+        manager = open_workspace(demo_gui.db, "manager", migrate=False)
+        try:
+            run_id = run_reconciliation(manager, date(2026, 4, 1), date(2026, 4, 30)).run_id
+        finally:
+            manager.close()
+    application, view = _reports(demo_gui, "manager")
+    view.kind.setCurrentIndex(view.kind.findData(kind))
+    assert view.number.isEnabled() == (kind in (DEPOSIT_SLIP, RECONCILIATION))
+    assert view.first_day.isEnabled() == (kind == AUDIT)
+    assert not view.facility.isEnabled()
+    if kind == RECONCILIATION:
+        view.number.setValue(run_id)
+    if kind == AUDIT:
+        view.first_day.setDate(QDate(2026, 5, 1))
+        view.as_of.setDate(QDate(2026, 5, 20))
+    view.generate_button.click()
+    demo_gui.wait(lambda: view.generated is not None, title)
+    assert view.generated is not None and view.generated.title.startswith(title)
+    assert view.preview.page_count == len(pdfium.PdfDocument(view.generated.pdf)) >= 1
+    assert view.save_csv_button.isEnabled()
+    saved = tmp_path / "report.csv"
+    view.save_to(saved, pdf=False)
+    assert saved.read_text(encoding="utf-8").strip()
+    if kind == INTEGRITY:
+        demo_gui.qtbot.wait(150)  # type: ignore[attr-defined]
+        screenshot(application.window, "reports-integrity")  # type: ignore[attr-defined]
+
+
+def test_an_audit_period_that_ends_before_it_starts_is_refused_in_the_form(
+    demo_gui: Gui,
+) -> None:
+    _application, view = _reports(demo_gui, "manager")
+    view.kind.setCurrentIndex(view.kind.findData(AUDIT))
+    view.first_day.setDate(QDate(2026, 5, 20))
+    view.as_of.setDate(QDate(2026, 5, 1))
+    view.generate_button.click()
+    assert view.first_day_error.isVisible() and view.generated is None
+    assert "first day is after the last" in view.first_day_error.text()
+
+
+def test_every_facilitys_statement_in_one_combined_pdf(demo_gui: Gui) -> None:
+    application, view = _reports(demo_gui, "manager")
+    view.kind.setCurrentIndex(view.kind.findData(COMBINED))
+    view.generate_button.click()
+    demo_gui.wait(lambda: view.generated is not None, "the combined statements")
+    assert view.generated is not None
+    pages = len(pdfium.PdfDocument(view.generated.pdf))
+    assert view.preview.page_count == pages
+    statements = read_printed_statements(view.generated.pdf)
+    assert len(statements) >= 6 and pages >= len(statements)
+    assert view.generated.title.startswith(f"{len(statements)} statements")
+    assert not list(view.generated.pdf.parent.glob("*.part"))
+    screenshot(application.window, "reports-combined")  # type: ignore[attr-defined]

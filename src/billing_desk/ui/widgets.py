@@ -35,6 +35,7 @@ class Form(QFormLayout):
         super().__init__(parent)
         self.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
         self.errors: dict[str, QLabel] = {}
+        self.captions: dict[int, QLabel] = {}
 
     def add(self, label: str, field: QWidget, *, error_key: str | None = None) -> QLabel:
         caption = QLabel(label)
@@ -57,7 +58,22 @@ class Form(QFormLayout):
         column.addWidget(error)
         self.addRow(caption, holder)
         self.errors[error_key or plain.rstrip(":").lower()] = error
+        self.captions[id(field)] = caption
         return error
+
+    def show_row(self, field: QWidget, shown: bool) -> None:
+        """Show or hide a field with its caption and error line (and disable it when hidden)."""
+        caption = self.captions.get(id(field))
+        field.setEnabled(shown)
+        if caption is not None:
+            self.setRowVisible(caption, shown)
+
+    def set_label(self, field: QWidget, label: str) -> None:
+        """Rename a field's caption (and its accessible name) when its meaning changes."""
+        caption = self.captions.get(id(field))
+        if caption is not None and caption.text() != label:
+            caption.setText(label)
+            field.setAccessibleName(label.replace("&", "").rstrip(":"))
 
     def clear_errors(self) -> None:
         for label in self.errors.values():

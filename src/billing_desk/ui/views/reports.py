@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSpinBox,
     QSplitter,
     QStackedWidget,
     QVBoxLayout,
@@ -31,14 +32,30 @@ from PySide6.QtWidgets import (
 
 from billing_desk.domain.errors import BadInput
 from billing_desk.reports.aging import aging_csv, write_aging
-from billing_desk.reports.statement import statement_csv, statement_file_name, write_statement
+from billing_desk.reports.audit import audit_csv, write_audit
+from billing_desk.reports.compliance import compliance_csv, write_compliance
+from billing_desk.reports.deposit_slip import deposit_slip_csv, write_deposit_slip
+from billing_desk.reports.integrity import integrity_csv, write_integrity
+from billing_desk.reports.reconciliation import reconciliation_csv, write_reconciliation
+from billing_desk.reports.statement import (
+    statement_csv,
+    statement_file_name,
+    write_combined,
+    write_statement,
+)
+from billing_desk.services.compliance import compliance_report
 from billing_desk.services.facilities import FacilityInfo, list_facilities
 from billing_desk.services.report_data import (
     Printed,
     Provider,
     aging_report_data,
+    audit_report_data,
+    deposit_slip_data,
+    integrity_report_data,
+    reconciliation_report_data,
     record_prints,
     statement_data,
+    statements_data,
 )
 from billing_desk.services.unit_of_work import Workspace
 from billing_desk.ui.desk import Desk
@@ -48,12 +65,37 @@ from billing_desk.ui.pdf_preview import PdfPreview
 from billing_desk.ui.views.base import View
 from billing_desk.ui.widgets import FacilityBox, Form, pydate, qdate
 
-STATEMENT, STATEMENTS, AGING = "statement", "statements", "aging"
+STATEMENT, STATEMENTS, COMBINED, AGING = "statement", "statements", "combined", "aging"
+DEPOSIT_SLIP, AUDIT, INTEGRITY, RECONCILIATION, COMPLIANCE = (
+    "deposit_slip",
+    "audit",
+    "integrity",
+    "reconciliation",
+    "compliance",
+)
 REPORTS = (
     (STATEMENT, "Facility statement"),
     (STATEMENTS, "Statements for every facility (a folder of PDFs)"),
+    (COMBINED, "Statements for every facility (one combined PDF)"),
+    (DEPOSIT_SLIP, "Deposit slip"),
     (AGING, "Aging of open invoices"),
+    (AUDIT, "Audit trail of a period"),
+    (INTEGRITY, "Integrity of the history"),
+    (RECONCILIATION, "Reconciliation run"),
+    (COMPLIANCE, "Compliance score"),
 )
+# Which parameters each report reads; the others are disabled while it is chosen.
+_USES = {
+    STATEMENT: {"facility", "as_of"},
+    STATEMENTS: {"as_of"},
+    COMBINED: {"as_of"},
+    DEPOSIT_SLIP: {"number"},
+    AGING: {"as_of"},
+    AUDIT: {"from", "as_of"},
+    INTEGRITY: set(),
+    RECONCILIATION: {"number"},
+    COMPLIANCE: set(),
+}
 
 
 @dataclass(frozen=True)
@@ -124,6 +166,134 @@ def make_aging(workspace: Workspace, as_of: date, folder: Path) -> Generated:
     return Generated(f"Aging as of {data.as_of}", pdf, csv)
 
 
+def make_combined(
+    workspace: Workspace, codes: list[str], as_of: date, folder: Path, progress: Progress
+) -> Generated:
+    """Every facility's statement in one PDF, each from a new page with its own numbering;
+    written to a part file first, so Cancel leaves nothing half-written."""
+    datas = statements_data(workspace, codes or None, as_of=as_of, progress=progress)
+    if not datas:
+        raise BadInput("No facility has a balance or activity up to that date; nothing to print.")
+    pdf = folder / f"statements-{as_of.isoformat()}.pdf"
+    partial = pdf.with_suffix(".part")
+    try:
+        write_combined(
+            partial, datas, Provider.from_environment(), workspace.user_name, progress=progress
+        )
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(pdf)
+    record_prints(
+        workspace,
+        "report.print",
+        [
+            Printed(
+                "statement",
+                f"{d.facility.code}:{d.as_of}",
+                d.facility.code,
+                {"content_hash": d.content_hash, "batch": True},
+            )
+            for d in datas
+        ],
+    )
+    return Generated(f"{len(datas)} statements as of {as_of}, combined", pdf)
+
+
+def make_deposit_slip(workspace: Workspace, deposit_id: int, folder: Path) -> Generated:
+    data = deposit_slip_data(workspace, deposit_id)
+    pdf = folder / f"deposit-slip-{deposit_id}.pdf"
+    csv = pdf.with_suffix(".csv")
+    write_deposit_slip(pdf, data, Provider.from_environment(), workspace.user_name)
+    deposit_slip_csv(csv, data)
+    record_prints(
+        workspace,
+        "report.print",
+        [Printed("deposit_slip", str(deposit_id), None, {"total_minor": data.total.minor})],
+    )
+    return Generated(f"Deposit slip {deposit_id}", pdf, csv)
+
+
+def make_audit(workspace: Workspace, first: date, last: date, folder: Path) -> Generated:
+    data = audit_report_data(workspace, date_from=first, date_to=last)
+    pdf = folder / f"audit-{first.isoformat()}-{last.isoformat()}.pdf"
+    csv = pdf.with_suffix(".csv")
+    write_audit(pdf, data, Provider.from_environment(), workspace.user_name)
+    audit_csv(csv, data)
+    record_prints(
+        workspace,
+        "report.print",
+        [
+            Printed(
+                "audit_report",
+                "filtered",
+                None,
+                {"filters": dict(data.filters), "entries": len(data.entries)},
+            )
+        ],
+    )
+    shown = f"{len(data.entries)} entries" + (", the first only" if data.truncated else "")
+    return Generated(f"Audit trail {first} to {last} ({shown})", pdf, csv)
+
+
+def make_integrity(workspace: Workspace, folder: Path) -> Generated:
+    data = integrity_report_data(workspace)
+    pdf = folder / "integrity.pdf"
+    csv = pdf.with_suffix(".csv")
+    write_integrity(pdf, data, Provider.from_environment(), workspace.user_name)
+    integrity_csv(csv, data)
+    v = data.verification
+    record_prints(
+        workspace,
+        "report.print",
+        [
+            Printed(
+                "integrity_report",
+                str(v.head_sequence),
+                None,
+                {"ok": v.ok, "findings": len(v.findings)},
+            )
+        ],
+    )
+    verdict = "no findings" if v.ok else f"{len(v.findings)} findings"
+    return Generated(f"Integrity of the history: {verdict}", pdf, csv)
+
+
+def make_reconciliation(workspace: Workspace, run_id: int, folder: Path) -> Generated:
+    data = reconciliation_report_data(workspace, run_id)
+    pdf = folder / f"reconciliation-{run_id}.pdf"
+    csv = pdf.with_suffix(".csv")
+    write_reconciliation(pdf, data, Provider.from_environment(), workspace.user_name)
+    reconciliation_csv(csv, data)
+    record_prints(
+        workspace,
+        "report.print",
+        [
+            Printed(
+                "reconciliation_report",
+                str(run_id),
+                None,
+                {"discrepancies": len(data.run.discrepancies)},
+            )
+        ],
+    )
+    return Generated(f"Reconciliation run {run_id}", pdf, csv)
+
+
+def make_compliance(workspace: Workspace, folder: Path) -> Generated:
+    data = compliance_report(workspace)
+    pdf = folder / "compliance.pdf"
+    csv = pdf.with_suffix(".csv")
+    write_compliance(pdf, data, Provider.from_environment(), workspace.user_name)
+    compliance_csv(csv, data)
+    record_prints(
+        workspace,
+        "report.print",
+        [Printed("compliance_report", str(data.score), None, {"score": data.score})],
+    )
+    return Generated(f"Compliance score {data.score}", pdf, csv)
+
+
 def make_statements(
     workspace: Workspace,
     codes: list[str],
@@ -184,10 +354,20 @@ class ReportsView(View):
         self.as_of.setDisplayFormat(desk.formats.date_format())
         self.as_of.setDate(qdate(desk.today()))
         self.as_of.setMaximumDate(qdate(desk.today()))
+        self.first_day = QDateEdit(self)
+        self.first_day.setCalendarPopup(True)
+        self.first_day.setDisplayFormat(desk.formats.date_format())
+        self.first_day.setDate(qdate(desk.today()).addDays(-30))
+        self.first_day.setMaximumDate(qdate(desk.today()))
+        self.number = QSpinBox(self)
+        self.number.setRange(1, 2_000_000_000)
+        self.number.setAccessibleName("Deposit or run number")
         form = Form()
         form.add("&Report:", self.kind, error_key="report")
         self.facility_error = form.add("&Facility:", self.facility, error_key="facility")
+        self.first_day_error = form.add("Fro&m:", self.first_day, error_key="from")
         form.add("&As of:", self.as_of, error_key="date")
+        self.number_error = form.add("&Number:", self.number, error_key="number")
         self.form = form
         self.generate_button = QPushButton("&Generate", self)
         self.generate_button.setDefault(True)
@@ -251,7 +431,18 @@ class ReportsView(View):
         self.facility.set_facilities(facilities)
 
     def _kind_changed(self) -> None:
-        self.facility.setEnabled(self.kind.currentData() == STATEMENT)
+        kind = self.kind.currentData()
+        uses = _USES.get(kind, set())
+        # Only the fields this report reads are shown.
+        self.form.show_row(self.facility, "facility" in uses)
+        self.form.show_row(self.first_day, "from" in uses)
+        self.form.show_row(self.as_of, "as_of" in uses)
+        self.form.show_row(self.number, "number" in uses)
+        self.form.set_label(self.as_of, "&To:" if kind == AUDIT else "&As of:")
+        self.form.set_label(
+            self.number,
+            "Deposit &number:" if kind == DEPOSIT_SLIP else "Run &number:",
+        )
 
     def _outputs(self) -> None:
         shown = self.generated is not None
@@ -279,6 +470,37 @@ class ReportsView(View):
             self._run(lambda ws: make_statement(ws, code, as_of, folder))
         elif kind == AGING:
             self._run(lambda ws: make_aging(ws, as_of, folder))
+        elif kind == DEPOSIT_SLIP:
+            deposit_id = self.number.value()
+            self._run(lambda ws: make_deposit_slip(ws, deposit_id, folder))
+        elif kind == RECONCILIATION:
+            run_id = self.number.value()
+            self._run(lambda ws: make_reconciliation(ws, run_id, folder))
+        elif kind == AUDIT:
+            first = pydate(self.first_day.date())
+            if first > as_of:
+                self.first_day_error.setText("The first day is after the last; choose it again.")
+                self.first_day_error.show()
+                self.first_day.setFocus()
+                return
+            self._run(lambda ws: make_audit(ws, first, as_of, folder))
+        elif kind == INTEGRITY:
+            self._run(lambda ws: make_integrity(ws, folder))
+        elif kind == COMPLIANCE:
+            self._run(lambda ws: make_compliance(ws, folder))
+        elif kind == COMBINED:
+            codes = [f.code for f in self._facilities]
+            self.generate_button.setEnabled(False)
+            self.summary_label.setText(f"Combining the statements of {len(codes)} facilities…")
+            self.desk.run(
+                Operation(
+                    self,
+                    lambda ws, progress: make_combined(ws, codes, as_of, folder, progress),
+                    success=self._show,
+                    failure=self._combined_failed,
+                    progress_label="Combining statements",
+                )
+            )
         else:
             target = self.choose_folder()
             if target is None:
@@ -331,6 +553,14 @@ class ReportsView(View):
         self.summary_label.setText("")
         if not isinstance(error, Cancelled):
             self.desk.presenter.present(self, error, None)
+
+    def _combined_failed(self, error: BaseException) -> None:
+        self.generate_button.setEnabled(True)
+        self.summary_label.setText("")
+        if isinstance(error, Cancelled):
+            self.message_bar.show_message("Cancelled: no combined PDF was written.", WARNING)
+        else:
+            self.desk.presenter.present(self, error, self.generate)
 
     def _ask_folder(self) -> Path | None:
         chosen = QFileDialog.getExistingDirectory(self, "Write the statements into which folder?")
