@@ -72,7 +72,15 @@ class IntegrityBadge(QPushButton):
         self._running = False
         self.result = result
         f = self.desk.formats
-        if not result.ok:
+        if result.partial_view:
+            self.setText("Chain verified by auditors")
+            self._paint(problem=False, waiting=True)
+            self.setToolTip(
+                "Your login reads only your facilities' entries, and the audit chain links every "
+                "facility's: an auditor or administrator verifies it (`billing-desk audit "
+                "verify`)."
+            )
+        elif not result.ok:
             first = result.findings[0]
             self.setText(f"Integrity problem: {first.kind} at {first.entity}")
             self._paint(problem=True)
