@@ -15,6 +15,7 @@ from PySide6.QtPrintSupport import QPrinter
 
 from billing_desk.reports.statement import read_printed_statements
 from billing_desk.services import report_data
+from billing_desk.services.facilities import NewFacility, add_facility
 from billing_desk.services.reconciliation import run_reconciliation
 from billing_desk.services.report_data import check_statements
 from billing_desk.services.unit_of_work import open_workspace
@@ -183,3 +184,28 @@ def test_every_facilitys_statement_in_one_combined_pdf(demo_gui: Gui) -> None:
     assert view.generated.title.startswith(f"{len(statements)} statements")
     assert not list(view.generated.pdf.parent.glob("*.part"))
     screenshot(application.window, "reports-combined")  # type: ignore[attr-defined]
+
+
+def test_a_batch_skips_a_facility_that_owes_nothing_and_says_so(
+    demo_gui: Gui, tmp_path: Path
+) -> None:
+    admin = open_workspace(demo_gui.db, "admin", migrate=False)
+    try:
+        add_facility(admin, NewFacility("QUIETCARE", "Quiet Care Home"))
+    finally:
+        admin.close()
+    application, view = _reports(demo_gui, "manager")
+    folder = tmp_path / "all"
+    view.choose_folder = lambda: folder
+    codes = [f.code for f in view._facilities]
+    assert "QUIETCARE" in codes
+    view.kind.setCurrentIndex(view.kind.findData(STATEMENTS))
+    view.generate_button.click()
+    demo_gui.wait(lambda: view.batch is not None, "the batch summary")
+    summary = view.batch
+    assert summary is not None and not summary.cancelled and not summary.failed
+    assert summary.skipped == ["QUIETCARE"]
+    assert sorted(summary.written) == sorted(c for c in codes if c != "QUIETCARE")
+    assert len(list(folder.glob("*.pdf"))) == len(codes) - 1
+    assert "1 skipped, nothing owed and no activity (QUIETCARE)" in view.summary_label.text()
+    screenshot(application.window, "reports-batch-skipped", schemes=False)  # type: ignore[attr-defined]

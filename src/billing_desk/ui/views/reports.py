@@ -111,12 +111,19 @@ class Generated:
 class BatchSummary:
     folder: Path
     written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # nothing owed and nothing happened
     failed: list[tuple[str, str]] = field(default_factory=list)
     not_started: list[str] = field(default_factory=list)
     cancelled: bool = False
 
     def sentence(self) -> str:
         parts = [f"{len(self.written)} statement{'s' if len(self.written) != 1 else ''} written"]
+        if self.skipped:
+            parts.append(
+                f"{len(self.skipped)} skipped, nothing owed and no activity ("
+                + ", ".join(self.skipped)
+                + ")"
+            )
         if self.failed:
             parts.append(
                 f"{len(self.failed)} failed ("
@@ -166,12 +173,11 @@ def make_aging(workspace: Workspace, as_of: date, folder: Path) -> Generated:
     return Generated(f"Aging as of {data.as_of}", pdf, csv)
 
 
-def make_combined(
-    workspace: Workspace, codes: list[str], as_of: date, folder: Path, progress: Progress
-) -> Generated:
-    """Every facility's statement in one PDF, each from a new page with its own numbering;
-    written to a part file first, so Cancel leaves nothing half-written."""
-    datas = statements_data(workspace, codes or None, as_of=as_of, progress=progress)
+def make_combined(workspace: Workspace, as_of: date, folder: Path, progress: Progress) -> Generated:
+    """The statement of every facility with a balance or activity, in one PDF, each from a new
+    page with its own numbering; written to a part file first, so Cancel leaves nothing
+    half-written."""
+    datas = statements_data(workspace, None, as_of=as_of, progress=progress)
     if not datas:
         raise BadInput("No facility has a balance or activity up to that date; nothing to print.")
     pdf = folder / f"statements-{as_of.isoformat()}.pdf"
@@ -318,6 +324,9 @@ def make_statements(
             break
         try:
             data = statement_data(workspace, code, as_of=as_of)
+            if not data.lines and data.opening.is_zero() and data.closing.is_zero():
+                summary.skipped.append(code)
+                continue
             target = folder / statement_file_name(data)
             partial = target.with_suffix(".part")
             write_statement(partial, data, Provider.from_environment(), workspace.user_name)
@@ -489,13 +498,12 @@ class ReportsView(View):
         elif kind == COMPLIANCE:
             self._run(lambda ws: make_compliance(ws, folder))
         elif kind == COMBINED:
-            codes = [f.code for f in self._facilities]
             self.generate_button.setEnabled(False)
-            self.summary_label.setText(f"Combining the statements of {len(codes)} facilities…")
+            self.summary_label.setText("Combining the statements of every facility…")
             self.desk.run(
                 Operation(
                     self,
-                    lambda ws, progress: make_combined(ws, codes, as_of, folder, progress),
+                    lambda ws, progress: make_combined(ws, as_of, folder, progress),
                     success=self._show,
                     failure=self._combined_failed,
                     progress_label="Combining statements",
