@@ -15,6 +15,7 @@ from PySide6.QtPrintSupport import QPrinter
 
 from billing_desk.reports.statement import read_printed_statements
 from billing_desk.services import report_data
+from billing_desk.services.audit_browser import AuditFilter, audit_page
 from billing_desk.services.facilities import NewFacility, add_facility
 from billing_desk.services.reconciliation import run_reconciliation
 from billing_desk.services.report_data import check_statements
@@ -209,3 +210,29 @@ def test_a_batch_skips_a_facility_that_owes_nothing_and_says_so(
     assert len(list(folder.glob("*.pdf"))) == len(codes) - 1
     assert "1 skipped, nothing owed and no activity (QUIETCARE)" in view.summary_label.text()
     screenshot(application.window, "reports-batch-skipped", schemes=False)  # type: ignore[attr-defined]
+
+
+def test_cancel_while_a_report_is_read_writes_and_records_nothing(
+    demo_gui: Gui, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    application, view = _reports(demo_gui, "manager")
+    real = report_data.integrity_report_data
+
+    def read_then_cancel(workspace, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # The person presses Cancel while the history is being verified.
+        for op in list(application.desk.ops._running):  # type: ignore[attr-defined,union-attr]
+            op.cancel()
+        return real(workspace, *args, **kwargs)
+
+    monkeypatch.setattr("billing_desk.ui.views.reports.integrity_report_data", read_then_cancel)
+    view.kind.setCurrentIndex(view.kind.findData(INTEGRITY))
+    view.generate_button.click()
+    demo_gui.wait(lambda: "Cancelled" in view.message_bar.text.text(), "the cancellation")
+    assert view.generated is None and view.generate_button.isEnabled()
+    assert not (Path(view._folder) / "integrity.pdf").exists()
+    reader = open_workspace(demo_gui.db, "auditor", migrate=False)
+    try:
+        printed = audit_page(reader, AuditFilter(action="report.print"), limit=10)
+    finally:
+        reader.close()
+    assert printed == []

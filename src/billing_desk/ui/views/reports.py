@@ -139,8 +139,18 @@ class BatchSummary:
         return f"{', '.join(parts)} in {self.folder}."
 
 
-def make_statement(workspace: Workspace, code: str, as_of: date, folder: Path) -> Generated:
+def _writing(progress: Progress | None) -> None:
+    """Between reading and writing: Cancel pressed while the data was read stops here, before
+    any file is written or any print recorded."""
+    if progress is not None:
+        progress(1, 2, "Writing the PDF")
+
+
+def make_statement(
+    workspace: Workspace, code: str, as_of: date, folder: Path, progress: Progress | None = None
+) -> Generated:
     data = statement_data(workspace, code, as_of=as_of)
+    _writing(progress)
     pdf = folder / statement_file_name(data)
     csv = pdf.with_suffix(".csv")
     write_statement(pdf, data, Provider.from_environment(), workspace.user_name)
@@ -159,8 +169,11 @@ def make_statement(workspace: Workspace, code: str, as_of: date, folder: Path) -
     return Generated(f"Statement of {data.facility.code} as of {data.as_of}", pdf, csv)
 
 
-def make_aging(workspace: Workspace, as_of: date, folder: Path) -> Generated:
+def make_aging(
+    workspace: Workspace, as_of: date, folder: Path, progress: Progress | None = None
+) -> Generated:
     data = aging_report_data(workspace, as_of=as_of)
+    _writing(progress)
     pdf = folder / f"aging-{data.as_of.isoformat()}.pdf"
     csv = pdf.with_suffix(".csv")
     write_aging(pdf, data, Provider.from_environment(), workspace.user_name)
@@ -206,8 +219,11 @@ def make_combined(workspace: Workspace, as_of: date, folder: Path, progress: Pro
     return Generated(f"{len(datas)} statements as of {as_of}, combined", pdf)
 
 
-def make_deposit_slip(workspace: Workspace, deposit_id: int, folder: Path) -> Generated:
+def make_deposit_slip(
+    workspace: Workspace, deposit_id: int, folder: Path, progress: Progress | None = None
+) -> Generated:
     data = deposit_slip_data(workspace, deposit_id)
+    _writing(progress)
     pdf = folder / f"deposit-slip-{deposit_id}.pdf"
     csv = pdf.with_suffix(".csv")
     write_deposit_slip(pdf, data, Provider.from_environment(), workspace.user_name)
@@ -220,8 +236,15 @@ def make_deposit_slip(workspace: Workspace, deposit_id: int, folder: Path) -> Ge
     return Generated(f"Deposit slip {deposit_id}", pdf, csv)
 
 
-def make_audit(workspace: Workspace, first: date, last: date, folder: Path) -> Generated:
+def make_audit(
+    workspace: Workspace,
+    first: date,
+    last: date,
+    folder: Path,
+    progress: Progress | None = None,
+) -> Generated:
     data = audit_report_data(workspace, date_from=first, date_to=last)
+    _writing(progress)
     pdf = folder / f"audit-{first.isoformat()}-{last.isoformat()}.pdf"
     csv = pdf.with_suffix(".csv")
     write_audit(pdf, data, Provider.from_environment(), workspace.user_name)
@@ -242,8 +265,11 @@ def make_audit(workspace: Workspace, first: date, last: date, folder: Path) -> G
     return Generated(f"Audit trail {first} to {last} ({shown})", pdf, csv)
 
 
-def make_integrity(workspace: Workspace, folder: Path) -> Generated:
+def make_integrity(
+    workspace: Workspace, folder: Path, progress: Progress | None = None
+) -> Generated:
     data = integrity_report_data(workspace)
+    _writing(progress)
     pdf = folder / "integrity.pdf"
     csv = pdf.with_suffix(".csv")
     write_integrity(pdf, data, Provider.from_environment(), workspace.user_name)
@@ -265,8 +291,11 @@ def make_integrity(workspace: Workspace, folder: Path) -> Generated:
     return Generated(f"Integrity of the history: {verdict}", pdf, csv)
 
 
-def make_reconciliation(workspace: Workspace, run_id: int, folder: Path) -> Generated:
+def make_reconciliation(
+    workspace: Workspace, run_id: int, folder: Path, progress: Progress | None = None
+) -> Generated:
     data = reconciliation_report_data(workspace, run_id)
+    _writing(progress)
     pdf = folder / f"reconciliation-{run_id}.pdf"
     csv = pdf.with_suffix(".csv")
     write_reconciliation(pdf, data, Provider.from_environment(), workspace.user_name)
@@ -286,8 +315,11 @@ def make_reconciliation(workspace: Workspace, run_id: int, folder: Path) -> Gene
     return Generated(f"Reconciliation run {run_id}", pdf, csv)
 
 
-def make_compliance(workspace: Workspace, folder: Path) -> Generated:
+def make_compliance(
+    workspace: Workspace, folder: Path, progress: Progress | None = None
+) -> Generated:
     data = compliance_report(workspace)
+    _writing(progress)
     pdf = folder / "compliance.pdf"
     csv = pdf.with_suffix(".csv")
     write_compliance(pdf, data, Provider.from_environment(), workspace.user_name)
@@ -476,15 +508,15 @@ class ReportsView(View):
                 self.facility_error.show()
                 self.facility.setFocus()
                 return
-            self._run(lambda ws: make_statement(ws, code, as_of, folder))
+            self._run(lambda ws, progress: make_statement(ws, code, as_of, folder, progress))
         elif kind == AGING:
-            self._run(lambda ws: make_aging(ws, as_of, folder))
+            self._run(lambda ws, progress: make_aging(ws, as_of, folder, progress))
         elif kind == DEPOSIT_SLIP:
             deposit_id = self.number.value()
-            self._run(lambda ws: make_deposit_slip(ws, deposit_id, folder))
+            self._run(lambda ws, progress: make_deposit_slip(ws, deposit_id, folder, progress))
         elif kind == RECONCILIATION:
             run_id = self.number.value()
-            self._run(lambda ws: make_reconciliation(ws, run_id, folder))
+            self._run(lambda ws, progress: make_reconciliation(ws, run_id, folder, progress))
         elif kind == AUDIT:
             first = pydate(self.first_day.date())
             if first > as_of:
@@ -492,11 +524,11 @@ class ReportsView(View):
                 self.first_day_error.show()
                 self.first_day.setFocus()
                 return
-            self._run(lambda ws: make_audit(ws, first, as_of, folder))
+            self._run(lambda ws, progress: make_audit(ws, first, as_of, folder, progress))
         elif kind == INTEGRITY:
-            self._run(lambda ws: make_integrity(ws, folder))
+            self._run(lambda ws, progress: make_integrity(ws, folder, progress))
         elif kind == COMPLIANCE:
-            self._run(lambda ws: make_compliance(ws, folder))
+            self._run(lambda ws, progress: make_compliance(ws, folder, progress))
         elif kind == COMBINED:
             self.generate_button.setEnabled(False)
             self.summary_label.setText("Combining the statements of every facility…")
@@ -526,16 +558,27 @@ class ReportsView(View):
                 )
             )
 
-    def _run(self, work: Callable[[Workspace], Generated]) -> None:
+    def _run(self, work: Callable[[Workspace, Progress], Generated]) -> None:
         self.generate_button.setEnabled(False)
         self.summary_label.setText("Generating…")
 
         def failed(error: BaseException) -> None:
             self.generate_button.setEnabled(True)
             self.summary_label.setText("")
-            self.desk.presenter.present(self, error, self.generate)
+            if isinstance(error, Cancelled):
+                self.message_bar.show_message("Cancelled: nothing was written.", WARNING)
+            else:
+                self.desk.presenter.present(self, error, self.generate)
 
-        self.desk.query(self, work, self._show, failure=failed)
+        self.desk.run(
+            Operation(
+                self,
+                work,
+                success=self._show,
+                failure=failed,
+                progress_label=f"Generating: {self.kind.currentText()}",
+            )
+        )
 
     def _show(self, generated: Generated) -> None:
         self.generate_button.setEnabled(True)
