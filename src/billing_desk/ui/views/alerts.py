@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QSplitter,
+    QSystemTrayIcon,
     QWidget,
 )
 
@@ -102,6 +103,7 @@ class AlertsView(View):
         self.open_only.toggled.connect(lambda _: self.refresh())
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._selected())
         self._known_open: int | None = None
+        self._tray: QSystemTrayIcon | None = None
         self._clear_detail()
 
     def menu_actions(self) -> list[QAction]:
@@ -121,12 +123,29 @@ class AlertsView(View):
         if self._known_open is not None and total > self._known_open:
             new = total - self._known_open
             window = self.window()
+            said = f"{new} new alert{'s' if new != 1 else ''}: see Alerts."
             if isinstance(window, QMainWindow):
-                window.statusBar().showMessage(
-                    f"{new} new alert{'s' if new != 1 else ''}: see Alerts.", 15_000
-                )
+                window.statusBar().showMessage(said, 15_000)
+                self._notify(window, said)
         self._known_open = total
         self.open_count.emit(total)
+
+    def _notify(self, window: QMainWindow, said: str) -> None:
+        """Also in the system tray, where the desktop has one (the window may be behind
+        another program's)."""
+        if not QSystemTrayIcon.isSystemTrayAvailable():
+            return
+        if self._tray is None:
+            self._tray = QSystemTrayIcon(window.windowIcon(), self)
+            self._tray.setToolTip("billing-desk")
+            self._tray.messageClicked.connect(lambda: self._bring_forward(window))
+            self._tray.show()
+        self._tray.showMessage("billing-desk", said, QSystemTrayIcon.MessageIcon.Warning, 15_000)
+
+    def _bring_forward(self, window: QMainWindow) -> None:
+        window.showNormal()
+        window.raise_()
+        window.activateWindow()
 
     def refresh(self) -> None:
         open_only = self.open_only.isChecked()
