@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, timedelta
+from pathlib import Path
 
 from PySide6.QtCore import Qt
 
@@ -148,3 +149,50 @@ def test_a_statement_file_is_previewed_imported_once_and_a_csv_is_sent_to_its_ma
     assert "mapping save" in refused.message_bar.text.text()
     assert not refused.import_button.isEnabled()
     assert isinstance(refused, StatementImportDialog)
+
+
+def test_conflicting_lines_are_kept_only_with_what_the_bank_said(
+    demo_gui: Gui, tmp_path: Path
+) -> None:
+    from billing_desk.ui.views.reconciliation import StatementImportDialog
+
+    def mt940(name: str, day: str, line: str, closing: str) -> Path:
+        path = tmp_path / name
+        path.write_bytes(
+            (
+                f":20:STMT\r\n:25:NL00BANK0123456789\r\n:28C:1/1\r\n:60F:C{day}EUR1000,00\r\n"
+                f":61:{line}\r\n:62F:C{day}EUR{closing}\r\n-\r\n"
+            ).encode()
+        )
+        return path
+
+    first = mt940("1.sta", "260601", "260601C20,00NTRFNONREF//BANK-7", "1020,00")
+    # The bank gave the same id to another real transfer the next day.
+    second = mt940("2.sta", "260602", "260602C45,00NTRFNONREF//BANK-7", "1045,00")
+    application = demo_gui.start("clerk")
+    view = application.window.show_view("Reconciliation")
+    assert isinstance(view, ReconciliationView)
+    dialog = view.import_file(first)
+    demo_gui.wait(lambda: dialog.import_button.isEnabled(), "the first file")
+    assert not dialog.keep_button.isVisible()
+    dialog.import_button.click()
+    demo_gui.wait(lambda: "1 new lines imported" in view.message_bar.text.text(), "the import")
+
+    again = view.import_file(second)
+    assert isinstance(again, StatementImportDialog)
+    demo_gui.wait(lambda: again.rows.rowCount() == 1, "the conflicting line")
+    assert str(again.rows.rows[0].status) == "conflicting"
+    assert "BANK-7 was imported before as 20.00" in (again.rows.rows[0].why or "")
+    assert not again.import_button.isEnabled() and again.keep_button.isEnabled()
+    screenshot(again, "statement-import-conflicting", schemes=False)  # type: ignore[attr-defined]
+    again.keep_button.click()
+    reason = again.findChildren(ReasonDialog)[-1]
+    assert not reason.ok.isEnabled(), "nothing kept without what the bank said"
+    demo_gui.qtbot.keyClicks(reason.reason, "bank confirmed two transfers, ticket 88")  # type: ignore[attr-defined]
+    reason.ok.click()
+    demo_gui.wait(lambda: "1 conflicting line kept" in view.message_bar.text.text(), "kept")
+    view.which.setCurrentIndex(view.which.findData("all"))
+    demo_gui.wait(
+        lambda: sum(1 for line in view.lines.rows if line.bank_id == "BANK-7") == 2,
+        "both lines of the bank's id",
+    )

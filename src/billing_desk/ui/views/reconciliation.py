@@ -216,9 +216,7 @@ class ReconciliationView(View):
     def import_file(self, path: Path) -> StatementImportDialog:
         dialog = StatementImportDialog(self.desk, path, self)
         dialog.imported.connect(
-            lambda result: self.message_bar.show_message(
-                f"{result.file}: {result.count('new')} new lines imported."
-            )
+            lambda result: self.message_bar.show_message(_imported_sentence(result))
         )
         dialog.open()
         return dialog
@@ -420,11 +418,23 @@ class ReconciliationView(View):
         self.desk.presenter.present(self, error, self.auto)
 
 
+def _imported_sentence(result: ImportResult) -> str:
+    if result.kept_conflicting:
+        n = result.kept_conflicting
+        return (
+            f"{result.file}: {n} conflicting line{'s' if n != 1 else ''} kept as new, with your "
+            "reason in the audit log."
+        )
+    return f"{result.file}: {result.count('new')} new lines imported."
+
+
 def _agreeing(candidate: Candidate) -> str:
     return f" ({', '.join(candidate.agreeing)} agree)" if candidate.agreeing else ""
 
 
-def preview_statement_file(workspace: Workspace, path: Path, *, commit: bool) -> ImportResult:
+def preview_statement_file(
+    workspace: Workspace, path: Path, *, commit: bool, keep_conflicting: str | None = None
+) -> ImportResult:
     """Read a bank's file and compare its lines with what is imported; with `commit`, save it.
     A CSV file needs its column mapping first, which the command line keeps (the window's CSV
     editor is not built yet), so it is refused here with the commands that do it."""
@@ -443,7 +453,15 @@ def preview_statement_file(workspace: Workspace, path: Path, *, commit: bool) ->
                 f"{path.name} does not say which bank account it is; import it with `billing-desk "
                 f"import statement {path} --account ACCOUNT`."
             )
-    return import_statements(workspace, path.name, data, chosen, statements, commit=commit)
+    return import_statements(
+        workspace,
+        path.name,
+        data,
+        chosen,
+        statements,
+        commit=commit,
+        keep_conflicting=keep_conflicting,
+    )
 
 
 class StatementImportDialog(QDialog):
@@ -494,6 +512,13 @@ class StatementImportDialog(QDialog):
         self.import_button = buttons.addButton("&Import", QDialogButtonBox.ButtonRole.AcceptRole)
         buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
         self.import_button.setEnabled(False)
+        # A bank that gave one id to two real lines must not cost a line: a person who has
+        # checked with the bank keeps the conflicting ones as new lines, saying why.
+        self.keep_button = buttons.addButton(
+            "&Keep conflicting lines…", QDialogButtonBox.ButtonRole.ActionRole
+        )
+        self.keep_button.hide()
+        self.keep_button.clicked.connect(self.keep_conflicting)
         make_primary(buttons, self.import_button)
         buttons.accepted.connect(self.commit)
         buttons.rejected.connect(self.reject)
@@ -538,6 +563,11 @@ class StatementImportDialog(QDialog):
             f"already imported, {result.count('conflicting')} conflicting. Nothing is written "
             "until Import."
         )
+        conflicting = [ln for st in result.statements for ln in st.lines if ln.why]
+        for line in conflicting[:5]:
+            parts.append(f"Conflicting, {esc(line.location)}: {esc(line.why or '')}.")
+        if len(conflicting) > 5:
+            parts.append(f"… and {len(conflicting) - 5} more conflicting lines, listed below.")
         self.summary.setText("<br>".join(parts))
         self.rows.set_rows([line for s in result.statements for line in s.lines])
         fit_columns(self.table, widest_chars=28)
@@ -554,6 +584,43 @@ class StatementImportDialog(QDialog):
         self.import_button.setText(
             f"&Import {n} new line{'s' if n != 1 else ''}" if n else "&Import"
         )
+        conflicting = result.count("conflicting") if result is not None else 0
+        self.keep_button.setVisible(conflicting > 0)
+        self.keep_button.setEnabled(
+            conflicting > 0
+            and result is not None
+            and (result.checks_ok or self.seen_failure.isChecked())
+        )
+
+    def keep_conflicting(self) -> None:
+        result = self.previewed
+        if result is None or not self.keep_button.isEnabled():
+            return
+        n = result.count("conflicting")
+        dialog = ReasonDialog(
+            self,
+            f"Keep {n} conflicting line{'s' if n != 1 else ''}",
+            "The bank's id of each was imported before with another date or amount. Keep them "
+            "as new lines only when the bank has confirmed they are real.\n\n&What did the "
+            "bank say?",
+            "&Keep them",
+        )
+        target = self.path
+
+        def done(saved: ImportResult) -> None:
+            dialog.accept()
+            self.imported.emit(saved)
+            self.accept()
+
+        dialog.submitted.connect(
+            lambda reason: self.desk.change(
+                dialog,
+                lambda ws: preview_statement_file(ws, target, commit=True, keep_conflicting=reason),
+                done,
+                changes("statements"),
+            )
+        )
+        dialog.open()
 
     def commit(self) -> None:
         if not self.import_button.isEnabled():
