@@ -173,17 +173,15 @@ def make_aging(
     workspace: Workspace, as_of: date, folder: Path, progress: Progress | None = None
 ) -> Generated:
     data = aging_report_data(workspace, as_of=as_of)
-    _writing(progress)
-    pdf = folder / f"aging-{data.as_of.isoformat()}.pdf"
-    csv = pdf.with_suffix(".csv")
-    write_aging(pdf, data, Provider.from_environment(), workspace.user_name)
-    aging_csv(csv, data)
-    record_prints(
+    return _written(
         workspace,
-        "report.print",
-        [Printed("aging_report", data.as_of.isoformat(), None, {"facilities": len(data.rows)})],
+        folder / f"aging-{data.as_of.isoformat()}.pdf",
+        lambda p: write_aging(p, data, Provider.from_environment(), workspace.user_name),
+        lambda p: aging_csv(p, data),
+        Printed("aging_report", data.as_of.isoformat(), None, {"facilities": len(data.rows)}),
+        f"Aging as of {data.as_of}",
+        progress,
     )
-    return Generated(f"Aging as of {data.as_of}", pdf, csv)
 
 
 def make_combined(workspace: Workspace, as_of: date, folder: Path, progress: Progress) -> Generated:
@@ -223,17 +221,15 @@ def make_deposit_slip(
     workspace: Workspace, deposit_id: int, folder: Path, progress: Progress | None = None
 ) -> Generated:
     data = deposit_slip_data(workspace, deposit_id)
-    _writing(progress)
-    pdf = folder / f"deposit-slip-{deposit_id}.pdf"
-    csv = pdf.with_suffix(".csv")
-    write_deposit_slip(pdf, data, Provider.from_environment(), workspace.user_name)
-    deposit_slip_csv(csv, data)
-    record_prints(
+    return _written(
         workspace,
-        "report.print",
-        [Printed("deposit_slip", str(deposit_id), None, {"total_minor": data.total.minor})],
+        folder / f"deposit-slip-{deposit_id}.pdf",
+        lambda p: write_deposit_slip(p, data, Provider.from_environment(), workspace.user_name),
+        lambda p: deposit_slip_csv(p, data),
+        Printed("deposit_slip", str(deposit_id), None, {"total_minor": data.total.minor}),
+        f"Deposit slip {deposit_id}",
+        progress,
     )
-    return Generated(f"Deposit slip {deposit_id}", pdf, csv)
 
 
 def make_audit(
@@ -244,92 +240,97 @@ def make_audit(
     progress: Progress | None = None,
 ) -> Generated:
     data = audit_report_data(workspace, date_from=first, date_to=last)
-    _writing(progress)
-    pdf = folder / f"audit-{first.isoformat()}-{last.isoformat()}.pdf"
-    csv = pdf.with_suffix(".csv")
-    write_audit(pdf, data, Provider.from_environment(), workspace.user_name)
-    audit_csv(csv, data)
-    record_prints(
-        workspace,
-        "report.print",
-        [
-            Printed(
-                "audit_report",
-                "filtered",
-                None,
-                {"filters": dict(data.filters), "entries": len(data.entries)},
-            )
-        ],
-    )
     shown = f"{len(data.entries)} entries" + (", the first only" if data.truncated else "")
-    return Generated(f"Audit trail {first} to {last} ({shown})", pdf, csv)
+    return _written(
+        workspace,
+        folder / f"audit-{first.isoformat()}-{last.isoformat()}.pdf",
+        lambda p: write_audit(p, data, Provider.from_environment(), workspace.user_name),
+        lambda p: audit_csv(p, data),
+        Printed(
+            "audit_report",
+            "filtered",
+            None,
+            {"filters": dict(data.filters), "entries": len(data.entries)},
+        ),
+        f"Audit trail {first} to {last} ({shown})",
+        progress,
+    )
 
 
 def make_integrity(
     workspace: Workspace, folder: Path, progress: Progress | None = None
 ) -> Generated:
     data = integrity_report_data(workspace)
-    _writing(progress)
-    pdf = folder / "integrity.pdf"
-    csv = pdf.with_suffix(".csv")
-    write_integrity(pdf, data, Provider.from_environment(), workspace.user_name)
-    integrity_csv(csv, data)
     v = data.verification
-    record_prints(
-        workspace,
-        "report.print",
-        [
-            Printed(
-                "integrity_report",
-                str(v.head_sequence),
-                None,
-                {"ok": v.ok, "findings": len(v.findings)},
-            )
-        ],
-    )
     verdict = "no findings" if v.ok else f"{len(v.findings)} findings"
-    return Generated(f"Integrity of the history: {verdict}", pdf, csv)
+    return _written(
+        workspace,
+        folder / "integrity.pdf",
+        lambda p: write_integrity(p, data, Provider.from_environment(), workspace.user_name),
+        lambda p: integrity_csv(p, data),
+        Printed(
+            "integrity_report",
+            str(v.head_sequence),
+            None,
+            {"ok": v.ok, "findings": len(v.findings)},
+        ),
+        f"Integrity of the history: {verdict}",
+        progress,
+    )
 
 
 def make_reconciliation(
     workspace: Workspace, run_id: int, folder: Path, progress: Progress | None = None
 ) -> Generated:
     data = reconciliation_report_data(workspace, run_id)
-    _writing(progress)
-    pdf = folder / f"reconciliation-{run_id}.pdf"
-    csv = pdf.with_suffix(".csv")
-    write_reconciliation(pdf, data, Provider.from_environment(), workspace.user_name)
-    reconciliation_csv(csv, data)
-    record_prints(
+    return _written(
         workspace,
-        "report.print",
-        [
-            Printed(
-                "reconciliation_report",
-                str(run_id),
-                None,
-                {"discrepancies": len(data.run.discrepancies)},
-            )
-        ],
+        folder / f"reconciliation-{run_id}.pdf",
+        lambda p: write_reconciliation(p, data, Provider.from_environment(), workspace.user_name),
+        lambda p: reconciliation_csv(p, data),
+        Printed(
+            "reconciliation_report",
+            str(run_id),
+            None,
+            {"discrepancies": len(data.run.discrepancies)},
+        ),
+        f"Reconciliation run {run_id}",
+        progress,
     )
-    return Generated(f"Reconciliation run {run_id}", pdf, csv)
 
 
 def make_compliance(
     workspace: Workspace, folder: Path, progress: Progress | None = None
 ) -> Generated:
     data = compliance_report(workspace)
-    _writing(progress)
-    pdf = folder / "compliance.pdf"
-    csv = pdf.with_suffix(".csv")
-    write_compliance(pdf, data, Provider.from_environment(), workspace.user_name)
-    compliance_csv(csv, data)
-    record_prints(
+    return _written(
         workspace,
-        "report.print",
-        [Printed("compliance_report", str(data.score), None, {"score": data.score})],
+        folder / "compliance.pdf",
+        lambda p: write_compliance(p, data, Provider.from_environment(), workspace.user_name),
+        lambda p: compliance_csv(p, data),
+        Printed("compliance_report", str(data.score), None, {"score": data.score}),
+        f"Compliance score {data.score}",
+        progress,
     )
-    return Generated(f"Compliance score {data.score}", pdf, csv)
+
+
+def _written(
+    workspace: Workspace,
+    pdf: Path,
+    write_pdf: Callable[[Path], object],
+    write_csv: Callable[[Path], object],
+    printed: Printed,
+    title: str,
+    progress: Progress | None,
+) -> Generated:
+    """A report read: written as PDF and CSV and recorded as printed, unless Cancel came while
+    it was read."""
+    _writing(progress)
+    csv = pdf.with_suffix(".csv")
+    write_pdf(pdf)
+    write_csv(csv)
+    record_prints(workspace, "report.print", [printed])
+    return Generated(title, pdf, csv)
 
 
 def make_statements(
