@@ -703,7 +703,30 @@ def test_every_write_service_is_fully_audited(
     # Invoice 1 (180.00) is paid by the check (100) and the transfer (80); invoice 2 has the cash.
     reopening = moving | {"allocation", "invoice", "invoice_status_change"}
     allocation = moving | {"allocation"}
-    move("clerk", check_id, "cleared", "mv-1", moving)
+    # The slip reaches the bank: its line matched by hand clears the check and the cash.
+    deposited = Statement(
+        "csv",
+        "US-OPS",
+        "USD",
+        (StatementLine(RECEIVED, Money("160.00", "USD"), "line 1", bank_id="B0"),),
+    )
+    cov.run(
+        import_statements,
+        "clerk",
+        "statement.import",
+        lambda w: import_statements(w, "slip.csv", b"slip file", "csv", [deposited], commit=True),
+        touches={"statement_file", "bank_statement", "bank_line"},
+    )
+    slip_line = cov.ws("clerk").read(
+        lambda u: u.session.scalar(select(BankLine.id).where(BankLine.bank_id == "B0"))
+    )
+    cov.run(
+        match_line,
+        "clerk",
+        "reconcile.match_manual",
+        lambda w: match_line(w, slip_line, deposit_id=slip.deposit_id),
+        touches={"bank_match", "payment", "payment_status_change"},
+    )
     move("manager", check_id, "refunded", "mv-2", reopening | {"refund"})  # 1: partially paid
     move("clerk", cash.payment_id, "returned", "mv-3", reopening)  # 2: issued again
     move("clerk", cash.payment_id, "recorded", "mv-4", allocation)  # presented again: to 1
@@ -764,6 +787,14 @@ def test_every_write_service_is_fully_audited(
     assert [m.payment_id for m in matched.matched] == [card.payment_id]
     stray = matched.unmatched_lines and cov.ws("clerk").read(
         lambda u: u.session.scalar(select(BankLine.id).where(BankLine.bank_id == "B2"))
+    )
+    cov.run(
+        unmatch_line,
+        "clerk",
+        "reconcile.unmatch",
+        # Nothing of the slip is cleared any more (refunded, presented again): only the match.
+        lambda w: unmatch_line(w, slip_line, "the slip's line was another deposit"),
+        touches={"bank_match"},
     )
     cov.run(
         match_line,

@@ -171,7 +171,8 @@ def test_a_clean_period_has_no_discrepancies(books: Books) -> None:
 def test_every_kind_of_discrepancy_is_found(books: Books, database: Database) -> None:
     partial = books.pay(_transfer("ACH-PART", "90.00"))
     books.pay(_transfer("NEVER-SEEN", "70.00"))
-    books.bank((4, "55.55", None), (5, "30.00", "ACH-PART"))
+    # The stray credit is late enough in the month that the unseen transfer is not in transit.
+    books.bank((12, "55.55", None), (5, "30.00", "ACH-PART"))
     auto_match(books.clerk)
     # Planted behind the application's back: the books themselves disagree.
     admin = database.workspace("admin")
@@ -189,6 +190,21 @@ def test_every_kind_of_discrepancy_is_found(books: Books, database: Database) ->
     } <= kinds
     mismatch = next(d for d in report.discrepancies if d.kind == "amount mismatch")
     assert (mismatch.expected_minor, mismatch.actual_minor) == (1, 3000)
+
+
+def test_money_is_in_transit_until_the_statements_run_past_it(books: Books) -> None:
+    """A payment of June 2 with no bank line is not yet "never seen" while the bank's statements
+    end before June 7 (IN_TRANSIT_DAYS); once they run to June 7 it is."""
+    books.pay(_transfer("ON-ITS-WAY", "70.00"))
+    books.bank((6, "12.34", None))
+
+    def never_seen() -> list[str]:
+        report = run_reconciliation(books.clerk, *JUNE)
+        return [d.detail for d in report.discrepancies if d.kind.startswith("payment never")]
+
+    assert never_seen() == []
+    books.bank((7, "1.00", None))
+    assert never_seen() == ["transfer payment 1 received 2026-06-02"]
 
 
 def test_a_duplicate_payment_and_an_over_allocation_are_found(books: Books) -> None:

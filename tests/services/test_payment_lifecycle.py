@@ -17,12 +17,14 @@ from billing_desk.domain.errors import BadInput, IllegalTransition, PermissionDe
 from billing_desk.services.allocations import AllocationInfo
 from billing_desk.services.credits import credit_balance
 from billing_desk.services.deposits import create_deposit
+from billing_desk.services.matching import unmatch_line
 from billing_desk.services.payments import (
     change_status,
     list_payments,
     record_payment,
     show_payment,
 )
+from tests.bank import clear_at_bank
 from tests.clocks import today_of
 from tests.conftest import BACKENDS
 from tests.services.test_payments import (
@@ -142,7 +144,7 @@ def test_the_recorder_cannot_void_or_refund_their_own_payment(billing: Billing) 
     with pytest.raises(PermissionDenied) as own_void:
         change_status(billing.manager, pid, "voided", "mine", "t-1")
     assert str(own_void.value) == segregation("manager", pid, "void")
-    change_status(billing.clerk, pid, "cleared", "on the bank statement", "t-2")
+    line = clear_at_bank(billing.clerk, pid)
 
     problems = refusal_problems(
         [
@@ -190,7 +192,7 @@ def test_the_recorder_cannot_void_or_refund_their_own_payment(billing: Billing) 
     assert [released for *_, released in allocation_rows(billing.clerk, pid)] == [True, True]
     assert history(billing, pid) == [
         (None, "recorded", "manager", "recorded"),
-        ("recorded", "cleared", "clerk", "on the bank statement"),
+        ("recorded", "cleared", "clerk", f"matched to bank line {line}"),
         ("cleared", "refunded", "manager2", "overpaid"),
     ]
 
@@ -203,15 +205,20 @@ def test_a_card_payment_is_authorized_captured_settled_and_charged_back(
     assert card.status == "authorized"
     assert invoice_status(billing.clerk, APRIL_INVOICE) == "paid"
 
+    captured = change_status(billing.clerk, pid, "captured", "captured at end of day", "t-1")
+    with pytest.raises(Refused) as by_hand:
+        change_status(billing.clerk, pid, "settled", "processor payout 2026-06-05", "t-2")
+    assert "becomes settled when the bank's line for it is matched, not by hand" in str(
+        by_hand.value
+    )
+    payout = clear_at_bank(billing.clerk, pid)
     moves = [
-        change_status(billing.clerk, pid, "captured", "captured at end of day", "t-1"),
-        change_status(billing.clerk, pid, "settled", "processor payout 2026-06-05", "t-2"),
+        captured,
         change_status(billing.manager, pid, "chargeback", "disputed by the facility", "t-3"),
     ]
 
     assert [(m.from_status, m.status) for m in moves] == [
         ("authorized", "captured"),
-        ("captured", "settled"),
         ("settled", "chargeback"),
     ]
     assert moves[-1].released == (
@@ -223,7 +230,7 @@ def test_a_card_payment_is_authorized_captured_settled_and_charged_back(
     assert history(billing, pid) == [
         (None, "authorized", "clerk", "recorded"),
         ("authorized", "captured", "clerk", "captured at end of day"),
-        ("captured", "settled", "clerk", "processor payout 2026-06-05"),
+        ("captured", "settled", "clerk", f"matched to bank line {payout}"),
         ("settled", "chargeback", "manager", "disputed by the facility"),
     ]
     with pytest.raises(IllegalTransition) as after_chargeback:
@@ -263,6 +270,15 @@ def test_illegal_and_malformed_moves_are_refused(billing: Billing) -> None:
             illegal(card, "recorded", "card payment", "authorized"),
             illegal(voided, "recorded", "cash payment", "voided"),
             illegal(voided, "voided", "cash payment", "voided"),
+            (
+                "cleared by hand",
+                lambda: change_status(billing.clerk, transfer, "cleared", "on statement", "x-0"),
+                Refused,
+                f"Payment {transfer} becomes cleared when the bank's line for it is matched, not "
+                "by hand; import the bank statement (`billing-desk import statement FILE`) and "
+                f"match its bank line (`billing-desk reconcile match --line N --payment "
+                f"{transfer}`).",
+            ),
             (
                 "deposited by hand",
                 lambda: change_status(billing.clerk, check, "deposited", "at the bank", "x-1"),
@@ -551,3 +567,16 @@ def test_only_recorded_checks_and_cash_in_one_currency_are_deposited(billing: Bi
     assert show_payment(billing.clerk, check).status == "recorded"
     euro_slip = create_deposit(billing.clerk, [euros], day, idempotency_key="d-eur")
     assert (euro_slip.total.minor, euro_slip.total.currency) == (1000, "EUR")
+
+
+def test_clearing_is_taken_back_only_by_unmatching_the_bank_line(billing: Billing) -> None:
+    transfer = record_payment(billing.clerk, TRANSFER, "k-1").payment_id
+    line = clear_at_bank(billing.clerk, transfer)
+    with pytest.raises(Refused) as by_hand:
+        change_status(billing.clerk, transfer, "recorded", "not on the statement", "t-1")
+    assert str(by_hand.value) == (
+        f"Payment {transfer} is cleared because bank line {line} is matched to it; to take that "
+        f"back, unmatch the line (`billing-desk reconcile unmatch {line} --reason TEXT`)."
+    )
+    unmatch_line(billing.clerk, line, "another customer's transfer")
+    assert show_payment(billing.clerk, transfer).status == "recorded"

@@ -58,6 +58,7 @@ from billing_desk.db.models import (
     PaymentStatusChange,
     Refund,
 )
+from billing_desk.domain.bank_matching import clearing_move, made_by_the_bank
 from billing_desk.domain.errors import (
     BadInput,
     BillingError,
@@ -80,6 +81,7 @@ from billing_desk.services.invoices import list_invoices, run_invoice, void_invo
 from billing_desk.services.payments import PaymentDraft, change_status, record_payment
 from billing_desk.services.unit_of_work import open_workspace
 from billing_desk.services.users import add_user
+from tests.bank import clear_at_bank
 from tests.conftest import BACKENDS, Database, pg_admin_connection, pg_url
 from tests.support import load_trips, seed_facility, seed_users, trip
 
@@ -250,6 +252,8 @@ class ModelPayment:
     returns: int = 0  # times returned by the bank: each return starts a new presentation
     # Where its last release took the money from (invoice, amount), credit applications aside.
     last_released: tuple[tuple[str, int], ...] = ()
+    # A bank credit is matched to it (or to a slip holding it): it cannot be voided.
+    at_bank: bool = False
 
 
 @dataclass
@@ -670,6 +674,10 @@ class PaymentMachine(RuleBasedStateMachine):
         if actor == "auditor":
             return PermissionDenied
         current = paid.status
+        if made_by_the_bank(paid.method, current, target):
+            return Refused  # money clears by matching its bank line, never by hand
+        if target == PaymentStatus.VOIDED and paid.at_bank:
+            return Refused  # the bank says the money arrived: unmatch first
         if not PAYMENT_STATES[paid.method].allows(current, target):
             return IllegalTransition
         approving = current == PaymentStatus.AWAITING_APPROVAL
@@ -727,6 +735,30 @@ class PaymentMachine(RuleBasedStateMachine):
         self.keys_written += 1
         self.transitions.append(TransitionDone(key, payment_id, target.value, result))
 
+    def _clear_at_bank(self, payment_id: int) -> None:
+        """The bank's credit for the payment (or its latest slip) imported and matched: every
+        payment of the slip still deposited clears."""
+        clear_at_bank(self.ws["clerk"], payment_id)
+
+        def members(unit):  # type: ignore[no-untyped-def]
+            slip = unit.session.scalar(
+                select(func.max(DepositItem.deposit_id)).where(DepositItem.payment_id == payment_id)
+            )
+            if slip is None:
+                return [payment_id]
+            return list(
+                unit.session.scalars(
+                    select(DepositItem.payment_id).where(DepositItem.deposit_id == slip)
+                )
+            )
+
+        for member in self.ws["clerk"].read(members):
+            paid = self.model[member]
+            paid.at_bank = True
+            cleared = clearing_move(paid.method, paid.status)
+            if cleared is not None:
+                paid.status = cleared
+
     @rule(entry=recorded, to=st.sampled_from(list(PaymentStatus)), actor=st.sampled_from(ACTORS))
     def attempt_transition(self, entry: Recorded, to: PaymentStatus, actor: str) -> None:
         """Any move by anyone: legal ones succeed, the rest are refused writing nothing."""
@@ -745,6 +777,12 @@ class PaymentMachine(RuleBasedStateMachine):
             target = data.draw(st.sampled_from(targets), label="target")
             if target == PaymentStatus.DEPOSITED:
                 self._deposit([entry.payment_id], DEPOSIT_DAYS[0], keyed=True)
+            elif made_by_the_bank(paid.method, paid.status, target):
+                # Refused by hand; a clearing happens by matching the bank's line instead.
+                self._transition(entry.payment_id, target, "clerk")
+                if target not in (PaymentStatus.CLEARED, PaymentStatus.SETTLED):
+                    return
+                self._clear_at_bank(entry.payment_id)
             else:
                 manager_move = (
                     target in (PaymentStatus.VOIDED, PaymentStatus.REFUNDED)

@@ -16,10 +16,10 @@ from billing_desk.db.models import BankLine, StatementFile
 from billing_desk.domain.errors import BadInput
 from billing_desk.domain.statements import Statement
 from billing_desk.importers.statements import csv_statement, registry
+from billing_desk.importers.statements.writers import WRITERS, BankEntry
 from billing_desk.services.statements import import_statements
 from billing_desk.services.unit_of_work import Workspace
 from tests.conftest import Database
-from tests.statement_writers import WRITERS, BankEntry
 from tests.support import seed_users
 
 ACCOUNT = "200300400"

@@ -40,7 +40,9 @@ def demo(
         lambda: echo(
             f"Loaded demo data: {summary.facilities} facilities, {summary.trips} trips, "
             f"{summary.invoices} invoices, {summary.payments} payments in "
-            f"{summary.deposits} deposits; users {', '.join(summary.users)}. "
+            f"{summary.deposits} deposits, {summary.bank_lines} bank statement lines "
+            f"({summary.bank_lines - summary.bank_lines_matched} left for reconciliation); "
+            f"users {', '.join(summary.users)}. "
             "Try: billing-desk --user clerk payment list"
             + ("; billing-desk --user manager monitor run" if anomalies else "")
         ),

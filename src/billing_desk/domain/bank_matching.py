@@ -37,6 +37,27 @@ UNCLEARING_MOVES: dict[PaymentMethod, tuple[PaymentStatus, PaymentStatus]] = {
     method: (done, before) for method, (before, done) in CLEARING_MOVES.items()
 }
 
+# Moves only the bank makes: matching a credit clears a payment and unmatching takes that back.
+# Nobody makes them by hand, so a payment is cleared (or settled) exactly while a bank credit is
+# matched to it or to its deposit slip.
+BANK_MOVES: frozenset[tuple[PaymentMethod, PaymentStatus, PaymentStatus]] = frozenset(
+    (method, before, after)
+    for moves in (CLEARING_MOVES, UNCLEARING_MOVES)
+    for method, (before, after) in moves.items()
+)
+
+
+def made_by_the_bank(method: PaymentMethod, current: PaymentStatus, target: PaymentStatus) -> bool:
+    """Whether this lifecycle move is the bank's (made by matching or unmatching a line)."""
+    return (method, current, target) in BANK_MOVES
+
+
+# Money on its way: a deposit or a payment is "never seen at the bank" only once the bank's
+# statements of its currency run this many days past its date (a Friday deposit is credited on
+# the next business day and on the statement the morning after; a holiday adds a day). Until then
+# it is in transit, as a bookkeeper's reconciliation lists deposits in transit, not an error.
+IN_TRANSIT_DAYS = 5
+
 # A credit may be matched to a payment in one of these statuses (before or after clearing).
 CREDIT_STATUSES = frozenset({P.RECORDED, P.DEPOSITED, P.CLEARED, P.CAPTURED, P.SETTLED})
 # A debit may be matched to a payment whose money went back out.

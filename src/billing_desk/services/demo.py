@@ -5,12 +5,15 @@ clients, months of trips as a dispatch system would export them, the monthly inv
 from those trips through the same code path as `billing-desk invoice run`, what the facilities
 paid for them (checks grouped into weekly deposits, bank transfers and cards; partial and
 overpayments, returned checks, voided entries) through the same code as `billing-desk payment
-record`, and one local user per role. The data is planned in memory first, from random streams
+record`, the bank's statements of that money (one account per currency, each in its bank's
+format, imported through the importers and matched each morning, which is how the money clears,
+with a short deposit, an unidentified credit and a service charge left for the reconciliation to
+find), and one local user per role. The data is planned in memory first, from random streams
 derived from the seed alone, and then written in one transaction, so the same seed and the same
 as-of date always give the same rows, timestamps included, and a failure leaves the database as
 empty as it was.
 
-Later stages (statements, alerts) plug in as further `_Stage`s, each drawing from
+Later stages (alerts) plug in as further `_Stage`s, each drawing from
 its own random stream so that adding one never changes what the earlier stages produce.
 """
 
@@ -28,6 +31,8 @@ from typing import Literal
 from sqlalchemy import func, select
 
 from billing_desk.db.models import (
+    BankLine,
+    BankMatch,
     Base,
     Client,
     Deposit,
@@ -46,11 +51,21 @@ from billing_desk.domain.periods import Period
 from billing_desk.domain.roles import Permission, Role
 from billing_desk.domain.states import InvoiceStatus, TripStatus
 from billing_desk.domain.trips import TripRecord
+from billing_desk.importers.statements import registry
+from billing_desk.importers.statements.writers import (
+    BankEntry,
+    write_bai2,
+    write_camt053,
+    write_mt940,
+    write_ofx,
+)
 from billing_desk.services.allocations import live_allocated
 from billing_desk.services.deposits import DEFAULT_BANK_ACCOUNT
 from billing_desk.services.facilities import NewFacility, insert_facility
 from billing_desk.services.invoices import bill_trips
+from billing_desk.services.matching import auto_match_in_unit, match_in_unit
 from billing_desk.services.payments import PaymentDraft, move_payment, record_in_unit
+from billing_desk.services.statements import import_in_unit
 from billing_desk.services.trips import import_trip_records
 from billing_desk.services.unit_of_work import Actor, UnitOfWork, Workspace
 from billing_desk.services.users import ensure_user
@@ -70,6 +85,9 @@ class DemoSummary:
     payments: int
     deposits: int
     users: tuple[str, ...]
+    # The bank's statement lines imported, and how many of them are matched.
+    bank_lines: int = 0
+    bank_lines_matched: int = 0
 
 
 def load_demo_data(
@@ -81,11 +99,16 @@ def load_demo_data(
     as_of: date | None = None,
     progress: Progress | None = None,
     anomalies: bool = False,
+    bank_formats: Mapping[str, str] | None = None,
 ) -> DemoSummary:
     """Fill an empty database with demo data as of `as_of` (default today): trips over the
     `months` calendar months before as_of's month, each billed on the 1st of the next month,
     plus this month's unbilled trips up to the day before as_of, and the payments received for
     those invoices up to the day before as_of.
+
+    `bank_formats` says in which format each currency's bank sends its statements (bai2,
+    camt053, mt940 or ofx; by default bai2 for dollars, camt053 for euros, mt940 for Canadian
+    dollars), so the tests can drive every importer through the same story.
 
     With `anomalies`, a last stage plants a handful of payments the anomaly rules find
     (services.monitoring), from a random stream of its own: everything before it is the same.
@@ -101,10 +124,18 @@ def load_demo_data(
     if not 1 <= months <= MAX_MONTHS:
         raise BadInput(f"{months} months is out of range; ask for 1 to {MAX_MONTHS} months.")
 
+    unknown = sorted(set((bank_formats or {}).values()) - set(_WRITE))
+    if unknown:
+        raise BadInput(
+            f"The demo's bank cannot write {', '.join(unknown)}; "
+            f"choose {', '.join(sorted(_WRITE))}."
+        )
+
     def operation(unit: UnitOfWork) -> DemoSummary:
         _refuse_unless_empty(unit)
         plan = _plan(seed, facilities, months, as_of or unit.today)
-        run = _DemoRun(unit, plan, progress or _no_progress)
+        formats = {currency: f for currency, (_a, f) in _BANK_ACCOUNTS.items()}
+        run = _DemoRun(unit, plan, progress or _no_progress, formats | dict(bank_formats or {}))
         for stage in (*STAGES, *(ANOMALY_STAGES if anomalies else ())):
             stage(run)
         return run.summary()
@@ -633,6 +664,7 @@ class _DemoRun:
     unit: UnitOfWork
     plan: _Plan
     report: Progress
+    bank_formats: Mapping[str, str]
     users: tuple[str, ...] = ()
 
     def acting(self, actor: Actor, day: date, *, minutes: int) -> UnitOfWork:
@@ -656,6 +688,11 @@ class _DemoRun:
             payments=count(Payment),
             deposits=count(Deposit),
             users=self.users,
+            bank_lines=count(BankLine),
+            bank_lines_matched=session.scalar(
+                select(func.count()).select_from(BankMatch).where(BankMatch.active)
+            )
+            or 0,
         )
 
 
@@ -768,8 +805,7 @@ _NSF = _RETURN_REASONS[0]
 _HOLIDAYS = frozenset({(1, 1), (7, 4), (12, 25)})
 
 # When things happen on the story's clock, in minutes after midnight UTC.
-_AT_SETTLEMENT = 7 * 60  # the card processor's overnight settlement
-_AT_BANK_STATEMENT = 8 * 60  # the morning's bank statement: transfers and checks clear
+_AT_BANK_STATEMENT = 8 * 60  # the morning's bank statements are imported and matched
 _AT_MAIL = 9 * 60  # the day's payments are recorded
 _AT_PRESENTED_AGAIN = 10 * 60
 _AT_REVIEW = 11 * 60 + 30  # the manager reviews the morning's entries
@@ -837,12 +873,38 @@ class _DepositSlip:
     entries: tuple[int, ...]
 
 
+_LineKind = Literal["payment", "slip", "short slip", "return", "unknown credit", "fee"]
+
+
+@dataclass(frozen=True)
+class _BankLine:
+    """One line of the bank's statement: a transfer's or a card settlement's own money
+    (`entry`), a deposit slip's total (the slip of the day `slip`), a returned check going back
+    out (`entry`), or one of the lines planted for the reconciliation to find (`amount_minor`)."""
+
+    booked: date
+    kind: _LineKind
+    entry: int = -1
+    slip: date | None = None
+    amount_minor: int = 0
+
+
+@dataclass(frozen=True)
+class _BankStatement:
+    """The morning's statements: yesterday's lines of every account that had any."""
+
+    lines: tuple[_BankLine, ...]
+
+
+_Action = _Record | _Move | _DepositSlip | _BankStatement
+
+
 @dataclass(frozen=True)
 class _Event:
     day: date
     minute: int
     actor: Actor
-    action: _Record | _Move | _DepositSlip
+    action: _Action
 
 
 @dataclass(frozen=True)
@@ -874,50 +936,35 @@ def _plan_payments(plan: _Plan, invoices: Sequence[_InvoiceFact], last_day: date
     wrong = _choose_wrong_facility(rng, plan, entries, set(returns), busy)
     doubled = _choose_doubled_card(rng, entries)
 
+    # Money clears only when the bank's line for it is matched: each line below is on the
+    # statement imported the next business morning, and matching it clears the payment.
+    bank: list[_BankLine] = []
     slips: defaultdict[date, list[int]] = defaultdict(list)
     for index, entry in enumerate(entries):
         received = entry.draft.received
         corrected = wrong is not None and wrong[0] == index
         story.add(received, _AT_CORRECTION if corrected else _AT_MAIL, _BILLED_BY, _Record(index))
         if entry.method is PaymentMethod.TRANSFER:
-            cleared = _business_days_after(received, 1)
-            story.move(
-                cleared, _AT_BANK_STATEMENT, index, PaymentStatus.CLEARED, "on the bank statement"
-            )
+            bank.append(_BankLine(received, "payment", entry=index))
         elif entry.method is PaymentMethod.CARD:
             if story.move(received, _AT_CAPTURE, index, PaymentStatus.CAPTURED, "end-of-day batch"):
-                settled = _business_days_after(received, 2)
-                story.move(
-                    settled,
-                    _AT_SETTLEMENT,
-                    index,
-                    PaymentStatus.SETTLED,
-                    "settled by the processor",
-                )
+                # The processor pays the day's batch out the next business day.
+                payout = _business_days_after(received, 1)
+                bank.append(_BankLine(payout, "payment", entry=index))
         else:
             dates = _check_dates(entry)
             slips[dates.deposited].append(index)
             if index not in returns:
-                story.move(
-                    dates.cleared,
-                    _AT_BANK_STATEMENT,
-                    index,
-                    PaymentStatus.CLEARED,
-                    "funds available",
-                )
                 continue
             reason = f"returned by the bank: {returns[index]}"
             story.move(dates.returned, _AT_BANK_NOTICE, index, PaymentStatus.RETURNED, reason)
+            bank.append(_BankLine(dates.returned, "return", entry=index))
             if index == presented_again:
                 why = "presented again: the facility asked us to deposit it once more"
                 story.move(
                     dates.presented_again, _AT_PRESENTED_AGAIN, index, PaymentStatus.RECORDED, why
                 )
                 slips[dates.deposited_again].append(index)
-                cleared = dates.cleared_again
-                story.move(
-                    cleared, _AT_BANK_STATEMENT, index, PaymentStatus.CLEARED, "funds available"
-                )
     if wrong is not None:
         index, facility = wrong
         right = entries[index]
@@ -953,9 +1000,63 @@ def _plan_payments(plan: _Plan, invoices: Sequence[_InvoiceFact], last_day: date
             f"{card.card_last4} twice; the processor released {processor_ref}"
         )
         story.move(card.received, _AT_REVIEW, len(entries) - 1, PaymentStatus.VOIDED, reason)
+    short = _choose_short_slip(plan, entries, slips, last_day)
     for day, slip in sorted(slips.items()):
         story.add(day, _AT_DEPOSIT, _BILLED_BY, _DepositSlip(tuple(slip)))
+        credited = _business_days_after(day, 1)
+        bank.append(_BankLine(credited, "short slip" if day == short else "slip", slip=day))
+    if any(e.draft.facility in _dollar_facilities(plan) for e in entries):
+        bank.extend(_unexplained_lines(plan, last_day))
+    by_morning: defaultdict[date, list[_BankLine]] = defaultdict(list)
+    for line in bank:
+        by_morning[_business_days_after(line.booked, 1)].append(line)
+    for morning, lines in sorted(by_morning.items()):
+        story.add(morning, _AT_BANK_STATEMENT, _BILLED_BY, _BankStatement(tuple(lines)))
     return _PaymentBook(tuple(entries), story.events())
+
+
+# What the demo's bank got wrong or did on its own, for the reconciliation to find: a slip it
+# credited short, and in the last weeks an unidentified credit and its monthly service charge.
+SHORT_BY_MINOR = 2000
+SERVICE_CHARGE_MINOR = 2500
+
+
+def _dollar_facilities(plan: _Plan) -> set[str]:
+    return {p.code for p in plan.profiles if p.currency == "USD"}
+
+
+def _choose_short_slip(
+    plan: _Plan,
+    entries: Sequence[_Entry],
+    slips: Mapping[date, list[int]],
+    last_day: date,
+) -> date | None:
+    """The day of the slip the bank credits 20.00 short: a recent one of dollar checks only,
+    whose statement arrives by `last_day`."""
+    dollars = _dollar_facilities(plan)
+    fits = [
+        day
+        for day, slip in sorted(slips.items())
+        if _business_days_after(day, 2) <= last_day
+        and all(entries[i].draft.facility in dollars for i in slip)
+    ]
+    return plan.stream("bank", "short").choice(fits[-4:]) if fits else None
+
+
+def _unexplained_lines(plan: _Plan, last_day: date) -> list[_BankLine]:
+    """A credit nobody can place, two weeks back, and the month's service charge, both on
+    statements that arrive by `last_day`."""
+    rng = plan.stream("bank", "unexplained")
+    out = []
+    unknown = _business_day_from(last_day - timedelta(days=14))
+    if _business_days_after(unknown, 1) <= last_day:
+        out.append(_BankLine(unknown, "unknown credit", amount_minor=rng.randint(100, 400) * 100))
+    charged = _business_day_from(last_day.replace(day=1))
+    if _business_days_after(charged, 1) > last_day:
+        charged = _business_day_from((last_day.replace(day=1) - timedelta(days=1)).replace(day=1))
+    if _business_days_after(charged, 1) <= last_day:
+        out.append(_BankLine(charged, "fee", amount_minor=-SERVICE_CHARGE_MINOR))
+    return out
 
 
 def _facility_payments(
@@ -1194,11 +1295,9 @@ class _Story:
     def __init__(self, entries: Sequence[_Entry], last_day: date) -> None:
         self._entries = entries
         self._last_day = last_day
-        self._events: list[tuple[date, int, int, Actor, _Record | _Move | _DepositSlip]] = []
+        self._events: list[tuple[date, int, int, Actor, _Action]] = []
 
-    def add(
-        self, day: date, minute: int, actor: Actor, action: _Record | _Move | _DepositSlip
-    ) -> bool:
+    def add(self, day: date, minute: int, actor: Actor, action: _Action) -> bool:
         if day > self._last_day:
             return False
         self._events.append((day, minute, len(self._events), actor, action))
@@ -1270,6 +1369,8 @@ def _record_payments(run: _DemoRun) -> None:
     last_day = min(run.plan.as_of, run.unit.today) - timedelta(days=1)
     book = _plan_payments(run.plan, invoices, last_day)
     payments: dict[int, Payment] = {}
+    deposits: dict[date, Deposit] = {}
+    bank = _Bank(payments, deposits, run.bank_formats)
     for done, event in enumerate(book.events, start=1):
         unit = run.acting(event.actor, event.day, minutes=event.minute)
         action = event.action
@@ -1282,12 +1383,94 @@ def _record_payments(run: _DemoRun) -> None:
             payments[action.entry] = payment
         elif isinstance(action, _Move):
             move_payment(unit, payments[action.entry], action.target, action.reason, on=event.day)
+        elif isinstance(action, _DepositSlip):
+            slip = [payments[index] for index in action.entries]
+            deposits[event.day] = _deposit(unit, slip, event.day)
         else:
-            _deposit(unit, [payments[index] for index in action.entries], event.day)
+            bank.statements(unit, action, event.day)
         run.report("payments", done, len(book.events))
 
 
-def _deposit(unit: UnitOfWork, payments: Sequence[Payment], day: date) -> None:
+# The demo's bank: one account per currency, each sending its statements in its own format.
+_BANK_ACCOUNTS: dict[str, tuple[str, str]] = {
+    "USD": ("4401220198", "bai2"),
+    "EUR": ("DE89370400440532013000", "camt053"),
+    "CAD": ("00120045678", "mt940"),
+}
+_WRITE = {"bai2": write_bai2, "camt053": write_camt053, "mt940": write_mt940, "ofx": write_ofx}
+_SUFFIX = {"bai2": "bai", "camt053": "xml", "mt940": "sta", "ofx": "ofx"}
+
+
+@dataclass
+class _Bank:
+    """What the bank sends each morning, written in its format, read back through the importer
+    and saved as a clerk's import would be, then matched by the rules. The slip it credited
+    short is matched by hand, the difference explained in the match's note."""
+
+    payments: Mapping[int, Payment]
+    deposits: Mapping[date, Deposit]
+    formats: Mapping[str, str]
+    balances: Counter[str] = dataclasses.field(default_factory=Counter)
+
+    def statements(self, unit: UnitOfWork, statement: _BankStatement, day: date) -> None:
+        by_currency: defaultdict[str, list[BankEntry]] = defaultdict(list)
+        short: list[tuple[str, int]] = []
+        for line in statement.lines:
+            currency, entry = self._entry(line)
+            by_currency[currency].append(entry)
+            if line.kind == "short slip" and line.slip is not None:
+                short.append((entry.bank_id, self.deposits[line.slip].id))
+        for currency, lines in sorted(by_currency.items()):
+            account = _BANK_ACCOUNTS[currency][0]
+            format_name = self.formats[currency]
+            lines.sort(key=lambda e: (e.booked, e.bank_id))
+            data = _WRITE[format_name](
+                account, currency, lines, opening_minor=self.balances[currency]
+            )
+            self.balances[currency] += sum(e.amount_minor for e in lines)
+            name = f"statement-{account}-{day.isoformat()}.{_SUFFIX[format_name]}"
+            import_in_unit(unit, name, data, format_name, registry.parse(data, format_name))
+        auto_match_in_unit(unit)
+        for bank_id, deposit_id in short:
+            line_id = unit.session.scalar(select(BankLine.id).where(BankLine.bank_id == bank_id))
+            if line_id is None:  # pragma: no cover - imported just above
+                raise RuntimeError(f"demo bank line {bank_id} vanished")
+            short_by = Money.from_minor(SHORT_BY_MINOR, "USD").as_decimal()
+            note = (
+                f"The bank credited {short_by} USD less than deposit {deposit_id}; a check on it "
+                "was read short. Asked the bank to trace it."
+            )
+            match_in_unit(unit, line_id, deposit_id=deposit_id, note=note)
+
+    def _entry(self, line: _BankLine) -> tuple[str, BankEntry]:
+        booked = line.booked
+        if line.kind == "payment":
+            p = self.payments[line.entry]
+            reference = p.transfer_reference or p.processor_ref
+            return p.currency, BankEntry(
+                booked, p.amount_minor, f"TRN{p.id:06d}", reference, p.payer or "Payer"
+            )
+        if line.kind == "return":
+            p = self.payments[line.entry]
+            return p.currency, BankEntry(
+                booked, -p.amount_minor, f"RTN{p.id:06d}", p.check_number, "Returned item"
+            )
+        if line.slip is not None:
+            d = self.deposits[line.slip]
+            amount = d.total_minor - (SHORT_BY_MINOR if line.kind == "short slip" else 0)
+            return d.currency, BankEntry(
+                booked, amount, f"DEP{d.id:06d}", None, f"Branch deposit, {d.item_count} items"
+            )
+        if line.kind == "unknown credit":
+            return "USD", BankEntry(
+                booked, line.amount_minor, f"ACH{booked:%Y%m%d}", None, "Unidentified remitter"
+            )
+        return "USD", BankEntry(
+            booked, line.amount_minor, f"FEE{booked:%Y%m%d}", None, "Monthly service charge"
+        )
+
+
+def _deposit(unit: UnitOfWork, payments: Sequence[Payment], day: date) -> Deposit:
     """The steps of `deposits.create_deposit` inside the demo's transaction: a slip with one
     item per check, each check moved to deposited."""
     currencies = {payment.currency for payment in payments}
@@ -1315,9 +1498,10 @@ def _deposit(unit: UnitOfWork, payments: Sequence[Payment], day: date) -> None:
     )
     for payment in payments:
         move_payment(unit, payment, PaymentStatus.DEPOSITED, f"deposit {deposit.id}", on=day)
+    return deposit
 
 
-# Run in this order; later stages (statements, alerts) append here.
+# Run in this order; later stages (alerts) append here.
 STAGES: tuple[_Stage, ...] = (
     _add_users,
     _add_facilities,

@@ -142,6 +142,11 @@ def auto_match(workspace: Workspace, *, window_days: int = DEFAULT_WINDOW_DAYS) 
     return workspace.write(operation, action="reconcile.match")
 
 
+def auto_match_in_unit(unit: UnitOfWork, *, window_days: int = DEFAULT_WINDOW_DAYS) -> MatchSummary:
+    """`auto_match` inside the caller's unit of work (the demo's morning statements)."""
+    return _auto_match(unit, timedelta(days=window_days))
+
+
 def match_line(
     workspace: Workspace,
     line_id: int,
@@ -156,46 +161,56 @@ def match_line(
 
     def operation(unit: UnitOfWork) -> MatchInfo:
         unit.require(Permission.RECONCILE)
-        session = unit.session
-        # Locked so two clerks matching the same line serialise; the partial unique indexes
-        # settle a race for the same payment.
-        line = session.scalars(
-            select(BankLine).where(BankLine.id == line_id).with_for_update()
-        ).first()
-        if line is None:
-            raise BadInput(f"There is no bank line {line_id}; `reconcile lines` lists them.")
-        why = (note or "").strip() or None
-        facts = LineFacts(line.id, line.currency, line.amount_minor)
-        if payment_id is not None:
-            payment = session.scalars(
-                select(Payment).where(Payment.id == payment_id).with_for_update()
-            ).first()
-            if payment is None:
-                raise BadInput(f"There is no payment {payment_id}.")
-            verdict = judge_payment(facts, payment_facts(unit, payment), reason=why)
-            target: dict[str, object] = {"payment_amount_minor": payment.amount_minor}
-        else:
-            deposit = session.scalars(
-                select(Deposit).where(Deposit.id == deposit_id).with_for_update()
-            ).first()
-            if deposit is None:
-                raise BadInput(f"There is no deposit {deposit_id}.")
-            verdict = judge_deposit(facts, deposit_facts(unit, deposit), reason=why)
-            target = {"deposit_total_minor": deposit.total_minor}
-        # After the locks: a clerk who lost a race reads the winner's match here.
-        _refuse_if_matched(unit, line_id=line_id, payment_id=payment_id, deposit_id=deposit_id)
-        if isinstance(verdict, str):
-            raise Refused(verdict)
-        detail: dict[str, object] = {
-            "line_amount_minor": line.amount_minor,
-            **target,
-            "difference_minor": verdict.difference_minor,
-            "note": why,
-        }
-        rule = "manual with difference" if verdict.difference_minor else "manual"
-        return _add(unit, line, rule, payment_id, deposit_id, detail)
+        return match_in_unit(unit, line_id, payment_id=payment_id, deposit_id=deposit_id, note=note)
 
     return workspace.write(operation, action="reconcile.match_manual")
+
+
+def match_in_unit(
+    unit: UnitOfWork,
+    line_id: int,
+    *,
+    payment_id: int | None = None,
+    deposit_id: int | None = None,
+    note: str | None = None,
+) -> MatchInfo:
+    """`match_line` inside the caller's unit of work (the demo's bank matches by hand)."""
+    session = unit.session
+    # Locked so two clerks matching the same line serialise; the partial unique indexes
+    # settle a race for the same payment.
+    line = session.scalars(select(BankLine).where(BankLine.id == line_id).with_for_update()).first()
+    if line is None:
+        raise BadInput(f"There is no bank line {line_id}; `reconcile lines` lists them.")
+    why = (note or "").strip() or None
+    facts = LineFacts(line.id, line.currency, line.amount_minor)
+    if payment_id is not None:
+        payment = session.scalars(
+            select(Payment).where(Payment.id == payment_id).with_for_update()
+        ).first()
+        if payment is None:
+            raise BadInput(f"There is no payment {payment_id}.")
+        verdict = judge_payment(facts, payment_facts(unit, payment), reason=why)
+        target: dict[str, object] = {"payment_amount_minor": payment.amount_minor}
+    else:
+        deposit = session.scalars(
+            select(Deposit).where(Deposit.id == deposit_id).with_for_update()
+        ).first()
+        if deposit is None:
+            raise BadInput(f"There is no deposit {deposit_id}.")
+        verdict = judge_deposit(facts, deposit_facts(unit, deposit), reason=why)
+        target = {"deposit_total_minor": deposit.total_minor}
+    # After the locks: a clerk who lost a race reads the winner's match here.
+    _refuse_if_matched(unit, line_id=line_id, payment_id=payment_id, deposit_id=deposit_id)
+    if isinstance(verdict, str):
+        raise Refused(verdict)
+    detail: dict[str, object] = {
+        "line_amount_minor": line.amount_minor,
+        **target,
+        "difference_minor": verdict.difference_minor,
+        "note": why,
+    }
+    rule = "manual with difference" if verdict.difference_minor else "manual"
+    return _add(unit, line, rule, payment_id, deposit_id, detail)
 
 
 def unmatch_line(workspace: Workspace, line_id: int, reason: str) -> MatchInfo:
@@ -737,11 +752,19 @@ def payment_facts(unit: UnitOfWork, payment: Payment) -> PaymentFacts:
 
 def deposit_facts(unit: UnitOfWork, deposit: Deposit) -> DepositFacts:
     items = _payments_of(unit, None, deposit.id)
-    alone = tuple(
-        p.id for p in items if _active_match_of(unit, BankMatch.payment_id, p.id) is not None
-    )
+    # Only a credit counts the money twice: a returned check's debit matched to it does not.
+    alone = tuple(p.id for p in items if credit_matched_alone(unit, p.id) is not None)
     voided = tuple(p.id for p in items if p.status == PaymentStatus.VOIDED.value)
     return DepositFacts(deposit.id, deposit.currency, deposit.total_minor, alone, voided)
+
+
+def credit_matched_alone(unit: UnitOfWork, payment_id: int) -> int | None:
+    """The bank credit matched to the payment on its own (not through a deposit slip)."""
+    return unit.session.scalars(
+        select(BankMatch.line_id)
+        .join(BankLine, BankLine.id == BankMatch.line_id)
+        .where(BankMatch.active, BankMatch.payment_id == payment_id, BankLine.amount_minor > 0)
+    ).first()
 
 
 def is_matched(unit: UnitOfWork, payment: Payment) -> int | None:

@@ -33,7 +33,7 @@ from billing_desk.db.models import (
     PaymentStatusChange,
     Refund,
 )
-from billing_desk.domain.bank_matching import BLOCKED_WHILE_MATCHED
+from billing_desk.domain.bank_matching import BLOCKED_WHILE_MATCHED, made_by_the_bank
 from billing_desk.domain.errors import BadInput, PermissionDenied, Refused
 from billing_desk.domain.money import Money, parse_money
 from billing_desk.domain.payments import (
@@ -649,6 +649,7 @@ def change_status(
         )
         if isinstance(claimed, Replay):
             return TransitionResult.from_record(claimed.result, replayed=True)
+        _refuse_the_banks_move(unit, payment, wanted)
         result = move_payment(unit, payment, wanted, why, on=on or unit.today)
         _complete(unit, claimed, result)
         return result
@@ -720,21 +721,54 @@ def move_payment(
     )
 
 
+def _refuse_the_banks_move(unit: UnitOfWork, payment: Payment, target: PaymentStatus) -> None:
+    """Clearing is what a matched bank line says, so a person never clears a payment (or takes
+    the clearing back) by hand: the line is matched or unmatched instead."""
+    method = PaymentMethod(payment.method)
+    current = PaymentStatus(payment.status)
+    if not made_by_the_bank(method, current, target):
+        return
+    if target in (PaymentStatus.CLEARED, PaymentStatus.SETTLED):
+        how = (
+            "match its deposit slip's bank line (`billing-desk reconcile match --line N "
+            "--deposit ID`)"
+            if method in (PaymentMethod.CHECK, PaymentMethod.CASH)
+            else f"match its bank line (`billing-desk reconcile match --line N --payment "
+            f"{payment.id}`)"
+        )
+        raise Refused(
+            f"Payment {payment.id} becomes {target.value} when the bank's line for it is "
+            f"matched, not by hand; import the bank statement (`billing-desk import statement "
+            f"FILE`) and {how}."
+        )
+    line_id = _matched_line(unit, payment)
+    raise Refused(
+        f"Payment {payment.id} is {current.value} because bank line {line_id} is matched to it; "
+        f"to take that back, unmatch the line (`billing-desk reconcile unmatch {line_id} "
+        "--reason TEXT`)."
+    )
+
+
 def _refuse_if_matched(unit: UnitOfWork, payment: Payment, target: PaymentStatus) -> None:
     """The bank says this money arrived: it cannot be voided while a bank line vouches for it."""
-    deposits = select(DepositItem.deposit_id).where(DepositItem.payment_id == payment.id)
-    line_id = unit.session.scalars(
-        select(BankMatch.line_id).where(
-            BankMatch.active,
-            or_(BankMatch.payment_id == payment.id, BankMatch.deposit_id.in_(deposits)),
-        )
-    ).first()
+    line_id = _matched_line(unit, payment)
     if line_id is not None:
         raise Refused(
             f"Payment {payment.id} is matched to bank line {line_id}, so the bank says its money "
             f"arrived; unmatch line {line_id} first (`reconcile unmatch {line_id} --reason "
             f"TEXT`) before it can be {target.value}."
         )
+
+
+def _matched_line(unit: UnitOfWork, payment: Payment) -> int | None:
+    """The bank line matched to the payment, or to the deposit slip that holds it."""
+    deposits = select(DepositItem.deposit_id).where(DepositItem.payment_id == payment.id)
+    return unit.session.scalars(
+        select(BankMatch.line_id).where(
+            BankMatch.active,
+            or_(BankMatch.payment_id == payment.id, BankMatch.deposit_id.in_(deposits)),
+        )
+    ).first()
 
 
 def _require_second_manager(unit: UnitOfWork, payment: Payment, target: PaymentStatus) -> None:

@@ -6,7 +6,8 @@ into the audit trail and it never changes again. Later differences are findings 
 Kinds:
 - `unmatched bank credit`: money in at the bank that no payment or deposit accounts for;
 - `payment never seen at the bank`: a deposit slip, or a transfer or card payment, with no bank
-  line matched to it (checks and cash reach the bank through their deposit);
+  line matched to it (checks and cash reach the bank through their deposit), once the bank's
+  statements of its currency run `IN_TRANSIT_DAYS` past its date (until then it is in transit);
 - `amount mismatch`: a bank line whose reference is a payment's but whose amount is not, or a
   matched line whose amount is not what it is matched to (a match with a difference): raised by
   every run until a manager resolves it;
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from sqlalchemy import func, select
 
@@ -45,20 +46,28 @@ from billing_desk.db.models import (
     Invoice,
     InvoiceLine,
     Payment,
+    PaymentStatusChange,
     ReconciliationRun,
 )
 from billing_desk.domain.bank_matching import (
     DEBIT_STATUSES,
+    IN_TRANSIT_DAYS,
     LineFacts,
     judge_deposit,
     judge_payment,
 )
 from billing_desk.domain.errors import BadInput, Refused
 from billing_desk.domain.hashing import canonical_bytes, sha256_hex
+from billing_desk.domain.money import Money
 from billing_desk.domain.payments import PaymentStatus
 from billing_desk.domain.roles import Permission
 from billing_desk.services.integrity import invoice_hash, payment_hash
-from billing_desk.services.matching import LIVE, deposit_facts, payment_facts
+from billing_desk.services.matching import (
+    LIVE,
+    credit_matched_alone,
+    deposit_facts,
+    payment_facts,
+)
 from billing_desk.services.unit_of_work import UnitOfWork, Workspace
 
 KINDS = (
@@ -300,7 +309,7 @@ def _unmatched_credits(unit: UnitOfWork, date_from: date, date_to: date) -> list
     return [
         _finding(
             "unmatched bank credit",
-            f"{line.booked.isoformat()} {line.counterparty or ''} {line.reference or ''}".strip(),
+            _line_words(line),
             line_id=line.id,
             currency=line.currency,
             actual_minor=line.amount_minor,
@@ -309,9 +318,25 @@ def _unmatched_credits(unit: UnitOfWork, date_from: date, date_to: date) -> list
     ]
 
 
+def _line_words(line: BankLine) -> str:
+    """A bank line as its statement shows it: date, who (or the bank's text), reference."""
+    who = line.counterparty or line.description or ""
+    return " ".join(part for part in (line.booked.isoformat(), who, line.reference or "") if part)
+
+
 def _never_seen(unit: UnitOfWork, date_from: date, date_to: date) -> list[Finding]:
     session = unit.session
     out: list[Finding] = []
+    # How far the bank's statements of each currency run: anything younger is in transit.
+    latest = select(BankLine.currency, func.max(BankLine.booked)).group_by(BankLine.currency)
+    statements_run_to: dict[str, date] = {
+        currency: booked for currency, booked in session.execute(latest)
+    }
+
+    def in_transit(currency: str, day: date) -> bool:
+        last = statements_run_to.get(currency)
+        return last is None or last < day + timedelta(days=IN_TRANSIT_DAYS)
+
     deposits = session.scalars(
         select(Deposit)
         .where(
@@ -325,6 +350,8 @@ def _never_seen(unit: UnitOfWork, date_from: date, date_to: date) -> list[Findin
         .order_by(Deposit.id)
     )
     for deposit in deposits:
+        if in_transit(deposit.currency, deposit.deposit_date):
+            continue
         out.append(
             _finding(
                 "payment never seen at the bank",
@@ -350,6 +377,8 @@ def _never_seen(unit: UnitOfWork, date_from: date, date_to: date) -> list[Findin
         .order_by(Payment.id)
     )
     for payment in payments:
+        if in_transit(payment.currency, payment.received_date):
+            continue
         out.append(
             _finding(
                 "payment never seen at the bank",
@@ -427,10 +456,20 @@ def _matches_checked(unit: UnitOfWork, date_from: date, date_to: date) -> list[F
             where |= {"payment_id": payment.id, "facility_id": payment.facility_id}
             what = f"payment {payment.id}"
             # A credit may be matched to a payment that later went back out (returned, refunded):
-            # that is judged below, not as a sign mismatch. A debit must be money out.
-            money_out = line.amount_minor < 0 and payment.status in _OUT
+            # that is judged below, not as a sign mismatch. A debit must be money out, now or
+            # before: a returned check presented again keeps the debit of its return.
+            out_before = (
+                line.amount_minor < 0
+                and payment.status not in _OUT
+                and _went_out_before(unit, payment)
+            )
+            money_out = line.amount_minor < 0 and (payment.status in _OUT or out_before)
             expected = -payment.amount_minor if line.amount_minor < 0 else payment.amount_minor
-            verdict = judge_payment(facts, payment_facts(unit, payment), reason="run")
+            verdict = (
+                None
+                if out_before
+                else judge_payment(facts, payment_facts(unit, payment), reason="run")
+            )
             deposit = None
         else:
             deposit = session.get(Deposit, match.deposit_id)
@@ -474,7 +513,8 @@ def _matches_checked(unit: UnitOfWork, date_from: date, date_to: date) -> list[F
                 _finding(
                     "amount mismatch",
                     f"bank line {line.id} is matched to {what} with a difference of "
-                    f"{line.amount_minor - expected} ({match.rule} match by {match.matched_by})",
+                    f"{Money.from_minor(line.amount_minor - expected, line.currency)} "
+                    f"({match.rule} match by {match.matched_by})",
                     expected_minor=expected,
                     actual_minor=line.amount_minor,
                     **where,
@@ -482,14 +522,7 @@ def _matches_checked(unit: UnitOfWork, date_from: date, date_to: date) -> list[F
             )
         if line.amount_minor > 0:
             for payment in payments:
-                if deposit is None:
-                    alone = None
-                else:
-                    alone = session.scalars(
-                        select(BankMatch.line_id).where(
-                            BankMatch.active, BankMatch.payment_id == payment.id
-                        )
-                    ).first()
+                alone = None if deposit is None else credit_matched_alone(unit, payment.id)
                 if alone is not None and alone != line.id:
                     out.append(
                         _finding(
@@ -538,6 +571,19 @@ _GONE = frozenset(
 )
 
 
+def _went_out_before(unit: UnitOfWork, payment: Payment) -> bool:
+    """Whether the payment's money once went back out (a check returned, then presented again)."""
+    return (
+        unit.session.scalars(
+            select(PaymentStatusChange.id).where(
+                PaymentStatusChange.payment_id == payment.id,
+                PaymentStatusChange.to_status.in_(sorted(_OUT)),
+            )
+        ).first()
+        is not None
+    )
+
+
 def _return_matched(unit: UnitOfWork, payment: Payment) -> bool:
     """A returned payment's debit matched at the bank: the money came in and went out again."""
     return (
@@ -567,7 +613,7 @@ def _unexplained_debits(unit: UnitOfWork, date_from: date, date_to: date) -> lis
     return [
         _finding(
             "unexplained bank debit",
-            f"{line.booked.isoformat()} {line.counterparty or ''} {line.reference or ''}".strip(),
+            _line_words(line),
             line_id=line.id,
             currency=line.currency,
             actual_minor=line.amount_minor,

@@ -140,6 +140,14 @@ def import_statements(
         return workspace.read(operation)
 
 
+def import_in_unit(
+    unit: UnitOfWork, name: str, data: bytes, format_name: str, statements: Sequence[Statement]
+) -> ImportResult:
+    """Save a statement file inside the caller's unit of work (the demo's bank statements)."""
+    digest = hashlib.sha256(data).hexdigest()
+    return _import(unit, name, data, digest, format_name, statements, commit=True)
+
+
 def _import(
     unit: UnitOfWork,
     name: str,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from PySide6.QtWidgets import QWidget
 
+from billing_desk.domain.bank_matching import made_by_the_bank
 from billing_desk.domain.payments import (
     MANAGER_MOVES,
     PAYMENT_STATES,
@@ -46,22 +47,21 @@ def _words(current: PaymentStatus, target: PaymentStatus) -> tuple[str, str]:
         S.RETURNED: ("Returned by the bank…", "What did the bank say (e.g. insufficient funds)?"),
         S.REFUNDED: ("Refund…", "Why is the money paid back?"),
         S.RECORDED: ("Present again…", "Why is the returned check presented again?"),
-        S.CLEARED: ("Cleared…", "How do you know the bank cleared it?"),
         S.CAPTURED: ("Captured…", "What does the processor say?"),
-        S.SETTLED: ("Settled…", "What does the processor say?"),
         S.CHARGEBACK: ("Charged back…", "What did the card holder's bank say?"),
         S.AUTHORIZED: ("Authorized…", "What does the processor say?"),
     }.get(target, (f"{target.value.capitalize()}…", "Why?"))
 
 
 def next_moves(payment: PaymentDetail) -> list[Move]:
-    """The moves the lifecycle allows from the payment's state (deposits happen through a
-    deposit slip, so that one is never offered here)."""
+    """The moves the lifecycle allows from the payment's state that a person makes. Deposits
+    happen through a deposit slip, and clearing (or taking it back) by matching (or unmatching)
+    a bank line in the Reconciliation view, so those are never offered here."""
     method = PaymentMethod(payment.method)
     current = PaymentStatus(payment.status)
     moves = []
     for target in sorted(PAYMENT_STATES[method].targets(current), key=lambda t: t.value):
-        if target == S.DEPOSITED:
+        if target == S.DEPOSITED or made_by_the_bank(method, current, target):
             continue
         label, question = _words(current, target)
         manager = target in MANAGER_MOVES or current == S.AWAITING_APPROVAL

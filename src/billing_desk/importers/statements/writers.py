@@ -1,6 +1,7 @@
 """Bank statements written in each format we import, from plain lines: what a bank would send
-for the demo data's deposits and payments. Used to test import, matching and reconciliation end
-to end through every importer."""
+for a period's money in and out. The demo writes its bank's statements with these (and imports
+them through the importers, as a clerk would); the tests use them to drive import, matching and
+reconciliation end to end through every importer."""
 
 from __future__ import annotations
 
@@ -44,10 +45,12 @@ def write_csv(account: str, currency: str, entries: Sequence[BankEntry]) -> byte
     return ("\r\n".join(rows) + "\r\n").encode()
 
 
-def write_ofx(account: str, currency: str, entries: Sequence[BankEntry]) -> bytes:
+def write_ofx(
+    account: str, currency: str, entries: Sequence[BankEntry], *, opening_minor: int = 0
+) -> bytes:
     start = min(e.booked for e in entries).strftime("%Y%m%d")
     end = max(e.booked for e in entries).strftime("%Y%m%d")
-    total = sum(e.amount_minor for e in entries)
+    total = opening_minor + sum(e.amount_minor for e in entries)
     parts = [
         "OFXHEADER:100\nDATA:OFXSGML\nVERSION:102\nSECURITY:NONE\nENCODING:USASCII\n"
         "CHARSET:1252\nCOMPRESSION:NONE\nOLDFILEUID:NONE\nNEWFILEUID:NONE\n\n",
@@ -75,9 +78,11 @@ def write_ofx(account: str, currency: str, entries: Sequence[BankEntry]) -> byte
     return "".join(parts).encode("cp1252", errors="replace")
 
 
-def write_camt053(account: str, currency: str, entries: Sequence[BankEntry]) -> bytes:
+def write_camt053(
+    account: str, currency: str, entries: Sequence[BankEntry], *, opening_minor: int = 0
+) -> bytes:
     end = max(e.booked for e in entries).isoformat()
-    total = sum(e.amount_minor for e in entries)
+    total = opening_minor + sum(e.amount_minor for e in entries)
 
     def balance(code: str, minor: int) -> str:
         indicator = "CRDT" if minor >= 0 else "DBIT"
@@ -109,7 +114,7 @@ def write_camt053(account: str, currency: str, entries: Sequence[BankEntry]) -> 
         f"<GrpHdr><MsgId>MSG-{end}</MsgId><CreDtTm>{end}T08:00:00</CreDtTm></GrpHdr>"
         f"<Stmt><Id>STMT-{end}</Id><CreDtTm>{end}T08:00:00</CreDtTm>"
         f"<Acct><Id><Othr><Id>{account}</Id></Othr></Id><Ccy>{currency}</Ccy></Acct>"
-        + balance("OPBD", 0)
+        + balance("OPBD", opening_minor)
         + balance("CLBD", total)
         + "".join(ntries)
         + "</Stmt></BkToCstmrStmt></Document>"
@@ -117,24 +122,37 @@ def write_camt053(account: str, currency: str, entries: Sequence[BankEntry]) -> 
     return document.encode("utf-8")
 
 
-def write_mt940(account: str, currency: str, entries: Sequence[BankEntry]) -> bytes:
+def write_mt940(
+    account: str, currency: str, entries: Sequence[BankEntry], *, opening_minor: int = 0
+) -> bytes:
     first = min(e.booked for e in entries)
     last = max(e.booked for e in entries)
-    total = sum(e.amount_minor for e in entries)
+    total = opening_minor + sum(e.amount_minor for e in entries)
+    opening_mark = "C" if opening_minor >= 0 else "D"
     lines = [
-        ":20:STATEMENT1",
+        f":20:STMT{last.strftime('%y%m%d')}",
         f":25:{account}",
         ":28C:1/1",
-        f":60F:C{first.strftime('%y%m%d')}{currency}{_major(0, currency, comma=True)}",
+        f":60F:{opening_mark}{first.strftime('%y%m%d')}{currency}"
+        f"{_major(opening_minor, currency, comma=True)}",
     ]
     for e in entries:
         mark = "C" if e.amount_minor > 0 else "D"
         day = e.booked.strftime("%y%m%d")
+        # The customer reference of :61: is at most 16 characters with no spaces; a longer one
+        # travels in the :86: text, as banks send it.
+        short = (
+            e.reference
+            if e.reference and len(e.reference) <= 16 and " " not in e.reference
+            else None
+        )
         lines.append(
             f":61:{day}{day[2:]}{mark}{_major(e.amount_minor, currency, comma=True)}"
-            f"NTRF{e.reference or 'NONREF'}//{e.bank_id}"
+            f"NTRF{short or 'NONREF'}//{e.bank_id}"
         )
         lines.append(f":86:{_ascii(e.counterparty)}")
+        if e.reference and not short:
+            lines.append(_ascii(e.reference))
     mark = "C" if total >= 0 else "D"
     lines.append(
         f":62F:{mark}{last.strftime('%y%m%d')}{currency}{_major(total, currency, comma=True)}"
@@ -143,12 +161,14 @@ def write_mt940(account: str, currency: str, entries: Sequence[BankEntry]) -> by
     return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 
-def write_bai2(account: str, currency: str, entries: Sequence[BankEntry]) -> bytes:
+def write_bai2(
+    account: str, currency: str, entries: Sequence[BankEntry], *, opening_minor: int = 0
+) -> bytes:
     """A BAI2 report is one group per as-of date, so the lines of each day go in its group."""
     days = sorted({e.booked for e in entries})
     groups: list[str] = []
     file_total = 0
-    balance = 0
+    balance = opening_minor
     for day in days:
         todays = [e for e in entries if e.booked == day]
         details = []
