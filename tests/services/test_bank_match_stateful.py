@@ -3,7 +3,8 @@ deposits and runs in any order, on both backends. After every step: every matche
 amount equals what it is matched to, or the latest run holds an open `amount mismatch` for it
 with both figures; no payment is counted twice (alone and through its deposit); a payment is
 `cleared` only when it (or its deposit) is matched to a credit, and a live payment matched to a
-credit is cleared; a matched payment voided or returned is reported by the run."""
+credit is cleared; no hand move clears a payment or takes its clearing back; a matched payment
+voided or returned is reported by the run."""
 
 from __future__ import annotations
 
@@ -100,7 +101,25 @@ def test_matches_stay_true_whatever_the_order(database: Database) -> None:
             if lines:
                 unmatch_line(books.clerk, data.draw(st.sampled_from(lines)), "state machine")
 
-        @rule(data=st.data(), to=st.sampled_from(["voided", "returned"]))
+        @rule(pick=st.integers(0, 99), to=st.sampled_from(["cleared", "recorded", "deposited"]))
+        def clear_by_hand(self, pick: int, to: str) -> None:
+            """Clearing, or taking it back, by hand is refused whatever the payment's state,
+            and writes nothing: only matching a bank line clears. (The payment is picked by an
+            index drawn up front, so the draws never depend on the database's ids.)"""
+            payments = _ids(books, "", lambda u: u.session.scalars(select(Payment.id)))
+            if not payments:
+                return
+            payment_id = payments[pick % len(payments)]
+            before = books.clerk.read(_state)
+            status = before["payments"][payment_id][0]
+            if to == "recorded" and status == "returned":
+                return  # presenting a returned check again is a person's move
+            with contextlib.suppress(BillingError):
+                change_status(books.clerk, payment_id, to, "by hand", f"hand-{next(counter)}")
+                raise AssertionError(f"payment {payment_id} moved {status} -> {to} by hand")
+            assert books.clerk.read(_state) == before
+
+        @rule(data=st.data(), to=st.sampled_from(["voided", "returned", "recorded"]))
         def move(self, data: st.DataObject, to: str) -> None:
             payments = _ids(books, "", lambda u: u.session.scalars(select(Payment.id)))
             if payments:

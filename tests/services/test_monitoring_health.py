@@ -75,7 +75,7 @@ def test_health_items_follow_their_evidence(database: Database) -> None:
     with pytest.raises(PermissionDenied):
         change_status(clerk, paid.payment_id, "voided", "oops", "health-2")
     purge_keys(admin)
-    run_reconciliation(clerk, date(2026, 4, 1), date(2026, 4, 30))
+    run_reconciliation(clerk, date(2026, 4, 1), AS_OF)
     after = {i.name: i for i in check_health(admin, keyring_check=lambda: True).items}
     assert after["failed_operations"].status == WARNING
     assert after["failed_operations"].value["by_kind"] == {"permission": 1}
@@ -106,7 +106,7 @@ def test_the_score_moves_exactly_as_its_checks_do(database: Database) -> None:
 
     # Planted: discrepancies left open for a month (the run's start moved back, as if it had
     # been left alone that long).
-    found = run_reconciliation(clerk, date(2026, 3, 1), date(2026, 4, 30))
+    found = run_reconciliation(clerk, date(2026, 3, 1), AS_OF)
     assert found.discrepancies
     with admin.engine.begin() as conn:
         conn.execute(

@@ -81,6 +81,8 @@ class LineInfo:
     rule: str | None
     payment_id: int | None
     deposit_id: int | None
+    # The bank's own text for the line (a BAI2 detail's text, an MT940 :86:), when it has one.
+    description: str | None = None
 
 
 def list_lines(
@@ -123,6 +125,7 @@ def list_lines(
                 match.rule if match is not None else None,
                 match.payment_id if match is not None else None,
                 match.deposit_id if match is not None else None,
+                line.description,
             )
             for line, match in unit.session.execute(query)
         ]

@@ -98,8 +98,13 @@ class ReconciliationView(View):
                 ),
                 Column(
                     "Reference / counterparty",
-                    lambda r: " — ".join(t for t in (r.reference, r.counterparty) if t),
-                    tooltip=lambda r: " — ".join(t for t in (r.reference, r.counterparty) if t),
+                    # Where the bank names no party, its own text says what the line is.
+                    lambda r: " — ".join(
+                        t for t in (r.reference, r.counterparty or r.description) if t
+                    ),
+                    tooltip=lambda r: " — ".join(
+                        t for t in (r.reference, r.counterparty, r.description) if t
+                    ),
                 ),
                 Column("Matched to", matched_to, tooltip=matched_to),
             ],
