@@ -68,7 +68,7 @@ def test_a_conflicting_line_is_kept_only_with_a_reason_and_audited(
     shown = imported(cli, second, "--commit")
     conflicting = [ln for ln in shown["statements"][0]["lines"] if ln["status"] == "conflicting"]
     assert len(conflicting) == 1
-    assert conflicting[0]["why"] == "the bank id BANK-7 was imported before as 20.00 on 2026-06-01"
+    assert conflicting[0]["why"] == "the bank id BANK-7 was imported before as 20.00 EUR on 2026-06-01"
     assert conflicting[0]["line_id"] is None
     human = cli("import", "statement", str(second))
     assert "--keep-conflicting REASON" in human.out
@@ -98,7 +98,7 @@ def test_a_conflicting_line_is_kept_only_with_a_reason_and_audited(
     detail = entries[0]["after"] if "after" in entries[0] else entries[0]
     text = json.dumps(detail)
     assert "bank confirmed two transfers, ticket 88" in text
-    assert "BANK-7" in text and "20.00 on 2026-06-01" in text
+    assert "BANK-7" in text and "20.00 EUR on 2026-06-01" in text
 
 
 def test_keeping_works_on_a_file_imported_before(cli: Cli, tmp_path: Path) -> None:

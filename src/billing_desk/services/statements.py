@@ -308,7 +308,7 @@ def _statuses(
                 (
                     "conflicting",
                     f"the bank id {line.bank_id} was imported before as "
-                    f"{Money.from_minor(minor, statement.currency).plain()} on {day}",
+                    f"{Money.from_minor(minor, statement.currency).format()} on {day}",
                 )
             )
             continue
