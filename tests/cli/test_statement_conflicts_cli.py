@@ -68,7 +68,9 @@ def test_a_conflicting_line_is_kept_only_with_a_reason_and_audited(
     shown = imported(cli, second, "--commit")
     conflicting = [ln for ln in shown["statements"][0]["lines"] if ln["status"] == "conflicting"]
     assert len(conflicting) == 1
-    assert conflicting[0]["why"] == "the bank id BANK-7 was imported before as 20.00 EUR on 2026-06-01"
+    assert (
+        conflicting[0]["why"] == "the bank id BANK-7 was imported before as 20.00 EUR on 2026-06-01"
+    )
     assert conflicting[0]["line_id"] is None
     human = cli("import", "statement", str(second))
     assert "--keep-conflicting REASON" in human.out

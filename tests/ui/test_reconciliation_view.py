@@ -9,7 +9,8 @@ import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
 
 from billing_desk.domain.money import Money
 from billing_desk.domain.statements import Statement, StatementLine
@@ -200,3 +201,75 @@ def test_conflicting_lines_are_kept_only_with_what_the_bank_said(
         lambda: sum(1 for line in view.lines.rows if line.bank_id == "BANK-7") == 2,
         "both lines of the bank's id",
     )
+
+
+def test_statement_files_dropped_together_are_previewed_and_imported_one_by_one(
+    demo_gui: Gui,
+) -> None:
+    """A BAI2, a camt.053 and an MT940 file dropped at once: each preview lists exactly the
+    lines its importer reads, each is imported in turn, and the same files dropped again show
+    every line as already imported."""
+    from billing_desk.importers.statements import registry
+    from billing_desk.ui.views.reconciliation import StatementImportDialog
+    from tests.corpus import CORPUS_ROOT as CORPUS
+
+    files = [
+        (CORPUS / "bai2" / "bai2_spec_example_3_groups_funds_types.bai2", "bai2"),
+        (CORPUS / "camt053" / "camt053v04_raiffeisen_ch_16_entries.xml", "camt053"),
+        (CORPUS / "mt940" / "mt940_knab.sta", "mt940"),
+    ]
+    expected = [
+        sum(len(s.lines) for s in registry.parse(path.read_bytes(), name)) for path, name in files
+    ]
+    application = demo_gui.start("clerk")
+    view = application.window.show_view("Reconciliation")
+    assert isinstance(view, ReconciliationView) and view.acceptDrops()
+
+    def drop() -> None:
+        data = QMimeData()
+        data.setUrls([QUrl.fromLocalFile(str(path)) for path, _ in files])
+        event = QDropEvent(
+            QPointF(20, 20),
+            Qt.DropAction.CopyAction,
+            data,
+            Qt.MouseButton.LeftButton,
+            Qt.KeyboardModifier.NoModifier,
+        )
+        view.dropEvent(event)  # what Qt calls when the files are let go over the view
+
+    def open_preview(seen: set[int]) -> StatementImportDialog:
+        demo_gui.wait(
+            lambda: any(
+                d.isVisible() and id(d) not in seen
+                for d in view.findChildren(StatementImportDialog)
+            ),
+            "the next file's preview",
+        )
+        dialog = next(
+            d
+            for d in view.findChildren(StatementImportDialog)
+            if d.isVisible() and id(d) not in seen
+        )
+        seen.add(id(dialog))
+        return dialog
+
+    drop()
+    seen: set[int] = set()
+    for (path, _name), count in zip(files, expected, strict=True):
+        dialog = open_preview(seen)
+        assert dialog.path == path
+        demo_gui.wait(lambda d=dialog, n=count: d.rows.rowCount() == n, f"{path.name} read")
+        assert all(str(r.status) == "new" for r in dialog.rows.rows), path.name
+        if dialog.seen_failure.isVisible():
+            dialog.seen_failure.setChecked(True)
+        demo_gui.wait(lambda d=dialog: d.import_button.isEnabled(), "Import offered")
+        dialog.import_button.click()
+        demo_gui.wait(lambda d=dialog: not d.isVisible(), f"{path.name} imported")
+
+    drop()
+    for (path, _name), count in zip(files, expected, strict=True):
+        dialog = open_preview(seen)
+        demo_gui.wait(lambda d=dialog, n=count: d.rows.rowCount() == n, f"{path.name} again")
+        assert all(str(r.status) == "already imported" for r in dialog.rows.rows), path.name
+        assert not dialog.import_button.isEnabled()
+        dialog.reject()

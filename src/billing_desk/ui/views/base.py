@@ -4,10 +4,11 @@ it, a message bar, and the table and filter pieces most views are built from."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from PySide6.QtCore import QByteArray, Qt, QTimer
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -206,3 +207,11 @@ def select_key(table: QTableView, model: RowsModel[R], key: object) -> None:
     if row is not None:
         table.selectRow(row)
         table.scrollTo(model.index(row, 0))
+
+
+def dropped_files(event: QDragEnterEvent | QDropEvent) -> list[Path]:
+    """The local files a person drags over or drops on a view, in the order given."""
+    data = event.mimeData()
+    if data is None or not data.hasUrls():
+        return []
+    return [Path(url.toLocalFile()) for url in data.urls() if url.isLocalFile()]

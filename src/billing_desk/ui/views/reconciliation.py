@@ -12,7 +12,7 @@ from html import escape as esc
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -49,7 +49,14 @@ from billing_desk.ui.errors import WARNING, MessageBar
 from billing_desk.ui.formatting import money_sort_key
 from billing_desk.ui.models import RIGHT, Column, RowsModel
 from billing_desk.ui.operations import changes
-from billing_desk.ui.views.base import View, fit_columns, make_table, select_key, selected_row
+from billing_desk.ui.views.base import (
+    View,
+    dropped_files,
+    fit_columns,
+    make_table,
+    select_key,
+    selected_row,
+)
 from billing_desk.ui.widgets import ReasonDialog, make_primary
 
 SHOW = (("Unmatched lines", "unmatched"), ("All lines", "all"))
@@ -205,6 +212,9 @@ class ReconciliationView(View):
         self.refresh_action = self.action(
             "Re&fresh", self.refresh, shortcut=QKeySequence.StandardKey.Refresh
         )
+        # Statement files dropped on the view (or chosen together) are previewed one by one.
+        self.setAcceptDrops(desk.may(Permission.IMPORT_STATEMENTS))
+        self._files_waiting: list[Path] = []
         self._wanted: int | None = None
         self._weigh()
 
@@ -212,11 +222,28 @@ class ReconciliationView(View):
         return [self.import_action, self.match_action, self.auto_action, self.refresh_action]
 
     def _choose_file(self) -> None:
-        chosen, _ = QFileDialog.getOpenFileName(
-            self, "Import a bank statement", "", STATEMENT_FILES
+        chosen, _ = QFileDialog.getOpenFileNames(
+            self, "Import bank statements", "", STATEMENT_FILES
         )
         if chosen:
-            self.import_file(Path(chosen))
+            self.import_files([Path(name) for name in chosen])
+
+    def import_files(self, paths: list[Path]) -> StatementImportDialog | None:
+        """Preview the files one after the other: each next one opens when the person has
+        imported or cancelled the one before. Returns the first file's preview."""
+        self._files_waiting.extend(paths)
+        if self.findChildren(StatementImportDialog) and any(
+            d.isVisible() for d in self.findChildren(StatementImportDialog)
+        ):
+            return None  # the open preview's end opens the next
+        return self._next_file()
+
+    def _next_file(self) -> StatementImportDialog | None:
+        if not self._files_waiting:
+            return None
+        dialog = self.import_file(self._files_waiting.pop(0))
+        dialog.finished.connect(lambda _result: self._next_file())
+        return dialog
 
     def import_file(self, path: Path) -> StatementImportDialog:
         dialog = StatementImportDialog(self.desk, path, self)
@@ -225,6 +252,16 @@ class ReconciliationView(View):
         )
         dialog.open()
         return dialog
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if self.acceptDrops() and dropped_files(event):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        files = dropped_files(event)
+        if files:
+            event.acceptProposedAction()
+            self.import_files(files)
 
     # -- fetching -----------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ from billing_desk.ui.errors import MessageBar
 from billing_desk.ui.formatting import money_sort_key
 from billing_desk.ui.models import RIGHT, Column, RowsModel
 from billing_desk.ui.operations import changes
-from billing_desk.ui.views.base import View, fit_columns, make_table
+from billing_desk.ui.views.base import View, dropped_files, fit_columns, make_table
 from billing_desk.ui.widgets import FacilityBox, MonthEdit, make_primary
 
 # The newest trips first, and not more than a person can scroll: the filters narrow it.
@@ -177,11 +177,11 @@ class TripsView(View):
         )
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if self.acceptDrops() and _local_files(event):
+        if self.acceptDrops() and dropped_files(event):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
-        files = _local_files(event)
+        files = dropped_files(event)
         if files:
             event.acceptProposedAction()
             self.import_file(files[0])
@@ -191,13 +191,6 @@ class TripsView(View):
 
     def restore_state(self) -> None:
         self.restore_header(self.table)
-
-
-def _local_files(event: QDragEnterEvent | QDropEvent) -> list[Path]:
-    data = event.mimeData()
-    if data is None or not data.hasUrls():
-        return []
-    return [Path(url.toLocalFile()) for url in data.urls() if url.isLocalFile()]
 
 
 class TripImportDialog(QDialog):
