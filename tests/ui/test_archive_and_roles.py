@@ -85,7 +85,12 @@ def test_an_archive_opens_read_only_and_refuses_every_write(demo_gui: Gui) -> No
             {
                 "Invoices": {"&Run invoices…", "Apply &credit…", "Receive a &payment…"},
                 "Deposits": {"&Deposit the selected…"},
-                "Reconciliation": {"&Import a statement…", "&Match the line", "&Auto-match"},
+                "Reconciliation": {
+                    "&Import a statement…",
+                    "&Match the line",
+                    "&Auto-match",
+                    "Reconciliation &run…",
+                },
                 "Trips": {"&Import trips…"},
                 "Facilities": {"Receive a &payment…"},
                 "Alerts": set(),

@@ -273,3 +273,62 @@ def test_statement_files_dropped_together_are_previewed_and_imported_one_by_one(
         assert all(str(r.status) == "already imported" for r in dialog.rows.rows), path.name
         assert not dialog.import_button.isEnabled()
         dialog.reject()
+
+
+PLANTED = {"amount mismatch", "unexplained bank debit", "unmatched bank credit"}
+
+
+def _run_demo_period(demo_gui: Gui, role: str):  # type: ignore[no-untyped-def]
+    from billing_desk.ui.widgets import qdate
+
+    application = demo_gui.start(role)
+    view = application.window.show_view("Reconciliation")
+    assert isinstance(view, ReconciliationView)
+    view.runs_action.trigger()
+    dialog = view.run_dialog
+    assert dialog is not None and dialog.isVisible()
+    dialog.date_from.setDate(qdate(date(2025, 1, 1)))  # the demo's whole history
+    demo_gui.qtbot.mouseClick(dialog.run_button, Qt.MouseButton.LeftButton)
+    demo_gui.wait(lambda: dialog.rows.rowCount() == 3, "the run's discrepancies")
+    assert {d.kind for d in dialog.rows.rows} == PLANTED
+    return application, dialog
+
+
+def test_a_clerk_runs_a_reconciliation_and_sees_what_it_found(demo_gui: Gui) -> None:
+    """The demo's bank left three things on purpose; the run lists them by kind, as money."""
+    _application, dialog = _run_demo_period(demo_gui, "clerk")
+    assert "3 discrepancies" in dialog.summary.text()
+    assert "amount mismatch: 1" in dialog.summary.text()
+    short = next(d for d in dialog.rows.rows if d.kind == "amount mismatch")
+    row = dialog.rows.row_of(short.id)
+    assert row is not None
+    shown = [dialog.rows.index(row, c).data() for c in range(dialog.rows.columnCount())]
+    assert shown[2].startswith("$") and shown[3].startswith("$"), shown
+    assert "deposit" in shown[4] and "line" in shown[4]
+    assert dialog.resolve_button.isHidden() and dialog.close_run_button.isHidden()
+    screenshot(dialog, "reconciliation-run")  # type: ignore[attr-defined]
+
+
+def test_a_manager_resolves_every_discrepancy_and_seals_the_run(demo_gui: Gui) -> None:
+    _application, dialog = _run_demo_period(demo_gui, "manager")
+    assert not dialog.close_run_button.isEnabled(), "nothing is sealed while any is open"
+    for finding in list(dialog.rows.rows):
+        row = dialog.rows.row_of(finding.id)
+        assert row is not None
+        dialog.table.selectRow(row)
+        assert dialog.resolve_button.isEnabled()
+        dialog.resolve_button.click()
+        asked = dialog.findChildren(ReasonDialog)[-1]
+        demo_gui.qtbot.keyClicks(asked.reason, f"checked with the bank: {finding.kind}")
+        asked.ok.click()
+        demo_gui.wait(
+            lambda f=finding: (
+                next(d for d in dialog.rows.rows if d.id == f.id).status == "resolved"
+            ),
+            "the discrepancy resolved",
+        )
+    demo_gui.wait(lambda: dialog.close_run_button.isEnabled(), "Close offered")
+    dialog.close_run_button.click()
+    demo_gui.wait(lambda: "closed and sealed" in dialog.summary.text(), "the run sealed")
+    assert not dialog.resolve_button.isEnabled() and not dialog.close_run_button.isEnabled()
+    assert all(d.note for d in dialog.rows.rows)

@@ -57,6 +57,7 @@ from billing_desk.ui.views.base import (
     select_key,
     selected_row,
 )
+from billing_desk.ui.views.reconciliation_runs import ReconciliationRunDialog
 from billing_desk.ui.widgets import ReasonDialog, make_primary
 
 SHOW = (("Unmatched lines", "unmatched"), ("All lines", "all"))
@@ -209,6 +210,12 @@ class ReconciliationView(View):
             shortcut="Ctrl+I",
             tip="Read a bank's file (OFX, camt.053, MT940, BAI2), see every line, then import.",
         )
+        self.runs_action = self.action(
+            "Reconciliation &run…",
+            self.open_run,
+            shortcut="Ctrl+Shift+R",
+            tip="Compare the books with the bank for a period; managers resolve and seal.",
+        )
         self.refresh_action = self.action(
             "Re&fresh", self.refresh, shortcut=QKeySequence.StandardKey.Refresh
         )
@@ -219,7 +226,17 @@ class ReconciliationView(View):
         self._weigh()
 
     def menu_actions(self) -> list[QAction]:
-        return [self.import_action, self.match_action, self.auto_action, self.refresh_action]
+        return [
+            self.import_action,
+            self.match_action,
+            self.auto_action,
+            self.runs_action,
+            self.refresh_action,
+        ]
+
+    def open_run(self) -> None:
+        self.run_dialog = ReconciliationRunDialog(self.desk, self)
+        self.run_dialog.open()
 
     def _choose_file(self) -> None:
         chosen, _ = QFileDialog.getOpenFileNames(
