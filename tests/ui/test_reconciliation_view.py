@@ -296,7 +296,7 @@ def _run_demo_period(demo_gui: Gui, role: str):  # type: ignore[no-untyped-def]
 
 def test_a_clerk_runs_a_reconciliation_and_sees_what_it_found(demo_gui: Gui) -> None:
     """The demo's bank left three things on purpose; the run lists them by kind, as money."""
-    _application, dialog = _run_demo_period(demo_gui, "clerk")
+    application, dialog = _run_demo_period(demo_gui, "clerk")
     assert "3 discrepancies" in dialog.summary.text()
     assert "amount mismatch: 1" in dialog.summary.text()
     short = next(d for d in dialog.rows.rows if d.kind == "amount mismatch")
@@ -307,6 +307,23 @@ def test_a_clerk_runs_a_reconciliation_and_sees_what_it_found(demo_gui: Gui) -> 
     assert "deposit" in shown[4] and "line" in shown[4]
     assert dialog.resolve_button.isHidden() and dialog.close_run_button.isHidden()
     screenshot(dialog, "reconciliation-run")  # type: ignore[attr-defined]
+
+    # Enter on the unidentified credit opens its bank line among all the lines.
+    stray = next(d for d in dialog.rows.rows if d.kind == "unmatched bank credit")
+    dialog.table.setFocus()
+    dialog.table.selectRow(dialog.rows.row_of(stray.id) or 0)
+    demo_gui.qtbot.keyClick(dialog.table, Qt.Key.Key_Return)
+    demo_gui.wait(lambda: not dialog.isVisible(), "the dialog closed")
+    view = application.window.views["Reconciliation"]
+    assert isinstance(view, ReconciliationView)
+    demo_gui.wait(
+        lambda: (
+            view.which.currentData() == "all"
+            and (chosen := view.lines_table.selectionModel().selectedRows()) != []
+            and view.lines.rows[chosen[0].row()].id == stray.line_id
+        ),
+        "the line shown",
+    )
 
 
 def test_a_manager_resolves_every_discrepancy_and_seals_the_run(demo_gui: Gui) -> None:

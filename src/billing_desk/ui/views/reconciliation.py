@@ -42,6 +42,7 @@ from billing_desk.services.matching import (
     match_line,
     unmatch_line,
 )
+from billing_desk.services.reconciliation import DiscrepancyInfo
 from billing_desk.services.statements import ImportResult, LinePreview, import_statements
 from billing_desk.services.unit_of_work import Workspace
 from billing_desk.ui.desk import Desk
@@ -236,7 +237,26 @@ class ReconciliationView(View):
 
     def open_run(self) -> None:
         self.run_dialog = ReconciliationRunDialog(self.desk, self)
+        self.run_dialog.open_requested.connect(self.show_concerned)
         self.run_dialog.open()
+
+    def show_concerned(self, found: DiscrepancyInfo) -> None:
+        """A discrepancy's payment in the register, else its bank line among all lines."""
+        if found.payment_id is not None:
+            window = self.window()
+            show_view = getattr(window, "show_view", None)
+            payments = show_view("Payments") if show_view is not None else None
+            open_payment = getattr(payments, "open_payment", None)
+            if open_payment is not None:
+                open_payment(found.payment_id)
+                return
+        if found.line_id is not None:
+            self._wanted = found.line_id
+            index = self.which.findData("all")
+            if self.which.currentIndex() != index:
+                self.which.setCurrentIndex(index)  # refreshes
+            else:
+                self.refresh()
 
     def _choose_file(self) -> None:
         chosen, _ = QFileDialog.getOpenFileNames(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import date, timedelta
 
-from PySide6.QtCore import QDate, Qt
+from PySide6.QtCore import QDate, Qt, Signal
 from PySide6.QtWidgets import (
     QDateEdit,
     QDialog,
@@ -55,7 +55,11 @@ def concerns(d: DiscrepancyInfo) -> str:
 
 
 class ReconciliationRunDialog(QDialog):
-    """Run a reconciliation for a period and work through what it found."""
+    """Run a reconciliation for a period and work through what it found. Enter (or a double
+    click) on a discrepancy closes the dialog and opens what it concerns: its bank line here, or
+    its payment in the register."""
+
+    open_requested = Signal(object)  # the DiscrepancyInfo to show
 
     def __init__(self, desk: Desk, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -147,6 +151,7 @@ class ReconciliationRunDialog(QDialog):
         self.resolve_button.clicked.connect(self.resolve)
         self.close_run_button.clicked.connect(self.close_the_run)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._ready())
+        self.table.activated.connect(lambda _: self._open_chosen())
         self._ready()
 
     def _date_edit(self, day: date) -> QDateEdit:
@@ -155,6 +160,13 @@ class ReconciliationRunDialog(QDialog):
         edit.setDisplayFormat(self.desk.formats.date_format())
         edit.setDate(QDate(day.year, day.month, day.day))
         return edit
+
+    def _open_chosen(self) -> None:
+        chosen = selected_row(self.table, self.rows)
+        if chosen is None or (chosen.line_id is None and chosen.payment_id is None):
+            return
+        self.accept()
+        self.open_requested.emit(chosen)
 
     def run(self) -> None:
         if not self.run_button.isEnabled():
