@@ -349,3 +349,67 @@ def test_a_manager_resolves_every_discrepancy_and_seals_the_run(demo_gui: Gui) -
     demo_gui.wait(lambda: "closed and sealed" in dialog.summary.text(), "the run sealed")
     assert not dialog.resolve_button.isEnabled() and not dialog.close_run_button.isEnabled()
     assert all(d.note for d in dialog.rows.rows)
+
+
+def test_a_ten_thousand_line_statement_keeps_the_window_answering_and_cancel_writes_nothing(
+    demo_gui: Gui, tmp_path: Path
+) -> None:
+    """While 10,000 lines are read and compared, a 50 ms timer keeps firing on the GUI thread
+    and the progress reaches the line count; Cancel during the import leaves nothing written."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QProgressDialog, QPushButton
+
+    from billing_desk.importers.statements.writers import BankEntry, write_camt053
+    from billing_desk.services.matching import list_lines
+
+    lines = 10_000
+    entries = [
+        BankEntry(date(2026, 6, 1) + timedelta(days=i % 28), 1000 + i, f"BIG{i:05d}", None, "Payer")
+        for i in range(lines)
+    ]
+    path = tmp_path / "a-year-of-lines.xml"
+    path.write_bytes(write_camt053("CH9300762011623852957", "USD", entries))
+    application = demo_gui.start("clerk")
+    view = application.window.show_view("Reconciliation")
+    assert isinstance(view, ReconciliationView)
+
+    ticks: list[int] = []
+    seen: list[tuple[int, int]] = []
+
+    def tick() -> None:
+        ticks.append(1)
+        for shown in view.findChildren(QProgressDialog):
+            seen.append((shown.value(), shown.maximum()))
+
+    timer = QTimer()
+    timer.setInterval(50)
+    timer.timeout.connect(tick)
+    timer.start()
+    try:
+        dialog = view.import_file(path)
+        demo_gui.wait(lambda: dialog.rows.rowCount() == lines, "the preview", timeout=300_000)
+        read_ticks = len(ticks)
+        assert read_ticks >= 2, "the GUI thread answered while the file was read"
+        assert (lines, lines) in seen, f"the progress reached the line count: {seen[-3:]}"
+
+        # Import, and Cancel as soon as the import's progress shows.
+        seen.clear()
+        dialog.import_button.click()
+        demo_gui.wait(lambda: any(v > 0 for v, _ in seen), "the import's progress")
+        progress = dialog.findChildren(QProgressDialog)[-1]
+        cancel = next(b for b in progress.findChildren(QPushButton) if "Cancel" in b.text())
+        cancel.click()
+        demo_gui.wait(
+            lambda: "Cancelled: nothing was written" in dialog.message_bar.text.text(),
+            "the cancellation",
+            timeout=300_000,
+        )
+    finally:
+        timer.stop()
+    reader = open_workspace(demo_gui.db, "auditor", migrate=False)
+    try:
+        assert not [ln for ln in list_lines(reader) if (ln.bank_id or "").startswith("BIG")]
+    finally:
+        reader.close()
+    assert dialog.import_button.isEnabled(), "the person may try again"
+    dialog.reject()

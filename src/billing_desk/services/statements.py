@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,6 +35,23 @@ IMPORT_ACTION = "statement.import"
 KEEP_CONFLICTING_ACTION = "statement.keep_conflicting"
 LineStatus = Literal["new", "already imported", "conflicting"]
 _LOOKUP_CHUNK = 500
+# (done, total, what): called as lines are compared and saved; raising stops the import, and
+# its unit of work writes nothing (the window's Cancel).
+ProgressFn = Callable[[int, int, str], None]
+
+
+class _Ticker:
+    """Counts lines through the comparing and the saving steps for a progress callback."""
+
+    def __init__(self, progress: ProgressFn | None, total: int) -> None:
+        self.progress = progress
+        self.total = max(total, 1)
+        self.done = 0
+
+    def step(self, lines: int, what: str) -> None:
+        self.done = min(self.done + lines, self.total)
+        if self.progress is not None:
+            self.progress(self.done, self.total, what)
 
 
 @dataclass(frozen=True)
@@ -110,10 +127,12 @@ def import_statements(
     *,
     commit: bool,
     keep_conflicting: str | None = None,
+    progress: ProgressFn | None = None,
 ) -> ImportResult:
     """Preview the file's lines against what is already imported; with `commit`, save the file,
     its statements and its new lines (idempotent: a second commit of the same file saves
-    nothing). With `keep_conflicting` (the person's reason), conflicting lines are saved too."""
+    nothing). With `keep_conflicting` (the person's reason), conflicting lines are saved too.
+    `progress` hears of the lines compared and saved, and may stop the import by raising."""
     digest = hashlib.sha256(data).hexdigest()
     reason = None
     if keep_conflicting is not None:
@@ -127,7 +146,15 @@ def import_statements(
     def operation(unit: UnitOfWork) -> ImportResult:
         unit.require(Permission.IMPORT_STATEMENTS)
         return _import(
-            unit, name, data, digest, format_name, statements, commit=commit, reason=reason
+            unit,
+            name,
+            data,
+            digest,
+            format_name,
+            statements,
+            commit=commit,
+            reason=reason,
+            progress=progress,
         )
 
     if not commit:
@@ -158,8 +185,11 @@ def _import(
     *,
     commit: bool,
     reason: str | None = None,
+    progress: ProgressFn | None = None,
 ) -> ImportResult:
     session = unit.session
+    lines_in_file = sum(len(statement.lines) for statement in statements)
+    ticker = _Ticker(progress, lines_in_file * (2 if commit else 1))
     known_file = session.scalar(select(StatementFile.id).where(StatementFile.sha256 == digest))
     previews: list[StatementPreview] = []
     whys: dict[str, str] = {}
@@ -171,7 +201,7 @@ def _import(
         ]
         # Line by line even for a file imported before: its conflicting lines were never saved
         # and must not read as "already imported".
-        statuses = _statuses(unit, statement, keyed)
+        statuses = _statuses(unit, statement, keyed, ticker)
         whys.update(
             {key: why for (_ln, _fp, key), (_st, why) in zip(keyed, statuses, strict=True) if why}
         )
@@ -184,7 +214,9 @@ def _import(
     saved = False
     kept = 0
     if commit and known_file is None:
-        kept = _save(unit, name, data, digest, format_name, planned, reason=reason, why=whys)
+        kept = _save(
+            unit, name, data, digest, format_name, planned, reason=reason, why=whys, ticker=ticker
+        )
         saved = True
     elif commit and reason is not None and known_file is not None:
         kept = _keep_in_known_file(unit, known_file, planned, reason=reason, why=whys)
@@ -267,12 +299,15 @@ def _statuses(
     unit: UnitOfWork,
     statement: Statement,
     keyed: list[tuple[StatementLine, str, str]],
+    ticker: _Ticker | None = None,
 ) -> list[tuple[LineStatus, str | None]]:
     session = unit.session
     known: set[str] = set()
     prints = [fp for _ln, fp, _key in keyed]
     for start in range(0, len(prints), _LOOKUP_CHUNK):
         chunk = prints[start : start + _LOOKUP_CHUNK]
+        if ticker is not None:
+            ticker.step(len(chunk), "Comparing with the lines already imported")
         known |= set(
             session.scalars(
                 select(BankLine.fingerprint).where(
@@ -326,6 +361,7 @@ def _save(
     *,
     reason: str | None,
     why: dict[str, str],
+    ticker: _Ticker | None = None,
 ) -> int:
     session = unit.session
     stored = StatementFile(
@@ -360,7 +396,7 @@ def _save(
         )
         session.add(row)
         session.flush()
-        kept += _add_lines(unit, row, statement, lines, reason=reason, why=why)
+        kept += _add_lines(unit, row, statement, lines, reason=reason, why=why, ticker=ticker)
     return kept
 
 
@@ -392,11 +428,19 @@ def _add_lines(
     *,
     reason: str | None,
     why: dict[str, str],
+    ticker: _Ticker | None = None,
 ) -> int:
     """Save a statement's new lines, and its conflicting ones when a person gave a reason."""
     session = unit.session
     kept = 0
-    for line, fingerprint, key, status in lines:
+    for done, (line, fingerprint, key, status) in enumerate(lines, start=1):
+        if ticker is not None and (done % _LOOKUP_CHUNK == 0 or done == len(lines)):
+            # Written in chunks, so that progress moves and Cancel is heard while saving.
+            session.flush()
+            ticker.step(
+                _LOOKUP_CHUNK if done % _LOOKUP_CHUNK == 0 else done % _LOOKUP_CHUNK,
+                "Saving the new lines",
+            )
         if status == "new" or (status == "conflicting" and reason is not None):
             saved = BankLine(
                 statement_id=row.id,

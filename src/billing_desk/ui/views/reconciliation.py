@@ -43,13 +43,18 @@ from billing_desk.services.matching import (
     unmatch_line,
 )
 from billing_desk.services.reconciliation import DiscrepancyInfo
-from billing_desk.services.statements import ImportResult, LinePreview, import_statements
+from billing_desk.services.statements import (
+    ImportResult,
+    LinePreview,
+    ProgressFn,
+    import_statements,
+)
 from billing_desk.services.unit_of_work import Workspace
 from billing_desk.ui.desk import Desk
 from billing_desk.ui.errors import WARNING, MessageBar
 from billing_desk.ui.formatting import money_sort_key
 from billing_desk.ui.models import RIGHT, Column, RowsModel
-from billing_desk.ui.operations import changes
+from billing_desk.ui.operations import Cancelled, Operation, changes
 from billing_desk.ui.views.base import (
     View,
     dropped_files,
@@ -512,11 +517,18 @@ def _agreeing(candidate: Candidate) -> str:
 
 
 def preview_statement_file(
-    workspace: Workspace, path: Path, *, commit: bool, keep_conflicting: str | None = None
+    workspace: Workspace,
+    path: Path,
+    *,
+    commit: bool,
+    keep_conflicting: str | None = None,
+    progress: ProgressFn | None = None,
 ) -> ImportResult:
     """Read a bank's file and compare its lines with what is imported; with `commit`, save it.
     A CSV file needs its column mapping first, which the command line keeps (the window's CSV
     editor is not built yet), so it is refused here with the commands that do it."""
+    if progress is not None:
+        progress(0, 1, "Reading the file")
     data = registry.read_statement_file(path)
     chosen = registry.detect(data)
     if chosen == "csv":
@@ -540,6 +552,7 @@ def preview_statement_file(
         statements,
         commit=commit,
         keep_conflicting=keep_conflicting,
+        progress=progress,
     )
 
 
@@ -611,16 +624,25 @@ class StatementImportDialog(QDialog):
         self.resize(1000, 560)
         self.previewed: ImportResult | None = None
         target = path
-        desk.query(
-            self,
-            lambda ws: preview_statement_file(ws, target, commit=False),
-            self._previewed,
-            failure=self._refused,
+        # Read in the background with progress and Cancel: a bank's year is tens of thousands
+        # of lines, and the window keeps answering meanwhile.
+        desk.run(
+            Operation(
+                self,
+                lambda ws, progress: preview_statement_file(
+                    ws, target, commit=False, progress=progress
+                ),
+                success=self._previewed,
+                failure=self._refused,
+                progress_label=f"Reading {path.name}",
+            )
         )
 
     def _refused(self, error: BaseException) -> None:
         self.summary.setText("")
-        if isinstance(error, BillingError) and not isinstance(error, EnvironmentFault):
+        if isinstance(error, Cancelled):
+            self.message_bar.show_message("Cancelled: nothing was written.", WARNING)
+        elif isinstance(error, BillingError) and not isinstance(error, EnvironmentFault):
             self.message_bar.show_message(error.message, WARNING)
         else:
             self.desk.presenter.present(self, error, None)
@@ -715,10 +737,15 @@ class StatementImportDialog(QDialog):
             self._ready()
             self._refused(error)
 
-        self.desk.change(
-            self,
-            lambda ws: preview_statement_file(ws, target, commit=True),
-            done,
-            changes("statements"),
-            failure=refused,
+        self.desk.run(
+            Operation(
+                self,
+                lambda ws, progress: preview_statement_file(
+                    ws, target, commit=True, progress=progress
+                ),
+                success=done,
+                failure=refused,
+                changes=changes("statements"),
+                progress_label=f"Importing {self.path.name}",
+            )
         )
