@@ -128,11 +128,11 @@ class ReconciliationRunDialog(QDialog):
         make_primary(buttons, self.run_button)
 
         period = QHBoxLayout()
-        for text, edit in (("&From", self.date_from), ("&To", self.date_to)):
+        for text, edit in (("&From:", self.date_from), ("&To:", self.date_to)):
             caption = QLabel(text, self)
             caption.setBuddy(edit)
             # Never squeezed by the date boxes beside it.
-            caption.setMinimumWidth(caption.sizeHint().width())
+            caption.setMinimumWidth(caption.fontMetrics().horizontalAdvance(text) + 8)
             period.addSpacing(8)
             period.addWidget(caption)
             period.addWidget(edit)
