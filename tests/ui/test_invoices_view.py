@@ -241,3 +241,16 @@ def test_the_period_filter_keeps_one_billing_month(demo_gui: Gui) -> None:
     )
     march = {r.facility for r in view.model.rows}
     assert len(march) == view.model.rowCount(), "one invoice per facility and month"
+
+
+def test_run_invoices_opened_before_the_facility_list_arrived_fetches_it_and_keeps_the_choice(
+    demo_gui: Gui,
+) -> None:
+    """Ctrl+I pressed the moment the view appears: the dialog has no list yet, fetches its own,
+    and the facility asked for is chosen when it arrives (it once stayed empty)."""
+    application = demo_gui.start("clerk")
+    assert application.desk is not None
+    dialog = RunInvoicesDialog(application.desk, [], "OAKVIEW", application.window)
+    assert dialog.facility.code() is None
+    demo_gui.wait(lambda: dialog.facility.code() == "OAKVIEW", "the list and the choice")
+    dialog.reject()

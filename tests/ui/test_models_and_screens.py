@@ -80,6 +80,9 @@ def test_every_model_passes_the_model_tester_and_every_view_is_photographed(
     demo_gui.idle(clerk)
     invoices.run_action.trigger()
     run = window.findChildren(RunInvoicesDialog)[-1]
+    # The view may not have its facility list yet (it refreshes on the next turn of the event
+    # loop); the dialog then fetches its own.
+    demo_gui.wait(lambda: run.facility.findData("OAKVIEW") >= 0, "the facilities")
     run.facility.set_code("OAKVIEW")
     run.month.set_period(Period(2026, 5))
     run.preview()

@@ -116,10 +116,12 @@ class FacilityBox(QComboBox):
         completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
         self.setCompleter(completer)
+        self._wanted: str | None = None
         self.set_facilities(())
 
     def set_facilities(self, facilities: Sequence[FacilityInfo]) -> None:
-        current = self.code()
+        # A code chosen before the list arrived is chosen once it has.
+        current = self.code() or self._wanted
         self.blockSignals(True)
         self.clear()
         if self.allow_all:
@@ -162,6 +164,7 @@ class FacilityBox(QComboBox):
         """Choose the facility `code`; None chooses "All facilities", or nothing (an empty
         field, ready for typing) where there is no such choice."""
         index = self.findData(code if code else self.ALL)
+        self._wanted = code if index < 0 else None
         self.setCurrentIndex(index if index >= 0 or not self.allow_all else 0)
         if index < 0 and not self.allow_all:
             self.setEditText("")

@@ -619,6 +619,9 @@ class RunInvoicesDialog(QDialog):
         self.facility = FacilityBox(self)
         self.facility.set_facilities(facilities)
         self.facility.set_code(facility)
+        if not facilities:
+            # Opened before the view's list arrived: fetch it here (the code asked for is kept).
+            desk.query(self, list_facilities, self.facility.set_facilities)
         self.month = MonthEdit(self)
         # Trips are billed after their month ends: last month is the usual choice.
         today = desk.today()
