@@ -78,6 +78,20 @@ class View(QWidget):
     def refresh(self) -> None:
         """Fetch the view's data again, in the background."""
 
+    def dropped(self, files: list[Path]) -> None:
+        """Files let go over the view; a view that imports files says so with setAcceptDrops
+        and takes them here."""
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if self.acceptDrops() and dropped_files(event):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        files = dropped_files(event)
+        if self.acceptDrops() and files:
+            event.acceptProposedAction()
+            self.dropped(files)
+
     def unsaved(self) -> bool:
         """Whether the view holds typed work that closing the window would lose."""
         return False

@@ -12,7 +12,7 @@ from html import escape as esc
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -57,7 +57,6 @@ from billing_desk.ui.models import RIGHT, Column, RowsModel
 from billing_desk.ui.operations import Cancelled, Operation, changes
 from billing_desk.ui.views.base import (
     View,
-    dropped_files,
     fit_columns,
     make_table,
     select_key,
@@ -274,9 +273,7 @@ class ReconciliationView(View):
         """Preview the files one after the other: each next one opens when the person has
         imported or cancelled the one before. Returns the first file's preview."""
         self._files_waiting.extend(paths)
-        if self.findChildren(StatementImportDialog) and any(
-            d.isVisible() for d in self.findChildren(StatementImportDialog)
-        ):
+        if any(d.isVisible() for d in self.findChildren(StatementImportDialog)):
             return None  # the open preview's end opens the next
         return self._next_file()
 
@@ -295,15 +292,8 @@ class ReconciliationView(View):
         dialog.open()
         return dialog
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if self.acceptDrops() and dropped_files(event):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QDropEvent) -> None:
-        files = dropped_files(event)
-        if files:
-            event.acceptProposedAction()
-            self.import_files(files)
+    def dropped(self, files: list[Path]) -> None:
+        self.import_files(files)
 
     # -- fetching -----------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -38,7 +38,7 @@ from billing_desk.ui.errors import MessageBar
 from billing_desk.ui.formatting import money_sort_key
 from billing_desk.ui.models import RIGHT, Column, RowsModel
 from billing_desk.ui.operations import changes
-from billing_desk.ui.views.base import View, dropped_files, fit_columns, make_table
+from billing_desk.ui.views.base import View, fit_columns, make_table
 from billing_desk.ui.widgets import FacilityBox, MonthEdit, make_primary
 
 # The newest trips first, and not more than a person can scroll: the filters narrow it.
@@ -176,15 +176,8 @@ class TripsView(View):
             f"unchanged" + (f", {skipped} bad rows left out." if skipped else ".")
         )
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if self.acceptDrops() and dropped_files(event):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QDropEvent) -> None:
-        files = dropped_files(event)
-        if files:
-            event.acceptProposedAction()
-            self.import_file(files[0])
+    def dropped(self, files: list[Path]) -> None:
+        self.import_file(files[0])
 
     def save_state(self) -> None:
         self.save_header(self.table)
