@@ -3,16 +3,23 @@ the status bar says the live feed is connected."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from datetime import date
 
 import keyring
 import pytest
 from keyring.backend import KeyringBackend
 
-from billing_desk.services import credentials
+from billing_desk.services import credentials, live
+from billing_desk.services.live import Subscription
 from billing_desk.services.payments import PaymentDraft, record_payment
+from billing_desk.services.unit_of_work import Workspace
+from billing_desk.services.users import add_user
+from billing_desk.ui import live as ui_live
 from billing_desk.ui.views.payments import PaymentsView
+from tests.conftest import Database
 from tests.keyring_backend import MemoryKeyring
 from tests.security.conftest import (
     PASSWORD,
@@ -63,3 +70,27 @@ def test_another_clerks_payment_appears_without_a_refresh(
     )
     gui.idle(application)
     screenshot(window, "live-payment-appeared", schemes=False)
+
+
+def test_closing_the_window_while_the_feed_starts_leaves_no_connection_open(
+    gui: Gui, fresh_database: Callable[[str], Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window's close button closes the database before the application stops the feed:
+    a feed still setting up must finish first, or its connection goes back to a disposed pool
+    and stays open (fresh_database fails the test on any connection left open)."""
+    database = fresh_database("postgresql")
+    add_user(database.workspace(None), "postgres", "admin")
+    started = threading.Event()
+
+    def slow_subscribe(workspace: Workspace) -> Subscription:
+        started.set()
+        time.sleep(0.5)  # the person closes the window meanwhile
+        return live.subscribe(workspace)
+
+    monkeypatch.setattr(ui_live, "subscribe", slow_subscribe)
+    application = gui.start(db=database.url)
+    gui.wait(started.is_set, "the feed to start")
+    feed = application.feed
+    assert feed is not None
+    application.window.close()
+    assert feed._thread is not None and not feed._thread.is_alive()

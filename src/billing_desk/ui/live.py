@@ -46,6 +46,10 @@ class LiveFeed(QObject):
         self.heard.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
 
     def start(self) -> None:
+        # However the database comes to close (the window closed first, or the application),
+        # the feed stops before the workspace's engine is disposed: a feed still setting up
+        # would otherwise hand its connection back to a disposed pool.
+        self.desk.workspace.before_close.append(self.stop)
         self._thread = threading.Thread(target=self._listen, name="live-updates", daemon=True)
         self._thread.start()
 
