@@ -11,15 +11,18 @@ from dataclasses import dataclass
 from datetime import date
 
 import pytest
+from alembic import command
 from sqlalchemy import select
 
+from billing_desk.db.migrate import alembic_config
 from billing_desk.db.models import BankLine, BankMatch, Payment, PaymentStatusChange
+from billing_desk.domain.bank_matching import direction_of
 from billing_desk.domain.errors import Refused
 from billing_desk.domain.money import Money
 from billing_desk.domain.statements import Statement, StatementLine
 from billing_desk.services.deposits import create_deposit
 from billing_desk.services.matching import auto_match, candidates, match_line, unmatch_line
-from billing_desk.services.payments import change_status
+from billing_desk.services.payments import PaymentDraft, change_status
 from billing_desk.services.reconciliation import run_reconciliation
 from billing_desk.services.statements import import_statements
 from tests.conftest import Database
@@ -172,6 +175,7 @@ def _legacy_match(b: Books, line: int, payment: int) -> None:
         u.session.add(
             BankMatch(
                 line_id=line,
+                direction=direction_of(u.session.get(BankLine, line).amount_minor),
                 payment_id=payment,
                 rule="manual",
                 detail="{}",
@@ -401,6 +405,7 @@ def test_a_payment_counted_twice_is_reported(books: Books) -> None:
         lambda u: u.session.add(
             BankMatch(
                 line_id=two,
+                direction="credit",
                 deposit_id=slip.deposit_id,
                 rule="manual",
                 detail="{}",
@@ -440,3 +445,115 @@ def test_candidates_are_ranked_reference_amount_date_payer(books: Books) -> None
     assert ranked[1].refusal is not None and "never deposited" in ranked[1].refusal
     assert ranked[2].fits and ranked[2].agreeing[0] == "amount"
     assert snapshot(books)[0] == []  # looking writes nothing
+
+
+def _captured_card(b: Books) -> int:
+    card = b.pay(
+        PaymentDraft(
+            "STMARY",
+            "card",
+            "80.00",
+            date(2026, 6, 2),
+            card_brand="visa",
+            card_last4="4242",
+            processor_ref="R-C",
+        )
+    )
+    change_status(b.clerk, card, "captured", "captured at the terminal", f"capture-{card}")
+    return card
+
+
+@pytest.mark.parametrize(
+    ("make", "back_out", "cleared"),
+    [
+        (lambda b: b.pay(_transfer("R-1", "80.00")), "returned", "cleared"),
+        (lambda b: b.pay(_transfer("R-2", "80.00")), "refunded", "cleared"),
+        (_captured_card, "chargeback", "settled"),
+    ],
+    ids=["returned transfer", "refunded transfer", "card chargeback"],
+)
+def test_the_debit_that_takes_a_matched_payment_back_out_can_be_matched_too(
+    books: Books, make: Callable[[Books], int], back_out: str, cleared: str
+) -> None:
+    """The credit that brought the money in stays matched; the debit that took it back out is
+    matched to the same payment, and the run finds nothing left to explain."""
+    payment = make(books)
+    credit, debit = books.bank((4, "80.00", "R"), (9, "-80.00", "RETURN"))
+    match_line(books.clerk, credit, payment_id=payment)
+    assert status_of(books, payment) == cleared
+    change_status(books.manager, payment, back_out, "the bank sent it back", f"back-{payment}")
+    info = match_line(books.clerk, debit, payment_id=payment)
+    assert info.rule == "manual"
+    matched = {m[1]: m[2] for m in snapshot(books)[0] if m[4]}
+    assert matched == {credit: payment, debit: payment}
+    # A second debit for the same payment is still refused: one of each direction.
+    (again,) = books.bank((10, "-80.00", "RETURN"))
+    with pytest.raises(Refused, match=f"Bank line {debit} is already matched to payment"):
+        match_line(books.clerk, again, payment_id=payment)
+    report = run_reconciliation(books.manager, *JUNE)
+    assert [d.kind for d in report.discrepancies if d.line_id in (credit, debit)] == []
+
+
+def test_auto_match_takes_a_return_of_a_payment_whose_credit_is_matched(books: Books) -> None:
+    payment = books.pay(_transfer("R-3", "45.00"))
+    (credit,) = books.bank((4, "45.00", "R-3"))
+    assert [m.line_id for m in auto_match(books.clerk).matched] == [credit]
+    change_status(books.clerk, payment, "returned", "account closed", "back-r3")
+    (debit,) = books.bank((8, "-45.00", None))
+    assert [(m.line_id, m.payment_id) for m in auto_match(books.clerk).matched] == [
+        (debit, payment)
+    ]
+
+
+def test_a_match_cannot_claim_a_direction_its_line_does_not_have(books: Books) -> None:
+    """A match written straight into the table as a debit, to get a second credit past the
+    one-credit-per-payment index, is refused by the database."""
+    payment = books.pay(_transfer("R-4", "45.00"))
+    one, two = books.bank((4, "45.00", "R-4"), (5, "45.00", "R-4"))
+    match_line(books.clerk, one, payment_id=payment)
+
+    def write(u):  # type: ignore[no-untyped-def]
+        u.session.add(
+            BankMatch(
+                line_id=two,
+                direction="debit",
+                payment_id=payment,
+                rule="manual",
+                detail="{}",
+                matched_at=u.now,
+                matched_by="clerk",
+                active=True,
+            )
+        )
+
+    with pytest.raises(Exception, match="direction of a bank match is that of its line"):
+        books.clerk.write(write, action="test.forged_direction")
+
+
+def test_upgrading_gives_existing_matches_the_direction_of_their_line(books: Books) -> None:
+    """Matches written before migration 0011 take their direction from their line's sign."""
+    transfer = books.pay(_transfer("U-1", "70.00"))
+    check = books.pay(_check("901", "30.00"))
+    slip = create_deposit(books.clerk, [check], date(2026, 6, 3), idempotency_key="slip-901")
+    credit, slip_line, debit = books.bank(
+        (4, "70.00", "U-1"), (5, "30.00", None), (9, "-30.00", None)
+    )
+    match_line(books.clerk, credit, payment_id=transfer)
+    match_line(books.clerk, slip_line, deposit_id=slip.deposit_id)
+    change_status(books.clerk, check, "returned", "insufficient funds", "back-901")
+    match_line(books.clerk, debit, payment_id=check)
+    admin = books.database.workspace("admin")
+    config = alembic_config()
+    with admin.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0010")
+    with admin.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    directions = books.clerk.read(
+        lambda u: {
+            m.line_id: m.direction
+            for m in u.session.scalars(select(BankMatch).where(BankMatch.active))
+        }
+    )
+    assert directions == {credit: "credit", slip_line: "credit", debit: "debit"}

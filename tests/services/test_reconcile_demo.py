@@ -191,9 +191,10 @@ def test_each_kind_of_discrepancy_is_planted_and_found(demo: Database) -> None:
         ):
             conn.execute(
                 text(
-                    "INSERT INTO bank_match (line_id, payment_id, rule, detail, matched_at, "
-                    "matched_by, active) VALUES "
-                    "(:l, :p, 'manual', '{}', CURRENT_TIMESTAMP, 'clerk', :a)"
+                    "INSERT INTO bank_match (line_id, direction, payment_id, rule, detail, "
+                    "matched_at, matched_by, active) VALUES (:l, (SELECT CASE WHEN amount_minor"
+                    " > 0 THEN 'credit' ELSE 'debit' END FROM bank_line WHERE id = :l), :p, "
+                    "'manual', '{}', CURRENT_TIMESTAMP, 'clerk', :a)"
                 ),
                 {"l": line_id, "p": payment_id, "a": True},
             )

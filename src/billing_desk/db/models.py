@@ -672,12 +672,18 @@ class CsvMappingRecord(Base):
 
 class BankMatch(Base):
     """Why a bank line is one payment's or one deposit's money: the rule and the fields that
-    agreed, who matched it and who confirmed it. Unmatching keeps the row (active = false)."""
+    agreed, who matched it and who confirmed it. Unmatching keeps the row (active = false).
+
+    A payment has at most one active match per direction: the credit that brought its money in
+    and the debit that took it back out (a returned transfer, a chargeback, a refund)."""
 
     __tablename__ = "bank_match"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     line_id: Mapped[int] = mapped_column(ForeignKey("bank_line.id"))
+    # "credit" or "debit": the sign of the line, kept on the match so the unique index can
+    # hold one of each per payment (a trigger refuses a direction the line does not have).
+    direction: Mapped[str] = mapped_column(String(6))
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payment.id"))
     deposit_id: Mapped[int | None] = mapped_column(ForeignKey("deposit.id"))
     rule: Mapped[str] = mapped_column(String(32))
@@ -700,6 +706,7 @@ class BankMatch(Base):
         Index(
             "uq_bank_match_payment_active",
             "payment_id",
+            "direction",
             unique=True,
             sqlite_where=text("active AND payment_id IS NOT NULL"),
             postgresql_where=text("active AND payment_id IS NOT NULL"),
@@ -712,6 +719,7 @@ class BankMatch(Base):
             postgresql_where=text("active AND deposit_id IS NOT NULL"),
         ),
         CheckConstraint("(payment_id IS NULL) <> (deposit_id IS NULL)", name="one_target"),
+        CheckConstraint("direction IN ('credit', 'debit')", name="direction"),
     )
 
 

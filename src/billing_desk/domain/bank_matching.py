@@ -66,6 +66,16 @@ DEBIT_STATUSES = frozenset({P.RETURNED, P.CHARGEBACK, P.REFUNDED})
 BLOCKED_WHILE_MATCHED = frozenset({P.VOIDED})
 
 
+CREDIT = "credit"
+DEBIT = "debit"
+
+
+def direction_of(amount_minor: int) -> str:
+    """A line's direction: a credit brings money in, a debit takes it out. A payment holds at
+    most one active match of each (its money in, and the same money going back out)."""
+    return CREDIT if amount_minor > 0 else DEBIT
+
+
 @dataclass(frozen=True)
 class LineFacts:
     id: int

@@ -28,10 +28,13 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from billing_desk.db.models import BankLine, BankMatch, Deposit, DepositItem, Facility, Payment
 from billing_desk.domain.bank_matching import (
+    CREDIT,
+    DEBIT,
     DepositFacts,
     LineFacts,
     PaymentFacts,
     clearing_move,
+    direction_of,
     judge_deposit,
     judge_payment,
     unclearing_move,
@@ -203,7 +206,13 @@ def match_in_unit(
         verdict = judge_deposit(facts, deposit_facts(unit, deposit), reason=why)
         target = {"deposit_total_minor": deposit.total_minor}
     # After the locks: a clerk who lost a race reads the winner's match here.
-    _refuse_if_matched(unit, line_id=line_id, payment_id=payment_id, deposit_id=deposit_id)
+    _refuse_if_matched(
+        unit,
+        line_id=line_id,
+        direction=direction_of(line.amount_minor),
+        payment_id=payment_id,
+        deposit_id=deposit_id,
+    )
     if isinstance(verdict, str):
         raise Refused(verdict)
     detail: dict[str, object] = {
@@ -403,11 +412,15 @@ def _auto_match(unit: UnitOfWork, window: timedelta) -> MatchSummary:
     )
     if not lines:
         return MatchSummary((), 0, 0)
-    taken_payments = set(
-        session.scalars(
-            select(BankMatch.payment_id).where(BankMatch.active, BankMatch.payment_id.is_not(None))
+    # A payment may hold one credit and one debit: (payment id, direction) already matched.
+    taken_payments: set[tuple[int | None, str]] = {
+        (payment_id, direction)
+        for payment_id, direction in session.execute(
+            select(BankMatch.payment_id, BankMatch.direction).where(
+                BankMatch.active, BankMatch.payment_id.is_not(None)
+            )
         )
-    )
+    }
     taken_deposits = set(
         session.scalars(
             select(BankMatch.deposit_id).where(BankMatch.active, BankMatch.deposit_id.is_not(None))
@@ -425,7 +438,7 @@ def _auto_match(unit: UnitOfWork, window: timedelta) -> MatchSummary:
             p
             for key in _line_keys(line)
             for p in by_reference.get(key, ())
-            if p.id not in taken_payments
+            if (p.id, direction_of(line.amount_minor)) not in taken_payments
             and p.currency == line.currency
             and _signed_amount(p, line) == line.amount_minor
             and _fits(unit, line, p)
@@ -447,7 +460,7 @@ def _auto_match(unit: UnitOfWork, window: timedelta) -> MatchSummary:
                     },
                 )
             )
-            taken_payments.add(payment.id)
+            taken_payments.add((payment.id, direction_of(line.amount_minor)))
         else:
             ambiguous += len(unique) > 1
             still.append(line)
@@ -471,7 +484,7 @@ def _auto_match(unit: UnitOfWork, window: timedelta) -> MatchSummary:
             options = [
                 ("amount-window", p)
                 for p in payments.get((line.currency, line.amount_minor), ())
-                if p.id not in taken_payments
+                if (p.id, CREDIT) not in taken_payments
                 and p.status in LIVE
                 and p.method in ("transfer", "card")
                 and abs(line.booked - p.received_date) <= window
@@ -487,7 +500,7 @@ def _auto_match(unit: UnitOfWork, window: timedelta) -> MatchSummary:
         options = [
             ("return", p)
             for p in payments.get((line.currency, -line.amount_minor), ())
-            if p.id not in taken_payments
+            if (p.id, DEBIT) not in taken_payments
             and p.status in RETURN_STATUSES
             and line.booked >= p.received_date - window
             and _fits(unit, line, p)
@@ -537,7 +550,7 @@ def _auto_match(unit: UnitOfWork, window: timedelta) -> MatchSummary:
                     },
                 )
             )
-            taken_payments.add(target.id)
+            taken_payments.add((target.id, direction_of(line.amount_minor)))
     matched_ids = {m.line_id for m in results}
     left = tuple(ln.id for ln in lines if ln.id not in matched_ids)
     return MatchSummary(tuple(results), len(left), ambiguous, left)
@@ -649,11 +662,17 @@ def _payments_near(
 
 
 def _refuse_if_matched(
-    unit: UnitOfWork, *, line_id: int, payment_id: int | None, deposit_id: int | None
+    unit: UnitOfWork,
+    *,
+    line_id: int,
+    direction: str,
+    payment_id: int | None,
+    deposit_id: int | None,
 ) -> None:
     clauses = [BankMatch.line_id == line_id]
     if payment_id is not None:
-        clauses.append(BankMatch.payment_id == payment_id)
+        # The credit that brought a payment in does not stop the debit that took it back out.
+        clauses.append(and_(BankMatch.payment_id == payment_id, BankMatch.direction == direction))
     if deposit_id is not None:
         clauses.append(BankMatch.deposit_id == deposit_id)
     existing = unit.session.scalars(
@@ -682,6 +701,7 @@ def _add(
     unit.session.add(
         BankMatch(
             line_id=line.id,
+            direction=direction_of(line.amount_minor),
             payment_id=payment_id,
             deposit_id=deposit_id,
             rule=rule,

@@ -567,6 +567,7 @@ _GONE = frozenset(
         PaymentStatus.VOIDED.value,
         PaymentStatus.RETURNED.value,
         PaymentStatus.CHARGEBACK.value,
+        PaymentStatus.REFUNDED.value,
     }
 )
 
