@@ -9,11 +9,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
 from psycopg import errors
 
+from billing_desk.domain.integrity import entry_digest
+from billing_desk.services.audit_trail import ENTRY_FIELDS
 from tests.security.conftest import SharedDatabase
 
 Conn = psycopg.Connection[tuple[object, ...]]
@@ -583,3 +586,62 @@ def test_an_audit_entry_names_only_a_row_its_writer_can_see(shared: SharedDataba
             "'clerk', %s, 'payment.record', 'payment', %s, '{}', '{}', 'forged')",
             (shared.facility_ids["FACA"], str(shared.payment_ids["b"])),
         )
+
+
+# -- audit entry digests ---------------------------------------------------------------------------
+
+_ENTRY = (
+    "INSERT INTO audit_entry (recorded_at, user_name, user_role, facility_id, action, "
+    "entity_type, entity_id, before, after, request_id, entry_digest) VALUES (%(at)s, "
+    "current_user, 'clerk', %(facility)s, 'note.add', 'note', '1', %(before)s, %(after)s, "
+    "%(request)s, %(digest)s) RETURNING id"
+)
+
+
+def _entry(shared: SharedDatabase, **changes: object) -> dict[str, object]:
+    values: dict[str, object] = {
+        "at": datetime(2026, 6, 2, 14, 30, 1, 2345, tzinfo=UTC),
+        "facility": shared.facility_ids["FACA"],
+        "before": None,
+        "after": '{"text":"ok"}',
+        "request": f"r-{uuid.uuid4().hex[:8]}",
+        "digest": None,
+    }
+    values.update(changes)
+    return values
+
+
+def test_an_audit_entry_with_a_digest_not_of_its_content_is_refused(
+    shared: SharedDatabase,
+) -> None:
+    """An entry of one's own queued with a wrong digest left a permanent "entry altered"
+    finding: the sealer chains the stored digest, the verifier recomputes it from the content."""
+    with shared.connect("clerk_a") as conn, pytest.raises(errors.CheckViolation):
+        conn.execute(_ENTRY, _entry(shared, digest="0" * 64))
+
+
+@pytest.mark.parametrize(
+    "before",
+    [None, 'quote " backslash \\ é € 💶 \x01\x07\x1b\x1f\x7f\t\n\r\b\f', "\u2028 \ufeff"],
+    ids=["none", "escapes-and-non-ascii", "separators"],
+)
+def test_the_database_digests_an_audit_entry_as_the_application_does(
+    shared: SharedDatabase, before: str | None
+) -> None:
+    """The database fills in a missing digest, and a correct one goes through: its canonical
+    JSON is byte for byte the application's (domain.hashing), whatever the text holds."""
+    values = _entry(shared, before=before)
+    with shared.connect("clerk_a") as conn:
+        row = conn.execute(_ENTRY, values).fetchone()
+        assert row is not None
+        stored = conn.execute(
+            "SELECT recorded_at, user_name, user_role, facility_id, action, entity_type, "
+            "entity_id, before, after, request_id, entry_digest FROM audit_entry WHERE id = %s",
+            (row[0],),
+        ).fetchone()
+        assert stored is not None
+        content = dict(zip(ENTRY_FIELDS, stored[:-1], strict=True))
+        assert stored[-1] == entry_digest(content)
+        assert content["before"] == before
+        # The application sends the digest it computed: accepted as equal.
+        conn.execute(_ENTRY, {**values, "digest": entry_digest(content)})

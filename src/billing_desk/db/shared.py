@@ -1177,9 +1177,35 @@ _INSERT_GUARDS += (
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
     DECLARE
         found boolean;
+        digest text;
     BEGIN
         IF {owner_or_super} THEN
             RETURN NEW;
+        END IF;
+        -- The entry's digest is its content's (hash version 2, docs/integrity.md): the
+        -- canonical JSON of the ten content fields, keys sorted, built here by concatenation
+        -- (to_json escapes text exactly as domain.hashing does) and hashed. A writer's digest
+        -- that differs is refused, a missing one is filled in: the sealer chains only what the
+        -- content says, so no entry is born "altered" nor stops the sealer.
+        digest := encode(sha256(convert_to(
+            '{"action":' || coalesce(to_json(NEW.action)::text, 'null')
+            || ',"after":' || coalesce(to_json(NEW.after)::text, 'null')
+            || ',"before":' || coalesce(to_json(NEW.before)::text, 'null')
+            || ',"entity_id":' || coalesce(to_json(NEW.entity_id)::text, 'null')
+            || ',"entity_type":' || coalesce(to_json(NEW.entity_type)::text, 'null')
+            || ',"facility_id":' || coalesce(NEW.facility_id::text, 'null')
+            || ',"recorded_at":' || coalesce(to_json(to_char(
+                   NEW.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))::text,
+                   'null')
+            || ',"request_id":' || coalesce(to_json(NEW.request_id)::text, 'null')
+            || ',"user_name":' || coalesce(to_json(NEW.user_name)::text, 'null')
+            || ',"user_role":' || coalesce(to_json(NEW.user_role)::text, 'null')
+            || '}', 'UTF8')), 'hex');
+        IF NEW.entry_digest IS NULL THEN
+            NEW.entry_digest := digest;
+        ELSIF NEW.entry_digest IS DISTINCT FROM digest THEN
+            RAISE EXCEPTION 'an audit entry''s digest is that of its content'
+                USING ERRCODE = 'check_violation';
         END IF;
         -- A deleted row is gone; every other change's row is there, visible to its writer
         -- (row security decides), in the facility the entry names.
