@@ -645,3 +645,39 @@ def test_the_database_digests_an_audit_entry_as_the_application_does(
         assert content["before"] == before
         # The application sends the digest it computed: accepted as equal.
         conn.execute(_ENTRY, {**values, "digest": entry_digest(content)})
+
+
+# -- rows of no facility that name one ---------------------------------------------------------
+
+
+def test_a_failure_is_read_only_by_its_user_and_those_who_see_its_payment(
+    shared: SharedDatabase,
+) -> None:
+    """operation_failure has no facility column: every clerk read every failure, with the
+    payment ids and refusal sentences of other facilities."""
+    marker = f"refused-{uuid.uuid4().hex[:8]}"
+    failure = (
+        "INSERT INTO operation_failure (occurred_at, user_name, action, kind, message, "
+        "payment_id) VALUES (now(), current_user, 'payment.void', 'segregation', %s, %s)"
+    )
+    with shared.connect("clerk_a") as conn:
+        conn.execute(failure, (marker, shared.payment_ids["a"]))
+        conn.execute(failure, (marker, None))
+    seen: dict[str, int] = {}
+    for person in ("clerk_a", "clerk_b", "manager_a", "manager_b", "auditor", "administrator"):
+        with shared.connect(person) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM operation_failure WHERE message = %s", (marker,)
+            ).fetchone()
+        assert row is not None
+        seen[person] = int(row[0])  # type: ignore[call-overload]
+    # The failing clerk reads both; a manager of the payment's facility the one naming it;
+    # the other facility's people neither; auditors and administrators both.
+    assert seen == {
+        "clerk_a": 2,
+        "clerk_b": 0,
+        "manager_a": 1,
+        "manager_b": 0,
+        "auditor": 2,
+        "administrator": 2,
+    }

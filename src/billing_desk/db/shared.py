@@ -589,6 +589,22 @@ def _policies(connection: Connection) -> int:
     )
     _policy(connection, "deposit", "bd_insert", "FOR INSERT WITH CHECK (created_by = current_user)")
     count += 2
+    # A failure belongs to no facility but may name one's payment and quote its refusal: one
+    # reads one's own, and those naming a payment one can see (row security on payment
+    # decides); auditors and administrators read them all. The insert guard
+    # (billing_desk_new_row_guard) decides what a new row may say.
+    _execute(connection, 'ALTER TABLE public."operation_failure" ENABLE ROW LEVEL SECURITY')
+    _execute(connection, 'ALTER TABLE public."operation_failure" FORCE ROW LEVEL SECURITY')
+    _policy(
+        connection,
+        "operation_failure",
+        "bd_read",
+        f"FOR SELECT USING ({reads_all} OR user_name = current_user OR "
+        "(payment_id IS NOT NULL AND EXISTS "
+        "(SELECT 1 FROM public.payment p WHERE p.id = operation_failure.payment_id)))",
+    )
+    _policy(connection, "operation_failure", "bd_insert", "FOR INSERT WITH CHECK (true)")
+    count += 2
     return count
 
 
