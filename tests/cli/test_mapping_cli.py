@@ -54,3 +54,32 @@ def test_a_failed_guess_is_completed_with_set(cli: Cli, tmp_path: Path) -> None:
         10000,
         -1250,
     )
+
+
+def test_the_banks_next_export_is_read_with_its_saved_mapping_unasked(
+    cli: Cli, tmp_path: Path
+) -> None:
+    set_up_billing(cli, tmp_path)
+    first = tmp_path / "june.csv"
+    first.write_text(UNKNOWN_COLUMNS, encoding="utf-8")
+    saved = cli(
+        "mapping", "save", "mybank", "--file", str(first),
+        "--set", "date=Dag", "--set", "date_format=dd-mm-yyyy", "--set", "amount=Som",
+        "--set", "description=[\"Tekst\"]", "--set", "currency=EUR", "--set", "account=NL01",
+        "--set", "decimal_comma=true", "--set", "thousands=.",
+    )  # fmt: skip
+    assert saved.code == 0, saved.err
+    later = tmp_path / "july.csv"
+    later.write_text("Dag;Som;Tekst\n02-07-2022 ; -3,10 ; Thee\n", encoding="utf-8")
+    imported = cli("import", "statement", str(later), "--commit", "--json")
+    assert imported.code == 0, imported.err
+    result = imported.json()
+    assert isinstance(result, dict)
+    assert (result["mapping"], result["lines"], result["debits_minor"]) == ("mybank", 1, -310)
+    human = cli("import", "statement", str(later))
+    assert "Read with the saved CSV mapping 'mybank'." in human.out
+    # A file of another layout is not read with it: it is guessed afresh, as before.
+    other = tmp_path / "other.csv"
+    other.write_text("Datum;Bedrag;Notitie\n02-07-2022;1,00;x\n", encoding="utf-8")
+    refused = cli("import", "statement", str(other))
+    assert refused.code == 2 and "--currency" in refused.err and "mybank" not in refused.out

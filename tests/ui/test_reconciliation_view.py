@@ -120,7 +120,7 @@ def test_an_auditor_does_not_reconcile(demo_gui: Gui) -> None:
     assert "Reconciliation" not in application.window.views
 
 
-def test_a_statement_file_is_previewed_imported_once_and_a_csv_is_sent_to_its_mapping(
+def test_a_statement_file_is_previewed_and_imported_once(
     demo_gui: Gui,
 ) -> None:
     from billing_desk.importers.statements import registry
@@ -147,13 +147,7 @@ def test_a_statement_file_is_previewed_imported_once_and_a_csv_is_sent_to_its_ma
     assert all(str(r.status) == "already imported" for r in again.rows.rows)
     assert not again.import_button.isEnabled(), "nothing new, nothing to import"
     again.reject()
-
-    csv = CORPUS / "csv" / next(p.name for p in (CORPUS / "csv").iterdir() if p.suffix == ".csv")
-    refused = view.import_file(csv)
-    demo_gui.wait(lambda: refused.message_bar.isVisible(), "the CSV's sentence")
-    assert "mapping save" in refused.message_bar.text.text()
-    assert not refused.import_button.isEnabled()
-    assert isinstance(refused, StatementImportDialog)
+    assert isinstance(again, StatementImportDialog)
 
 
 def test_conflicting_lines_are_kept_only_with_what_the_bank_said(
@@ -413,3 +407,65 @@ def test_a_ten_thousand_line_statement_keeps_the_window_answering_and_cancel_wri
         reader.close()
     assert dialog.import_button.isEnabled(), "the person may try again"
     dialog.reject()
+
+
+def test_a_csv_is_read_through_the_mapping_editor_and_the_banks_next_file_with_no_change(
+    demo_gui: Gui, tmp_path: Path
+) -> None:
+    """A bank's CSV the first time: the editor shows the guessed columns and the lines as they
+    read; one column corrected changes the reading at once; saved under a name. The bank's next
+    export is read with that mapping with no question, and says so."""
+    from billing_desk.ui.views.csv_mapping import CsvMappingDialog
+    from tests.corpus import CORPUS_ROOT as CORPUS
+
+    source = CORPUS / "csv" / "csv_nl_knab_title_row_creditdebet.csv"
+    first = tmp_path / "knab-june.csv"
+    first.write_bytes(source.read_bytes())
+    application = demo_gui.start("clerk")
+    view = application.window.show_view("Reconciliation")
+    assert isinstance(view, ReconciliationView)
+    dialog = view.import_file(first)
+    demo_gui.wait(lambda: dialog.mapping_editor is not None, "the mapping editor")
+    editor = dialog.mapping_editor
+    assert isinstance(editor, CsvMappingDialog)
+    demo_gui.wait(lambda: editor.isVisible(), "the editor shown")
+    assert "Boekdatum" in editor.roles["date"].currentText()
+    assert "Bedrag" in editor.roles["amount"].currentText()
+    assert editor.lines.rowCount() == 28, editor.reading.text()
+    assert editor.raw.columnCount() >= 16 and editor.raw.rowCount() == 28
+    assert all(not line.reference for line in editor.lines.rows)
+    # The payer's text is where this bank puts the payment's reference.
+    reference = editor.roles["reference"]
+    reference.setFocus()
+    reference.setCurrentIndex(reference.findText("Omschrijving", Qt.MatchFlag.MatchContains))
+    demo_gui.wait(
+        lambda: any(line.reference == "Tresorie" for line in editor.lines.rows), "the new reading"
+    )
+    editor.name.clear()
+    assert not editor.save_button.isEnabled(), "a mapping is saved under a name"
+    demo_gui.qtbot.keyClicks(editor.name, "Knab business")  # type: ignore[attr-defined]
+    screenshot(editor, "csv-mapping-editor")  # type: ignore[attr-defined]
+    editor.save_button.click()
+    demo_gui.wait(lambda: dialog.rows.rowCount() == 28, "the file read with the saved mapping")
+    assert "Knab business" in dialog.summary.text()
+    assert dialog.import_button.isEnabled(), dialog.summary.text()
+    dialog.import_button.click()
+    demo_gui.wait(lambda: "28 new lines imported" in view.message_bar.text.text(), "the import")
+
+    # The bank's next export: the same columns, other movements.
+    text = source.read_bytes().decode()
+    head, rows = text.split("\n")[:2], text.split("\n")[2:6]
+    later = []
+    for row in rows:
+        cells = row.split(";")
+        cells[14] = cells[14].replace('"', '"N', 1)  # the bank's own id of another movement
+        later.append(";".join(cells))
+    second = tmp_path / "knab-july.csv"
+    second.write_bytes("\n".join(head + later).encode())
+    again = view.import_file(second)
+    demo_gui.wait(lambda: again.rows.rowCount() == 4, "the next file read at once")
+    assert again.mapping_editor is None, "no question for a bank whose mapping is saved"
+    assert "Read with the saved CSV mapping “Knab business”" in again.summary.text()
+    assert {line.reference for line in again.rows.rows} >= {"Tresorie"}
+    assert all(str(line.status) == "new" for line in again.rows.rows)
+    again.reject()

@@ -12,7 +12,8 @@ from billing_desk.cli.output import echo, print_json, table
 from billing_desk.cli.state import state
 from billing_desk.domain.errors import BadInput
 from billing_desk.domain.statements import Statement, StatementRefused
-from billing_desk.importers.statements import registry
+from billing_desk.importers.statements import csv_statement, registry
+from billing_desk.services.csv_mappings import find_mapping
 from billing_desk.services.statements import ImportResult, StatementPreview, import_statements
 
 app = typer.Typer(help="Bring files in: bank statements.", no_args_is_help=True)
@@ -54,7 +55,11 @@ def statement(
         format_name = "csv"  # a saved mapping is for CSV files
     chosen = registry.detect(data) if format_name == "auto" else format_name
     workspace = state(ctx).workspace()
-    if chosen == "csv":
+    used: str | None = None
+    if chosen == "csv" and mapping is None and (saved := find_mapping(workspace, data)):
+        # The bank's next export is read with the mapping saved for its first, unasked.
+        statements, guessed, used = csv_statement.parse_with(data, saved), None, saved.name
+    elif chosen == "csv":
         statements, guessed = _csv(workspace, data, file, mapping, commit, currency)
     else:
         if mapping is not None:
@@ -73,6 +78,8 @@ def statement(
         keep_conflicting=keep_conflicting,
     )
     summary = _summary(result)
+    if used is not None:
+        summary["mapping"] = used
     if guessed is not None:
         summary["guessed_mapping"] = guessed
     if as_json:
@@ -201,6 +208,8 @@ def statement_header(s: StatementPreview) -> str:
 
 
 def _human(result: ImportResult, summary: dict[str, Any]) -> None:
+    if summary.get("mapping"):
+        echo(f"Read with the saved CSV mapping '{summary['mapping']}'.")
     for s in result.statements:
         echo(statement_header(s))
         table(

@@ -14,6 +14,7 @@ from billing_desk.domain.csv_mappings import CsvMapping
 from billing_desk.domain.errors import BadInput
 from billing_desk.domain.hashing import canonical_bytes
 from billing_desk.domain.roles import Permission
+from billing_desk.importers.statements import csv_statement
 from billing_desk.services.unit_of_work import UnitOfWork, Workspace
 
 
@@ -71,3 +72,27 @@ def list_mappings(workspace: Workspace) -> list[MappingInfo]:
         return [MappingInfo(r.name, r.saved_by, json.loads(r.record)) for r in rows]
 
     return workspace.read(operation)
+
+
+def find_mapping(workspace: Workspace, data: bytes) -> CsvMapping | None:
+    """The saved mapping that reads this CSV file (the most recently saved of those that do),
+    or None: the next export of a bank whose mapping was saved is read with no change."""
+
+    def operation(unit: UnitOfWork) -> list[str]:
+        unit.require(Permission.READ)
+        return list(
+            unit.session.scalars(
+                select(CsvMappingRecord.record).order_by(
+                    CsvMappingRecord.saved_at.desc(), CsvMappingRecord.id.desc()
+                )
+            )
+        )
+
+    for stored in workspace.read(operation):
+        try:
+            mapping = CsvMapping.from_record(json.loads(stored))
+        except BadInput:
+            continue  # a record of an older version: `mapping save` renews it
+        if csv_statement.fits(data, mapping):
+            return mapping
+    return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import re
 import unicodedata
 from collections import Counter
@@ -184,6 +185,35 @@ def parse_with(data: bytes, mapping: CsvMapping) -> list[Statement]:
             _SHOWN_FORMAT, None, "it holds no movements (no row with an amount other than zero)"
         )
     return statements
+
+
+def sample_rows(
+    data: bytes, mapping: CsvMapping, limit: int = 40
+) -> tuple[list[str] | None, list[list[str]]]:
+    """The file as `mapping` splits it, for a person checking the mapping: the header (None
+    without one) and the first `limit` rows' cells. Raises StatementRefused like parse_with."""
+    check_size(_SHOWN_FORMAT, data)
+    text = _decode(data, mapping.encoding)
+    source = io.StringIO(text, newline="")
+    for _ in range(mapping.skip_lines):
+        source.readline()
+    records = _records(source, mapping.delimiter, mapping.quote_char, mapping.skip_lines)
+    header: list[str] | None = None
+    if mapping.has_header:
+        first = next(records, None)
+        header = [cell.strip() for cell in first[1]] if first is not None else []
+    rows = [cells for _, cells in itertools.islice(records, limit)]
+    return header, rows
+
+
+def fits(data: bytes, mapping: CsvMapping) -> bool:
+    """Whether `mapping` reads the file: every column it names is in the header and every row
+    reads (a saved mapping of the same bank's export does; another bank's does not)."""
+    try:
+        parse_with(data, mapping)
+    except StatementRefused:
+        return False
+    return True
 
 
 def _cell_at(cells: list[str], index: int) -> str:

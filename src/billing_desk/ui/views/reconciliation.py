@@ -8,6 +8,7 @@ matched and which lines it left. Matching clears the payments, as the service do
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from html import escape as esc
 from pathlib import Path
 
@@ -27,10 +28,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from billing_desk.domain.csv_mappings import CsvMapping
 from billing_desk.domain.errors import BadInput, BillingError, EnvironmentFault
 from billing_desk.domain.money import Money
 from billing_desk.domain.roles import Permission
-from billing_desk.importers.statements import registry
+from billing_desk.domain.statements import StatementRefused
+from billing_desk.importers.statements import csv_statement, registry
+from billing_desk.services.csv_mappings import find_mapping
 from billing_desk.services.matching import (
     Candidate,
     LineInfo,
@@ -62,6 +66,7 @@ from billing_desk.ui.views.base import (
     select_key,
     selected_row,
 )
+from billing_desk.ui.views.csv_mapping import CsvMappingDialog, MappingNeeded
 from billing_desk.ui.views.reconciliation_runs import ReconciliationRunDialog
 from billing_desk.ui.widgets import ReasonDialog, make_primary
 
@@ -511,30 +516,32 @@ def preview_statement_file(
     path: Path,
     *,
     commit: bool,
+    mapping: CsvMapping | None = None,
     keep_conflicting: str | None = None,
     progress: ProgressFn | None = None,
-) -> ImportResult:
+) -> Previewed:
     """Read a bank's file and compare its lines with what is imported; with `commit`, save it.
-    A CSV file needs its column mapping first, which the command line keeps (the window's CSV
-    editor is not built yet), so it is refused here with the commands that do it."""
+    A CSV file is read with `mapping`, else with the saved mapping that reads it; when none
+    does, MappingNeeded carries the guessed mapping to the editor."""
     if progress is not None:
         progress(0, 1, "Reading the file")
     data = registry.read_statement_file(path)
     chosen = registry.detect(data)
     if chosen == "csv":
-        raise BadInput(
-            f"{path.name} is a CSV export, whose columns need a mapping first: save one with "
-            f"`billing-desk mapping save NAME --file {path}`, then import it with `billing-desk "
-            f"import statement {path} --mapping NAME --commit`."
-        )
-    statements = registry.parse(data, chosen)
+        if mapping is None:
+            mapping = find_mapping(workspace, data)
+        if mapping is None:
+            raise _mapping_needed(path, data)
+        statements = csv_statement.parse_with(data, mapping)
+    else:
+        statements = registry.parse(data, chosen)
     for statement in statements:
         if not statement.account:
             raise BadInput(
                 f"{path.name} does not say which bank account it is; import it with `billing-desk "
                 f"import statement {path} --account ACCOUNT`."
             )
-    return import_statements(
+    result = import_statements(
         workspace,
         path.name,
         data,
@@ -544,6 +551,26 @@ def preview_statement_file(
         keep_conflicting=keep_conflicting,
         progress=progress,
     )
+    return Previewed(result, mapping)
+
+
+@dataclass(frozen=True)
+class Previewed:
+    """A file's lines compared with what is imported, and the CSV mapping that read them."""
+
+    result: ImportResult
+    mapping: CsvMapping | None = None
+
+
+def _mapping_needed(path: Path, data: bytes) -> MappingNeeded:
+    name = path.stem[:60]
+    try:
+        record = csv_statement.guess_mapping(data, name=name).to_record()
+        problem = None
+    except StatementRefused as refused:
+        record = csv_statement.guess_layout(data, name=name)
+        problem = refused.problem
+    return MappingNeeded(path.name, data, record, problem)
 
 
 class StatementImportDialog(QDialog):
@@ -613,33 +640,67 @@ class StatementImportDialog(QDialog):
         layout.addWidget(buttons)
         self.resize(1000, 560)
         self.previewed: ImportResult | None = None
-        target = path
-        # Read in the background with progress and Cancel: a bank's year is tens of thousands
-        # of lines, and the window keeps answering meanwhile.
-        desk.run(
+        # The CSV mapping the file is read with (found among the saved ones, or just saved).
+        self.mapping: CsvMapping | None = None
+        self.mapping_editor: CsvMappingDialog | None = None
+        self.read()
+
+    def read(self) -> None:
+        """Read the file in the background with progress and Cancel: a bank's year is tens of
+        thousands of lines, and the window keeps answering meanwhile."""
+        target, mapping = self.path, self.mapping
+        self.desk.run(
             Operation(
                 self,
                 lambda ws, progress: preview_statement_file(
-                    ws, target, commit=False, progress=progress
+                    ws, target, commit=False, mapping=mapping, progress=progress
                 ),
                 success=self._previewed,
                 failure=self._refused,
-                progress_label=f"Reading {path.name}",
+                progress_label=f"Reading {self.path.name}",
             )
         )
 
+    def _edit_mapping(self, needed: MappingNeeded) -> None:
+        self.summary.setText(
+            f"{esc(self.path.name)} is a CSV export: say how to read it in the mapping editor."
+        )
+        editor = CsvMappingDialog(
+            self.desk, self.path.name, needed.data, needed.record, needed.problem, self
+        )
+        self.mapping_editor = editor
+
+        def saved(mapping: CsvMapping) -> None:
+            self.mapping = mapping
+            self.summary.setText(f"Reading {esc(self.path.name)} with the mapping just saved…")
+            self.read()
+
+        editor.saved.connect(saved)
+        editor.rejected.connect(
+            lambda: self.message_bar.show_message(
+                "No mapping saved: the CSV file is not read until one says how.", WARNING
+            )
+        )
+        editor.open()
+
     def _refused(self, error: BaseException) -> None:
         self.summary.setText("")
-        if isinstance(error, Cancelled):
+        if isinstance(error, MappingNeeded):
+            self._edit_mapping(error)
+        elif isinstance(error, Cancelled):
             self.message_bar.show_message("Cancelled: nothing was written.", WARNING)
         elif isinstance(error, BillingError) and not isinstance(error, EnvironmentFault):
             self.message_bar.show_message(error.message, WARNING)
         else:
             self.desk.presenter.present(self, error, None)
 
-    def _previewed(self, result: ImportResult) -> None:
+    def _previewed(self, previewed: Previewed) -> None:
+        result = previewed.result
         self.previewed = result
+        self.mapping = previewed.mapping
         parts = []
+        if previewed.mapping is not None:
+            parts.append(f"Read with the saved CSV mapping “{esc(previewed.mapping.name)}”.")
         for s in result.statements:
             period = f" {s.period_start} to {s.period_end}" if s.period_start else ""
             checks = "; ".join(
@@ -696,17 +757,19 @@ class StatementImportDialog(QDialog):
             "bank say?",
             "&Keep them",
         )
-        target = self.path
+        target, mapping = self.path, self.mapping
 
-        def done(saved: ImportResult) -> None:
+        def done(saved: Previewed) -> None:
             dialog.accept()
-            self.imported.emit(saved)
+            self.imported.emit(saved.result)
             self.accept()
 
         dialog.submitted.connect(
             lambda reason: self.desk.change(
                 dialog,
-                lambda ws: preview_statement_file(ws, target, commit=True, keep_conflicting=reason),
+                lambda ws: preview_statement_file(
+                    ws, target, commit=True, mapping=mapping, keep_conflicting=reason
+                ),
                 done,
                 changes("statements"),
             )
@@ -717,10 +780,10 @@ class StatementImportDialog(QDialog):
         if not self.import_button.isEnabled():
             return
         self.import_button.setEnabled(False)
-        target = self.path
+        target, mapping = self.path, self.mapping
 
-        def done(result: ImportResult) -> None:
-            self.imported.emit(result)
+        def done(previewed: Previewed) -> None:
+            self.imported.emit(previewed.result)
             self.accept()
 
         def refused(error: BaseException) -> None:
@@ -731,7 +794,7 @@ class StatementImportDialog(QDialog):
             Operation(
                 self,
                 lambda ws, progress: preview_statement_file(
-                    ws, target, commit=True, progress=progress
+                    ws, target, commit=True, mapping=mapping, progress=progress
                 ),
                 success=done,
                 failure=refused,
