@@ -567,13 +567,15 @@ def test_a_users_idempotency_key_can_be_neither_probed_nor_taken_by_another(
     key = f"deposit-{uuid.uuid4().hex[:8]}"
     claim = (
         "INSERT INTO idempotency_record (facility_id, created_at, key, operation, fingerprint, "
-        "request, result, created_by) VALUES (NULL, now(), %s, 'deposit.create', 'f', '{}', "
-        "'', current_user)"
+        "request, result, created_by) VALUES (NULL, now(), %s, 'deposit.create', "
+        "encode(sha256('{}'), 'hex'), '{}', '', %s)"
     )
-    with shared.connect("clerk_b") as conn:
-        conn.execute(claim, (key,))
-    with shared.connect("clerk_a") as conn:
-        conn.execute(claim, (key,))
+    # Clerk B's key, with its slip (a claim commits only with the result of its request).
+    with psycopg.connect(shared.admin_url, autocommit=True) as conn:
+        conn.execute(claim, (key, shared.login("clerk_b")))
+    # Clerk A's claim of the same key goes in; it would commit with A's own slip.
+    with shared.connect("clerk_a") as conn, conn.transaction(force_rollback=True):
+        conn.execute(claim.replace("%s)", "current_user)"), (key,))
 
 
 def test_an_audit_entry_names_only_a_row_its_writer_can_see(shared: SharedDatabase) -> None:
@@ -681,3 +683,56 @@ def test_a_failure_is_read_only_by_its_user_and_those_who_see_its_payment(
         "auditor": 2,
         "administrator": 2,
     }
+
+
+# -- idempotency results ---------------------------------------------------------------------------
+
+
+def _forged_receipt(shared: SharedDatabase) -> str:
+    # The seed receipt of clerk A's first payment, pointing at another payment.
+    with psycopg.connect(shared.admin_url) as conn:
+        row = conn.execute("SELECT result FROM idempotency_record WHERE key = 'seed-a'").fetchone()
+    assert row is not None
+    return str(row[0]).replace(
+        f'"payment_id":{shared.payment_ids["a"]}', f'"payment_id":{shared.payment_ids["b"]}'
+    )
+
+
+def test_a_keys_stored_result_is_never_rewritten(shared: SharedDatabase) -> None:
+    """UPDATE(result) let a clerk rewrite their own committed key's receipt, so a retried (or a
+    colleague's re-imported) request was answered with a wrong receipt and wrote nothing."""
+    forged = _forged_receipt(shared)
+    with shared.connect("clerk_a") as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute("UPDATE idempotency_record SET result = %s WHERE key = 'seed-a'", (forged,))
+    # Another clerk's key is not theirs to touch at all (row security: nothing matches).
+    with shared.connect("clerk_b") as conn:
+        changed = conn.execute(
+            "UPDATE idempotency_record SET result = '{}' WHERE key = 'seed-a'"
+        ).rowcount
+    assert changed == 0
+
+
+@pytest.mark.parametrize("how", ["born-with-a-result", "result-of-nothing-written"])
+def test_a_key_cannot_be_planted_with_a_receipt_of_nothing(
+    shared: SharedDatabase, how: str
+) -> None:
+    """A key claimed in one's own transaction with a receipt of a payment it did not record:
+    whoever then makes that request (an import's key is derived from the file) is told it was
+    recorded, and nothing is."""
+    forged = _forged_receipt(shared)
+    plant = (
+        "INSERT INTO idempotency_record (facility_id, created_at, key, operation, fingerprint, "
+        "request, result, created_by) SELECT facility_id, now(), %s, operation, fingerprint, "
+        "request, %s, current_user FROM idempotency_record WHERE key = 'seed-a' RETURNING id"
+    )
+    key = f"import-{uuid.uuid4().hex[:8]}"
+    with (
+        shared.connect("clerk_a") as conn,
+        pytest.raises(errors.CheckViolation),
+        conn.transaction(),
+    ):
+        if how == "born-with-a-result":
+            conn.execute(plant, (key, forged))
+        else:
+            conn.execute(plant, (key, ""))
+            conn.execute("UPDATE idempotency_record SET result = %s WHERE key = %s", (forged, key))

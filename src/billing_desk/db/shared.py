@@ -1289,7 +1289,109 @@ _INSERT_GUARDS += (
     $$
     """,
 )
+# Idempotency keys: a key replays its stored result to every retry (and, for an import's
+# derived key, to a colleague importing the same file), so a result must be what the request
+# that claimed the key did. A claim starts without a result, with the fingerprint of its
+# request; the result is written once, in the claiming transaction; and at commit it names
+# what that transaction wrote (the payment recorded or moved, the deposit slip, the credit's
+# allocation), so no key can be planted or rewritten to answer a retry with a wrong receipt.
+_INSERT_GUARDS += (
+    """
+    CREATE OR REPLACE FUNCTION public.billing_desk_idempotency_guard() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    BEGIN
+        IF {owner_or_super} THEN
+            RETURN NEW;
+        END IF;
+        IF TG_OP = 'INSERT' THEN
+            IF NEW.result IS DISTINCT FROM '' THEN
+                RAISE EXCEPTION 'idempotency key %: a claim starts without a result', NEW.key
+                    USING ERRCODE = 'check_violation';
+            END IF;
+            IF NEW.fingerprint IS DISTINCT FROM
+               encode(sha256(convert_to(NEW.request, 'UTF8')), 'hex') THEN
+                RAISE EXCEPTION 'idempotency key %: its fingerprint is that of its request',
+                    NEW.key USING ERRCODE = 'check_violation';
+            END IF;
+        ELSIF NEW.result IS DISTINCT FROM OLD.result
+              AND (OLD.result IS DISTINCT FROM ''
+                   OR NOT public.billing_desk_written_here(OLD.xmin)) THEN
+            RAISE EXCEPTION 'idempotency key %: its result is written once, by the request '
+                'that claimed it', OLD.key USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        RETURN NEW;
+    END
+    $$
+    """,
+    "DROP TRIGGER IF EXISTS billing_desk_idempotency_guard ON public.idempotency_record",
+    "CREATE TRIGGER billing_desk_idempotency_guard BEFORE INSERT OR UPDATE "
+    "ON public.idempotency_record "
+    "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_idempotency_guard()",
+    """
+    CREATE OR REPLACE FUNCTION public.billing_desk_idempotency_result_check() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    DECLARE
+        claimed record;
+        result jsonb;
+        found boolean;
+    BEGIN
+        IF {owner_or_super} THEN
+            RETURN NULL;
+        END IF;
+        SELECT r.facility_id, r.key, r.operation, r.result INTO claimed
+            FROM public.idempotency_record r WHERE r.id = NEW.id;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+        BEGIN
+            result := claimed.result::jsonb;
+        EXCEPTION WHEN others THEN
+            result := NULL;
+        END;
+        IF result IS NULL OR jsonb_typeof(result) IS DISTINCT FROM 'object' THEN
+            RAISE EXCEPTION 'idempotency key %: a request commits its result with its key',
+                claimed.key USING ERRCODE = 'check_violation';
+        END IF;
+        found := CASE claimed.operation
+            WHEN 'payment.record' THEN EXISTS (
+                SELECT 1 FROM public.payment p
+                WHERE p.id::text = result ->> 'payment_id'
+                  AND p.facility_id IS NOT DISTINCT FROM claimed.facility_id
+                  AND p.recorded_by = session_user
+                  AND public.billing_desk_written_here(p.xmin))
+            WHEN 'payment.transition' THEN EXISTS (
+                SELECT 1 FROM public.payment_status_change c
+                WHERE c.payment_id::text = result ->> 'payment_id'
+                  AND c.facility_id IS NOT DISTINCT FROM claimed.facility_id
+                  AND c.to_status = result ->> 'status'
+                  AND public.billing_desk_written_here(c.xmin))
+            WHEN 'deposit.create' THEN EXISTS (
+                SELECT 1 FROM public.deposit d
+                WHERE d.id::text = result ->> 'deposit_id'
+                  AND d.created_by = session_user
+                  AND public.billing_desk_written_here(d.xmin))
+            WHEN 'credit.apply' THEN EXISTS (
+                SELECT 1 FROM public.allocation a JOIN public.invoice i ON i.id = a.invoice_id
+                WHERE i.number = result ->> 'invoice_number' AND a.via_credit
+                  AND a.facility_id IS NOT DISTINCT FROM claimed.facility_id
+                  AND public.billing_desk_written_here(a.xmin))
+            ELSE true END;
+        IF NOT found THEN
+            RAISE EXCEPTION 'idempotency key %: its result names what its request wrote',
+                claimed.key USING ERRCODE = 'check_violation';
+        END IF;
+        RETURN NULL;
+    END
+    $$
+    """,
+    "DROP TRIGGER IF EXISTS billing_desk_idempotency_result_check ON public.idempotency_record",
+    "CREATE CONSTRAINT TRIGGER billing_desk_idempotency_result_check "
+    "AFTER INSERT OR UPDATE ON public.idempotency_record DEFERRABLE INITIALLY DEFERRED "
+    "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_idempotency_result_check()",
+)
 _INSERT_GUARD_FUNCTIONS = (
+    "billing_desk_idempotency_guard()",
+    "billing_desk_idempotency_result_check()",
     "billing_desk_audit_entry_guard()",
     "billing_desk_deposit_item_guard()",
     "billing_desk_deposit_total_check()",
