@@ -469,3 +469,112 @@ def test_a_csv_is_read_through_the_mapping_editor_and_the_banks_next_file_with_n
     assert {line.reference for line in again.rows.rows} >= {"Tresorie"}
     assert all(str(line.status) == "new" for line in again.rows.rows)
     again.reject()
+
+
+def test_any_payment_is_found_by_hand_when_the_rules_do_not_offer_it(demo_gui: Gui) -> None:
+    """A transfer recorded two months before the bank booked it, under another reference: the
+    rules do not offer it; typed into the search, by reference or by amount, it is found and
+    matched."""
+    clerk = open_workspace(demo_gui.db, "clerk", migrate=False)
+    try:
+        late = record_payment(
+            clerk,
+            PaymentDraft(
+                "STMARY", "transfer", "77.31", DAY - timedelta(days=60), reference="ACH-LATE-9"
+            ),
+            str(uuid.uuid4()),
+        ).payment_id
+        line = StatementLine(
+            DAY, Money.from_minor(7731, "USD"), "line 1", bank_id="S1", reference="UNRELATED",
+            counterparty="Someone Else",
+        )  # fmt: skip
+        import_statements(
+            clerk, "late.csv", b"late", "csv", [Statement("csv", "OPS-9", "USD", (line,))],
+            commit=True,
+        )  # fmt: skip
+    finally:
+        clerk.close()
+    application = demo_gui.start("clerk")
+    view = application.window.show_view("Reconciliation")
+    assert isinstance(view, ReconciliationView)
+    demo_gui.wait(lambda: any(r.bank_id == "S1" for r in view.lines.rows), "the bank's line")
+    ours = next(r for r in view.lines.rows if r.bank_id == "S1")
+    view.lines_table.selectRow(view.lines.row_of(ours.id) or 0)
+    demo_gui.idle(application)
+    assert all(c.payment_id != late for c in view.found.rows), "the rules do not offer it"
+
+    view.search.setFocus()
+    demo_gui.qtbot.keyClicks(view.search, "late-9")  # type: ignore[attr-defined]
+    demo_gui.qtbot.keyClick(view.search, Qt.Key.Key_Return)  # type: ignore[attr-defined]
+    demo_gui.wait(lambda: any(c.payment_id == late for c in view.found.rows), "found by hand")
+    assert [c.payment_id for c in view.found.rows] == [late]
+    view.search.clear()
+    demo_gui.qtbot.keyClicks(view.search, "77.31")  # type: ignore[attr-defined]
+    demo_gui.qtbot.keyClick(view.search, Qt.Key.Key_Return)  # type: ignore[attr-defined]
+    demo_gui.wait(lambda: [c.payment_id for c in view.found.rows] == [late], "found by its amount")
+    view.found_table.selectRow(0)
+    assert "Difference $0.00" in view.difference.text()
+    view.match_button.click()
+    demo_gui.wait(lambda: f"Line {ours.id} matched" in view.message_bar.text.text(), "the match")
+    assert _status(demo_gui, late) == "cleared"
+
+
+def test_auto_match_shows_its_progress_and_cancel_matches_nothing(demo_gui: Gui) -> None:
+    """Auto-match over 10,000 unmatched lines runs in the background with progress; Cancel
+    leaves every line as it was, and the same run let finish matches the lines it can."""
+    from PySide6.QtWidgets import QProgressDialog, QPushButton
+
+    clerk = open_workspace(demo_gui.db, "clerk", migrate=False)
+    try:
+        paid = [
+            record_payment(
+                clerk,
+                PaymentDraft("STMARY", "transfer", "61.00", DAY, reference=f"ACH-AUTO-{n}"),
+                str(uuid.uuid4()),
+            ).payment_id
+            for n in range(3)
+        ]
+        noise = [
+            StatementLine(DAY, Money.from_minor(1000 + i, "USD"), f"line {i}", bank_id=f"N{i}",
+                          reference=f"NOISE{i}")
+            for i in range(10_000)
+        ]  # fmt: skip
+        ours = [
+            StatementLine(DAY, Money.from_minor(6100, "USD"), f"ours {n}", bank_id=f"A{n}",
+                          reference=f"ACH-AUTO-{n}")
+            for n in range(3)
+        ]  # fmt: skip
+        statement = Statement("csv", "OPS-AUTO", "USD", tuple(noise + ours))
+        import_statements(clerk, "auto.csv", b"auto", "csv", [statement], commit=True)
+    finally:
+        clerk.close()
+    application = demo_gui.start("clerk")
+    view = application.window.show_view("Reconciliation")
+    assert isinstance(view, ReconciliationView)
+    demo_gui.wait(lambda: view.lines.rowCount() > 10_000, "the unmatched lines")
+
+    view.auto_button.click()
+    demo_gui.wait(
+        lambda: any(d.value() > 0 for d in application.window.findChildren(QProgressDialog)),
+        "auto-match's progress",
+    )
+    progress = next(d for d in application.window.findChildren(QProgressDialog) if d.value() > 0)
+    # Every unmatched line (ours and the demo bank's) weighed twice.
+    assert "Auto-matching" in progress.labelText()
+    assert progress.maximum() == 2 * view.lines.rowCount()
+    cancel = next(b for b in progress.findChildren(QPushButton) if "Cancel" in b.text())
+    cancel.click()
+    demo_gui.wait(
+        lambda: "Auto-match cancelled: nothing was matched" in view.message_bar.text.text(),
+        "the cancellation",
+        timeout=120_000,
+    )
+    assert [_status(demo_gui, p) for p in paid] == ["recorded"] * 3
+
+    view.auto_button.click()
+    demo_gui.wait(
+        lambda: "Auto-match matched 3 lines" in view.message_bar.text.text(),
+        "auto-match let finish",
+        timeout=120_000,
+    )
+    assert [_status(demo_gui, p) for p in paid] == ["cleared"] * 3

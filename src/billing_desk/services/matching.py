@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from difflib import SequenceMatcher
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -41,9 +41,11 @@ from billing_desk.domain.bank_matching import (
 )
 from billing_desk.domain.errors import BadInput, Refused
 from billing_desk.domain.hashing import canonical_bytes
+from billing_desk.domain.money import parse_money
 from billing_desk.domain.payments import LIVE_STATUSES, PaymentMethod, PaymentStatus
 from billing_desk.domain.roles import Permission
 from billing_desk.services.payments import move_payment
+from billing_desk.services.statements import ProgressFn
 from billing_desk.services.unit_of_work import UnitOfWork, Workspace
 
 DEFAULT_WINDOW_DAYS = 5
@@ -51,6 +53,8 @@ DEFAULT_WINDOW_DAYS = 5
 RETURN_STATUSES = frozenset({PaymentStatus.RETURNED.value, PaymentStatus.CHARGEBACK.value})
 LIVE = frozenset(s.value for s in LIVE_STATUSES)
 _CHUNK = 500
+# Progress is told every this many lines (and at the end): often enough to answer Cancel.
+_TICK = 50
 
 
 @dataclass(frozen=True)
@@ -136,14 +140,21 @@ def list_lines(
     return workspace.read(operation)
 
 
-def auto_match(workspace: Workspace, *, window_days: int = DEFAULT_WINDOW_DAYS) -> MatchSummary:
-    """Match every unmatched bank line that one rule matches unambiguously."""
+def auto_match(
+    workspace: Workspace,
+    *,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+    progress: ProgressFn | None = None,
+) -> MatchSummary:
+    """Match every unmatched bank line that one rule matches unambiguously. `progress` hears
+    of the lines weighed (twice: by reference, then by the other rules) and may stop the run
+    by raising, which writes nothing."""
     if not 0 <= window_days <= 60:
         raise BadInput("The date window is 0 to 60 days; give --window-days in that range.")
 
     def operation(unit: UnitOfWork) -> MatchSummary:
         unit.require(Permission.RECONCILE)
-        return _auto_match(unit, timedelta(days=window_days))
+        return _auto_match(unit, timedelta(days=window_days), progress)
 
     return workspace.write(operation, action="reconcile.match")
 
@@ -274,19 +285,78 @@ class Candidate:
 
 
 def candidates(
-    workspace: Workspace, line_id: int, *, window_days: int = DEFAULT_WINDOW_DAYS, limit: int = 10
+    workspace: Workspace,
+    line_id: int,
+    *,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+    limit: int = 10,
+    search: str | None = None,
 ) -> list[Candidate]:
     """Ranked candidates for one line: exact reference, then exact amount, then nearest date,
-    then payer similarity."""
+    then payer similarity. With `search`, any payment or deposit slip a person looks for by
+    hand, whatever its date: its number, a reference, check number or payer containing the
+    text, or an amount equal to it."""
 
     def operation(unit: UnitOfWork) -> list[Candidate]:
         unit.require(Permission.READ)
         line = unit.session.get(BankLine, line_id)
         if line is None:
             raise BadInput(f"There is no bank line {line_id}; `reconcile lines` lists them.")
+        wanted = (search or "").strip()
+        if wanted:
+            return _searched(unit, line, wanted, timedelta(days=window_days), limit)
         return _candidates(unit, line, timedelta(days=window_days), limit)
 
     return workspace.read(operation)
+
+
+def _searched(
+    unit: UnitOfWork, line: BankLine, text: str, window: timedelta, limit: int
+) -> list[Candidate]:
+    session = unit.session
+    like = f"%{text.replace('%', '').replace('_', '')}%"
+    clauses: list[ColumnElement[bool]] = [
+        Payment.transfer_reference.ilike(like),
+        Payment.processor_ref.ilike(like),
+        Payment.check_number.ilike(like),
+        Payment.payer.ilike(like),
+        Facility.code.ilike(like),
+        Facility.name.ilike(like),
+    ]
+    deposit_clauses: list[ColumnElement[bool]] = []
+    number = text.lstrip("#")
+    if number.isdigit():
+        clauses.append(Payment.id == int(number))
+        deposit_clauses.append(Deposit.id == int(number))
+    try:
+        amount: int | None = parse_money(text, line.currency, allow_negative=True).minor
+    except BadInput:
+        amount = None
+    if amount is not None:
+        clauses.append(Payment.amount_minor == abs(amount))
+        deposit_clauses.append(Deposit.total_minor == abs(amount))
+    payments = list(
+        session.scalars(
+            select(Payment)
+            .join(Facility, Facility.id == Payment.facility_id)
+            .where(Payment.currency == line.currency, or_(*clauses))
+            .order_by(Payment.received_date.desc(), Payment.id.desc())
+            .limit(limit)
+        )
+    )
+    deposits = (
+        list(
+            session.scalars(
+                select(Deposit)
+                .where(Deposit.currency == line.currency, or_(*deposit_clauses))
+                .order_by(Deposit.deposit_date.desc())
+                .limit(limit)
+            )
+        )
+        if deposit_clauses
+        else []
+    )
+    return _ranked(unit, line, payments, deposits, window, limit, searched=True)
 
 
 def _candidates(unit: UnitOfWork, line: BankLine, window: timedelta, limit: int) -> list[Candidate]:
@@ -314,6 +384,21 @@ def _candidates(unit: UnitOfWork, line: BankLine, window: timedelta, limit: int)
             )
         )
     )
+    return _ranked(unit, line, payments, deposits, window, limit, searched=False)
+
+
+def _ranked(
+    unit: UnitOfWork,
+    line: BankLine,
+    payments: list[Payment],
+    deposits: list[Deposit],
+    window: timedelta,
+    limit: int,
+    *,
+    searched: bool,
+) -> list[Candidate]:
+    session = unit.session
+    keys = _line_keys(line)
     facts = LineFacts(line.id, line.currency, line.amount_minor)
     payer = (line.counterparty or "").lower()
     scored: list[tuple[tuple[int, int, int, float], Candidate]] = []
@@ -327,7 +412,8 @@ def _candidates(unit: UnitOfWork, line: BankLine, window: timedelta, limit: int)
         ref_hit = bool(keys & {_normalise(_reference_of(payment)) or ""})
         expected = -payment.amount_minor if line.amount_minor < 0 else payment.amount_minor
         amount_hit = expected == line.amount_minor
-        if not (ref_hit or amount_hit or abs(payment.received_date - line.booked) <= window):
+        near = abs(payment.received_date - line.booked) <= window
+        if not (ref_hit or amount_hit or near or searched):
             continue
         facility = session.get(Facility, payment.facility_id)
         name = payment.payer or (facility.name if facility is not None else None)
@@ -342,7 +428,9 @@ def _candidates(unit: UnitOfWork, line: BankLine, window: timedelta, limit: int)
             )
             if hit
         )
-        rule = "reference" if ref_hit else "amount" if amount_hit else "date"
+        rule = (
+            "reference" if ref_hit else "amount" if amount_hit else "date" if near else "searched"
+        )
         candidate = Candidate(
             0,
             rule,
@@ -365,12 +453,13 @@ def _candidates(unit: UnitOfWork, line: BankLine, window: timedelta, limit: int)
         scored.append((key, candidate))
     for deposit in deposits:
         amount_hit = deposit.total_minor == line.amount_minor
-        if not (amount_hit or abs(deposit.deposit_date - line.booked) <= window):
+        near = abs(deposit.deposit_date - line.booked) <= window
+        if not (amount_hit or near or searched):
             continue
         verdict = judge_deposit(facts, deposit_facts(unit, deposit), reason=None)
         candidate = Candidate(
             0,
-            "deposit" if amount_hit else "date",
+            "deposit" if amount_hit else "date" if near else "searched",
             None,
             deposit.id,
             deposit.total_minor,
@@ -402,7 +491,9 @@ def _candidates(unit: UnitOfWork, line: BankLine, window: timedelta, limit: int)
 # -- the rules --------------------------------------------------------------------------------
 
 
-def _auto_match(unit: UnitOfWork, window: timedelta) -> MatchSummary:
+def _auto_match(
+    unit: UnitOfWork, window: timedelta, progress: ProgressFn | None = None
+) -> MatchSummary:
     session = unit.session
     matched_lines = select(BankMatch.line_id).where(BankMatch.active)
     lines = list(
@@ -430,10 +521,18 @@ def _auto_match(unit: UnitOfWork, window: timedelta) -> MatchSummary:
     ambiguous = 0
     remaining = lines
 
+    total = len(lines) * 2
+
+    def tick(done: int, what: str) -> None:
+        if progress is not None and (done % _TICK == 0 or done == total):
+            progress(done, total, what)
+
+    tick(0, "Matching by reference")
     # 1. reference + amount
     by_reference = _payments_by_reference(unit, remaining)
     still: list[BankLine] = []
-    for line in remaining:
+    for weighed, line in enumerate(remaining, start=1):
+        tick(weighed, "Matching by reference")
         hits = [
             p
             for key in _line_keys(line)
@@ -511,7 +610,9 @@ def _auto_match(unit: UnitOfWork, window: timedelta) -> MatchSummary:
             claims[(rule, target.id)].append(line)
         elif options:
             ambiguous += 1
-    for line in credits + debits:
+    tick(len(lines), "Matching deposits, amounts and returns")
+    for weighed, line in enumerate(credits + debits, start=1):
+        tick(len(lines) + weighed, "Matching deposits, amounts and returns")
         if line.id not in choice:
             continue
         rule, target = choice[line.id]
@@ -551,6 +652,8 @@ def _auto_match(unit: UnitOfWork, window: timedelta) -> MatchSummary:
                 )
             )
             taken_payments.add((target.id, direction_of(line.amount_minor)))
+    if progress is not None:
+        progress(total, total, "Matched")
     matched_ids = {m.line_id for m in results}
     left = tuple(ln.id for ln in lines if ln.id not in matched_ids)
     return MatchSummary(tuple(results), len(left), ambiguous, left)

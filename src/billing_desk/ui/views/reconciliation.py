@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
     QSplitter,
     QVBoxLayout,
@@ -184,6 +185,16 @@ class ReconciliationView(View):
         column = QVBoxLayout(right)
         column.setContentsMargins(0, 0, 0, 0)
         column.addWidget(QLabel("Candidates for the selected line, best first:", right))
+        # Any payment or slip by hand, when the rules' candidates are not the right ones.
+        self.search = QLineEdit(right)
+        self.search.setAccessibleName("Find any payment")
+        self.search.setPlaceholderText(
+            "Find any payment: number, reference, check, payer or amount"
+        )
+        self.search.setClearButtonEnabled(True)
+        self.search.returnPressed.connect(self._line_chosen)
+        self.search.textChanged.connect(lambda text: text or self._line_chosen())
+        column.addWidget(self.search)
         column.addWidget(self.found_table, 1)
         column.addWidget(self.difference)
         buttons = QHBoxLayout()
@@ -333,9 +344,12 @@ class ReconciliationView(View):
         self._weigh()
         if line is None or line.payment_id is not None or line.deposit_id is not None:
             return
-        number = line.id
+        number, wanted = line.id, self.search.text().strip() or None
         self.desk.query(
-            self, lambda ws: candidates(ws, number), self._candidates, key="reconcile-candidates"
+            self,
+            lambda ws: candidates(ws, number, search=wanted, limit=50 if wanted else 10),
+            self._candidates,
+            key="reconcile-candidates",
         )
 
     def _candidates(self, found: list[Candidate]) -> None:
@@ -486,14 +500,18 @@ class ReconciliationView(View):
 
         self.desk.change(
             self,
-            auto_match,
+            lambda ws, progress: auto_match(ws, progress=progress),
             done,
             changes("statements", "payments"),
             failure=self._auto_failed,
+            progress_label="Auto-matching the bank lines",
         )
 
     def _auto_failed(self, error: BaseException) -> None:
         self.auto_button.setEnabled(True)
+        if isinstance(error, Cancelled):
+            self.message_bar.show_message("Auto-match cancelled: nothing was matched.", WARNING)
+            return
         self.desk.presenter.present(self, error, self.auto)
 
 
