@@ -193,7 +193,7 @@ class ReconciliationView(View):
         )
         self.search.setClearButtonEnabled(True)
         self.search.returnPressed.connect(self._line_chosen)
-        self.search.textChanged.connect(lambda text: text or self._line_chosen())
+        self.search.textChanged.connect(self._search_changed)
         column.addWidget(self.search)
         column.addWidget(self.found_table, 1)
         column.addWidget(self.difference)
@@ -337,6 +337,10 @@ class ReconciliationView(View):
         else:
             self.found.set_rows([])
             self._weigh()
+
+    def _search_changed(self, text: str) -> None:
+        if not text:
+            self._line_chosen()  # cleared: the rules' candidates again
 
     def _line_chosen(self) -> None:
         line = selected_row(self.lines_table, self.lines)
