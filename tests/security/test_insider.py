@@ -9,14 +9,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
 from psycopg import errors
 
+from billing_desk.domain.errors import PermissionDenied
 from billing_desk.domain.integrity import entry_digest
+from billing_desk.services import admin
 from billing_desk.services.audit_trail import ENTRY_FIELDS
+from billing_desk.services.clock import clock_from
+from billing_desk.services.payments import PaymentDraft, record_payment
 from tests.security.conftest import SharedDatabase
 
 Conn = psycopg.Connection[tuple[object, ...]]
@@ -736,3 +740,64 @@ def test_a_key_cannot_be_planted_with_a_receipt_of_nothing(
         else:
             conn.execute(plant, (key, ""))
             conn.execute("UPDATE idempotency_record SET result = %s WHERE key = %s", (forged, key))
+
+
+# -- when a payment was recorded -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("recorded_at", "refused"),
+    [
+        ("now()", False),
+        ("now() - interval '1 minute'", False),
+        ("now() - interval '1 day'", True),
+        ("now() - interval '6 minutes'", True),
+        ("now() + interval '1 hour'", True),
+    ],
+    ids=["now", "a-minute-ago", "a-day-ago", "past-the-skew", "ahead"],
+)
+def test_a_payment_is_recorded_at_the_databases_time_give_or_take_the_skew(
+    shared: SharedDatabase, recorded_at: str, refused: bool
+) -> None:
+    """A clerk inserting a payment chose its recorded_at, so a payment entered on a Saturday
+    night could say Tuesday noon (dodging the after-hours, velocity and closed-period rules).
+    Set up as production is (5 minutes; the suite widens it for its chosen clocks)."""
+    admin.init_shared(shared.admin_url, max_clock_skew=300)
+    try:
+        statement = _PAYMENT.replace("now())", f"{recorded_at})")
+        with shared.connect("clerk_a") as conn:
+            if refused:
+                with pytest.raises(errors.InsufficientPrivilege):
+                    conn.execute(statement, _payment(shared))
+            else:
+                conn.execute(statement, _payment(shared))
+    finally:
+        admin.init_shared(shared.admin_url)
+
+
+def test_the_application_records_at_its_clock_within_the_skew(shared: SharedDatabase) -> None:
+    """Through the application: a desktop whose clock agrees with the server's records as
+    before; one a day behind is refused in one sentence, and nothing is written."""
+    with psycopg.connect(shared.admin_url) as conn:
+        row = conn.execute("SELECT now()").fetchone()
+    assert row is not None
+    server_now = row[0]
+    assert isinstance(server_now, datetime)
+    admin.init_shared(shared.admin_url, max_clock_skew=300)
+    try:
+        draft = PaymentDraft("FACA", "transfer", "3.00", date(2026, 6, 2), reference="SKEW-1")
+        right = shared.workspace("clerk_a", clock=clock_from(server_now))
+        receipt = record_payment(right, draft, f"skew-{uuid.uuid4().hex[:8]}")
+        assert receipt.payment_id > 0
+        behind = shared.workspace("clerk_a", clock=clock_from(server_now - timedelta(days=1)))
+        late = PaymentDraft("FACA", "transfer", "4.00", date(2026, 6, 2), reference="SKEW-2")
+        with pytest.raises(PermissionDenied, match="clock right") as refused:
+            record_payment(behind, late, f"skew-{uuid.uuid4().hex[:8]}")
+        assert len(str(refused.value).splitlines()) == 1
+    finally:
+        admin.init_shared(shared.admin_url)
+    with psycopg.connect(shared.admin_url) as conn:
+        written = conn.execute(
+            "SELECT count(*) FROM payment WHERE transfer_reference = 'SKEW-2'"
+        ).fetchone()
+    assert written == (0,)

@@ -108,6 +108,9 @@ FACILITY_FIRST_UNIQUES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 
 # Idempotency keys younger than this are never removed, even by an administrator's purge.
 MIN_KEY_AGE_DAYS = 1
+# How far (seconds) a login's stated time of a write may be off the database's clock: desktop
+# clocks kept by NTP are seconds apart; a payment dated further off is refused.
+DEFAULT_MAX_CLOCK_SKEW = 300
 
 _ALL = ("SELECT",)
 # What each group may do, table by table: privileges, or UPDATE with its columns.
@@ -246,8 +249,15 @@ class SharedSetup:
     policies: int
 
 
-def apply(connection: Connection, *, seal_function: str | None) -> SharedSetup:
-    """Set the database up for sharing, in the caller's transaction (a superuser's)."""
+def apply(
+    connection: Connection,
+    *,
+    seal_function: str | None,
+    max_clock_skew: int = DEFAULT_MAX_CLOCK_SKEW,
+) -> SharedSetup:
+    """Set the database up for sharing, in the caller's transaction (a superuser's).
+    `max_clock_skew`: how many seconds a login's stated time of a write (a payment's
+    recorded_at) may be off the database's own clock."""
     created = tuple(_ensure_roles(connection))
     database = connection.execute(text("SELECT current_database()")).scalar_one()
     tables = [
@@ -264,7 +274,7 @@ def apply(connection: Connection, *, seal_function: str | None) -> SharedSetup:
     _functions(connection)
     policies = _policies(connection)
     _triggers(connection)
-    _insert_guards(connection)
+    _insert_guards(connection, max_clock_skew)
     _no_statistics_on_sensitive_columns(connection)
     return SharedSetup(created, len(tables), policies)
 
@@ -988,6 +998,16 @@ _INSERT_GUARDS: tuple[str, ...] = (
             RAISE EXCEPTION 'a payment names the login recording it'
                 USING ERRCODE = 'insufficient_privilege';
         END IF;
+        -- When it was recorded is the writer's word only within the clock skew allowed:
+        -- a payment backdated (or dated ahead) past it would dodge the after-hours, velocity
+        -- and closed-period rules.
+        IF NEW.recorded_at IS NULL
+           OR NEW.recorded_at < now() - interval '{max_clock_skew}'
+           OR NEW.recorded_at > clock_timestamp() + interval '{max_clock_skew}' THEN
+            RAISE EXCEPTION 'a payment is recorded at the database''s time, give or take '
+                '{max_clock_skew}; % is not (is this computer''s clock right?)',
+                NEW.recorded_at USING ERRCODE = 'insufficient_privilege';
+        END IF;
         IF public.billing_desk_has_card_number(NEW.payer)
            OR public.billing_desk_has_card_number(NEW.memo)
            OR public.billing_desk_has_card_number(NEW.override_reason) THEN
@@ -1407,7 +1427,9 @@ _INSERT_GUARD_FUNCTIONS = (
 )
 
 
-def _insert_guards(connection: Connection) -> None:
+def _insert_guards(connection: Connection, max_clock_skew: int) -> None:
+    if type(max_clock_skew) is not int or max_clock_skew < 0:
+        raise ValueError(f"max_clock_skew {max_clock_skew!r} is not a number of seconds")
     owner_or_super = (
         f"(current_user = '{OWNER_ROLE}' OR (SELECT rolsuper FROM pg_catalog.pg_roles "
         "WHERE rolname = session_user))"
@@ -1420,9 +1442,9 @@ def _insert_guards(connection: Connection) -> None:
     for statement in _INSERT_GUARDS:
         _execute(
             connection,
-            statement.replace("{owner_or_super}", owner_or_super).replace(
-                "{first_status}", first_status
-            ),
+            statement.replace("{owner_or_super}", owner_or_super)
+            .replace("{first_status}", first_status)
+            .replace("{max_clock_skew}", f"{max_clock_skew} seconds"),
         )
     checked = ", ".join(f"'{table}'" for table in ENTRY_CHECKED_TABLES)
     _execute(

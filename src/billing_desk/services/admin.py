@@ -81,8 +81,25 @@ def open_admin(admin_url: str) -> Workspace:
     return workspace
 
 
-def init_shared(admin_url: str) -> InitReport:
-    """Migrate the database to head and set it up for sharing; safe to run again."""
+# The administrator's setting (seconds) for how far a login's stated time of a write may be off
+# the database's clock (db/shared.py, DEFAULT_MAX_CLOCK_SKEW when unset).
+MAX_CLOCK_SKEW_ENV = "BILLING_DESK_MAX_CLOCK_SKEW"
+
+
+def max_clock_skew_from_environment() -> int:
+    raw = os.environ.get(MAX_CLOCK_SKEW_ENV, "").strip()
+    if not raw:
+        return shared.DEFAULT_MAX_CLOCK_SKEW
+    if not raw.isdigit():
+        raise BadInput(f"{MAX_CLOCK_SKEW_ENV}={raw!r} is not a whole number of seconds.")
+    return int(raw)
+
+
+def init_shared(admin_url: str, *, max_clock_skew: int | None = None) -> InitReport:
+    """Migrate the database to head and set it up for sharing; safe to run again.
+    `max_clock_skew` (seconds; by default from BILLING_DESK_MAX_CLOCK_SKEW, else 300): how far
+    a login's stated time of a payment may be off the database's clock."""
+    skew = max_clock_skew_from_environment() if max_clock_skew is None else max_clock_skew
     workspace = open_admin(admin_url)
     try:
         migrated = workspace.upgrade()
@@ -92,7 +109,7 @@ def init_shared(admin_url: str) -> InitReport:
             database = connection.execute(text("SELECT current_database()")).scalar_one()
             # Installed first, so that the setup hands its function to the owner role too.
             install_live_updates(connection)
-            setup = shared.apply(connection, seal_function=SEAL_FUNCTION)
+            setup = shared.apply(connection, seal_function=SEAL_FUNCTION, max_clock_skew=skew)
             unit.record_event(
                 "admin.init",
                 "database",
@@ -102,6 +119,7 @@ def init_shared(admin_url: str) -> InitReport:
                     "created_roles": list(setup.created_roles),
                     "tables": setup.tables,
                     "policies": setup.policies,
+                    "max_clock_skew_seconds": skew,
                 },
             )
             return InitReport(database, migrated, setup.created_roles, setup.tables, setup.policies)
