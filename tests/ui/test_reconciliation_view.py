@@ -9,6 +9,7 @@ import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
@@ -20,6 +21,7 @@ from billing_desk.services.unit_of_work import open_workspace
 from billing_desk.ui.views.reconciliation import ReconciliationView
 from billing_desk.ui.widgets import ReasonDialog
 from tests.ui.conftest import Gui, screenshot
+from tests.ui.test_models_and_screens import ModelCheck
 
 DAY = date.today() - timedelta(days=2)
 
@@ -288,9 +290,12 @@ def _run_demo_period(demo_gui: Gui, role: str):  # type: ignore[no-untyped-def]
     return application, dialog
 
 
-def test_a_clerk_runs_a_reconciliation_and_sees_what_it_found(demo_gui: Gui) -> None:
+def test_a_clerk_runs_a_reconciliation_and_sees_what_it_found(
+    demo_gui: Gui, pytestconfig: pytest.Config
+) -> None:
     """The demo's bank left three things on purpose; the run lists them by kind, as money."""
     application, dialog = _run_demo_period(demo_gui, "clerk")
+    ModelCheck(pytestconfig).check(dialog.rows)
     assert "3 discrepancies" in dialog.summary.text()
     assert "amount mismatch: 1" in dialog.summary.text()
     short = next(d for d in dialog.rows.rows if d.kind == "amount mismatch")
@@ -410,7 +415,7 @@ def test_a_ten_thousand_line_statement_keeps_the_window_answering_and_cancel_wri
 
 
 def test_a_csv_is_read_through_the_mapping_editor_and_the_banks_next_file_with_no_change(
-    demo_gui: Gui, tmp_path: Path
+    demo_gui: Gui, tmp_path: Path, pytestconfig: pytest.Config
 ) -> None:
     """A bank's CSV the first time: the editor shows the guessed columns and the lines as they
     read; one column corrected changes the reading at once; saved under a name. The bank's next
@@ -434,6 +439,7 @@ def test_a_csv_is_read_through_the_mapping_editor_and_the_banks_next_file_with_n
     assert editor.lines.rowCount() == 28, editor.reading.text()
     assert editor.raw.columnCount() >= 16 and editor.raw.rowCount() == 28
     assert all(not line.reference for line in editor.lines.rows)
+    ModelCheck(pytestconfig).check(editor.lines)
     # The payer's text is where this bank puts the payment's reference.
     reference = editor.roles["reference"]
     reference.setFocus()
@@ -578,3 +584,43 @@ def test_auto_match_shows_its_progress_and_cancel_matches_nothing(demo_gui: Gui)
         timeout=120_000,
     )
     assert [_status(demo_gui, p) for p in paid] == ["cleared"] * 3
+
+
+def test_a_discrepancy_on_an_invoice_opens_the_invoice(demo_gui: Gui) -> None:
+    """An invoice whose stored total no longer adds up (changed behind the application's
+    back): its discrepancy, opened with Enter, selects the invoice in the Invoices view."""
+    import sqlite3
+
+    from billing_desk.ui.views.invoices import InvoicesView
+
+    with sqlite3.connect(demo_gui.db) as conn:
+        invoice_id, number = conn.execute(
+            "SELECT id, number FROM invoice WHERE status <> 'void' ORDER BY id LIMIT 1"
+        ).fetchone()
+        conn.execute("UPDATE invoice SET total_minor = total_minor + 1 WHERE id = ?", (invoice_id,))
+    application = demo_gui.start("clerk")
+    view = application.window.show_view("Reconciliation")
+    assert isinstance(view, ReconciliationView)
+    view.runs_action.trigger()
+    dialog = view.run_dialog
+    assert dialog is not None
+    from billing_desk.ui.widgets import qdate
+
+    dialog.date_from.setDate(qdate(date(2025, 1, 1)))
+    demo_gui.qtbot.mouseClick(dialog.run_button, Qt.MouseButton.LeftButton)
+    demo_gui.wait(
+        lambda: any(d.invoice_id == invoice_id for d in dialog.rows.rows), "the invoice's finding"
+    )
+    finding = next(d for d in dialog.rows.rows if d.invoice_id == invoice_id)
+    assert finding.invoice_number == number
+    dialog.table.setFocus()
+    dialog.table.selectRow(dialog.rows.row_of(finding.id) or 0)
+    demo_gui.qtbot.keyClick(dialog.table, Qt.Key.Key_Return)  # type: ignore[attr-defined]
+    demo_gui.wait(
+        lambda: (
+            isinstance(invoices := application.window.views.get("Invoices"), InvoicesView)
+            and (chosen := invoices.table.selectionModel().selectedRows()) != []
+            and invoices.model.rows[chosen[0].row()].number == number
+        ),
+        "the invoice selected",
+    )

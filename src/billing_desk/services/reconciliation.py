@@ -102,6 +102,8 @@ class DiscrepancyInfo:
     invoice_id: int | None = None
     trip_id: int | None = None
     note: str | None = None
+    # The invoice's number, for opening it (not part of the run's sealed record).
+    invoice_number: str | None = None
 
 
 @dataclass(frozen=True)
@@ -241,20 +243,33 @@ def _run(unit: UnitOfWork, run_id: int) -> ReconciliationRun:
 
 
 def _report(unit: UnitOfWork, run: ReconciliationRun) -> RunReport:
-    rows = unit.session.scalars(
-        select(Discrepancy).where(Discrepancy.run_id == run.id).order_by(Discrepancy.id)
+    rows = list(
+        unit.session.scalars(
+            select(Discrepancy).where(Discrepancy.run_id == run.id).order_by(Discrepancy.id)
+        )
+    )
+    invoice_ids = {d.invoice_id for d in rows if d.invoice_id is not None}
+    numbers = (
+        {
+            invoice_id: number
+            for invoice_id, number in unit.session.execute(
+                select(Invoice.id, Invoice.number).where(Invoice.id.in_(invoice_ids))
+            )
+        }
+        if invoice_ids
+        else {}
     )
     return RunReport(
         run.id,
         run.date_from,
         run.date_to,
         run.status,
-        tuple(_info(d) for d in rows),
+        tuple(_info(d, numbers.get(d.invoice_id) if d.invoice_id else None) for d in rows),
         run.content_hash,
     )
 
 
-def _info(d: Discrepancy) -> DiscrepancyInfo:
+def _info(d: Discrepancy, invoice_number: str | None = None) -> DiscrepancyInfo:
     return DiscrepancyInfo(
         d.id,
         d.kind,
@@ -269,6 +284,7 @@ def _info(d: Discrepancy) -> DiscrepancyInfo:
         d.invoice_id,
         d.trip_id,
         d.note,
+        invoice_number,
     )
 
 

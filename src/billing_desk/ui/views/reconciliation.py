@@ -261,14 +261,18 @@ class ReconciliationView(View):
         self.run_dialog.open()
 
     def show_concerned(self, found: DiscrepancyInfo) -> None:
-        """A discrepancy's payment in the register, else its bank line among all lines."""
-        if found.payment_id is not None:
-            window = self.window()
-            show_view = getattr(window, "show_view", None)
-            payments = show_view("Payments") if show_view is not None else None
-            open_payment = getattr(payments, "open_payment", None)
+        """A discrepancy's payment in the register, its invoice among the invoices, else its
+        bank line among all lines."""
+        show_view = getattr(self.window(), "show_view", None)
+        if found.payment_id is not None and show_view is not None:
+            open_payment = getattr(show_view("Payments"), "open_payment", None)
             if open_payment is not None:
                 open_payment(found.payment_id)
+                return
+        if found.invoice_number is not None and show_view is not None:
+            open_invoice = getattr(show_view("Invoices"), "open_invoice", None)
+            if open_invoice is not None:
+                open_invoice(found.invoice_number)
                 return
         if found.line_id is not None:
             self._wanted = found.line_id

@@ -56,8 +56,8 @@ def concerns(d: DiscrepancyInfo) -> str:
 
 class ReconciliationRunDialog(QDialog):
     """Run a reconciliation for a period and work through what it found. Enter (or a double
-    click) on a discrepancy closes the dialog and opens what it concerns: its bank line here, or
-    its payment in the register."""
+    click) on a discrepancy closes the dialog and opens what it concerns: its bank line here, its
+    payment in the register, or its invoice among the invoices."""
 
     open_requested = Signal(object)  # the DiscrepancyInfo to show
 
@@ -163,7 +163,9 @@ class ReconciliationRunDialog(QDialog):
 
     def _open_chosen(self) -> None:
         chosen = selected_row(self.table, self.rows)
-        if chosen is None or (chosen.line_id is None and chosen.payment_id is None):
+        if chosen is None or (
+            chosen.line_id is None and chosen.payment_id is None and chosen.invoice_number is None
+        ):
             return
         self.accept()
         self.open_requested.emit(chosen)
