@@ -58,7 +58,8 @@ def _statement(folder: Path) -> str:
 
     from billing_desk.reports.statement import write_statement
     from billing_desk.services.facilities import list_facilities
-    from billing_desk.services.report_data import Provider, statement_data
+    from billing_desk.services.provider import provider_details
+    from billing_desk.services.report_data import statement_data
     from billing_desk.services.unit_of_work import open_workspace
 
     workspace = open_workspace(str(folder / "self-test.sqlite3"), "clerk", migrate=False)
@@ -66,7 +67,7 @@ def _statement(folder: Path) -> str:
         code = list_facilities(workspace)[0].code
         data = statement_data(workspace, code)
         pdf = folder / "statement.pdf"
-        write_statement(pdf, data, Provider.from_environment(), "self-test")
+        write_statement(pdf, data, provider_details(workspace), "self-test")
     finally:
         workspace.close()
     reader = PdfReader(str(pdf))

@@ -95,6 +95,7 @@ def test_health_and_compliance(cli: Cli, database: Database) -> None:
         "failed_operations",
         "discrepancies",
         "alerts",
+        "remittance",
         "keyring",
         # The sealer's queue is a table with dead rows only on PostgreSQL.
         *(("audit_queue",) if database.backend == "postgresql" else ()),

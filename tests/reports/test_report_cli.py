@@ -14,6 +14,7 @@ from billing_desk.domain.money import Money
 from billing_desk.reports.csv_export import neutralise, write_csv
 from billing_desk.services.audit import audit_log
 from billing_desk.services.payments import list_payments
+from billing_desk.services.provider import ProviderChange, change_provider
 from billing_desk.services.report_data import aging_report_data
 from billing_desk.services.unit_of_work import Workspace
 from tests.reports.conftest import AS_OF, assert_fonts_embedded, pdf_text, render_first_page
@@ -25,7 +26,7 @@ def cli(demo: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capture
         "BILLING_DESK_DB",
         str(demo.location.url) if not demo.location.is_sqlite else str(demo.location.sqlite_path),
     )
-    monkeypatch.setenv("BILLING_DESK_PROVIDER_NAME", "Prairie Wheels Transport")
+    change_provider(demo, ProviderChange(name="Prairie Wheels Transport", address="1 Depot Ln"))
 
     def invoke(*args: str, user: str = "manager") -> tuple[int, str, str]:
         capsys.readouterr()

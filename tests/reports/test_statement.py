@@ -25,8 +25,9 @@ from billing_desk.services.credits import credit_balance
 from billing_desk.services.facilities import NewFacility, add_facility, list_facilities
 from billing_desk.services.invoices import list_invoices
 from billing_desk.services.payments import list_payments
+from billing_desk.services.provider import Provider
 from billing_desk.services.report_data import (
-    Provider,
+    BALANCE_FORWARD,
     StatementLine,
     check_statements,
     statement_data,
@@ -60,7 +61,13 @@ def _database_balance(workspace: Workspace, code: str) -> Money:
 
 def test_statement_figures_reconcile_with_the_database(demo: Workspace, tmp_path: Path) -> None:
     for facility in list_facilities(demo):
-        data = statement_data(demo, facility.code, as_of=AS_OF, period_start=date(2025, 1, 1))
+        data = statement_data(
+            demo,
+            facility.code,
+            as_of=AS_OF,
+            period_start=date(2025, 1, 1),
+            layout=BALANCE_FORWARD,
+        )
         assert data.opening.is_zero()
         assert data.closing == _database_balance(demo, facility.code)
         assert data.unapplied_credit == credit_balance(demo, facility.code).credit
@@ -81,7 +88,17 @@ def test_statement_figures_reconcile_with_the_database(demo: Workspace, tmp_path
             assert bucket.amount.format() in content
         assert facility.code in content
         assert "Remittance slip" in content
-        assert [p.content_hash for p in printed_statements(content)] == [data.content_hash]
+        assert [p.content_hash for p in printed_statements(content)] == [data.content_hash[:16]]
+
+        # The open-item layout: the same figures, every open invoice by number.
+        items = statement_data(demo, facility.code, as_of=AS_OF, period_start=date(2025, 1, 1))
+        assert items.content_hash == data.content_hash
+        assert Money.total((i.open for i in items.open_items), "USD") == data.aging_total
+        write_statement(pdf, items, PROVIDER, "manager", printed_at=PRINTED_AT)
+        content = pdf_text(pdf)
+        for item in items.open_items:
+            assert item.number in content and item.open.format() in content
+        assert items.amount_due.format() in content
 
 
 def test_a_statement_pdf_is_well_formed(demo: Workspace, tmp_path: Path) -> None:
@@ -122,7 +139,7 @@ def test_two_thousand_lines_paginate_with_the_header_on_every_page(
                 balance,
             )
         )
-    data = replace(base, lines=tuple(lines), closing=balance)
+    data = replace(base, lines=tuple(lines), closing=balance, layout=BALANCE_FORWARD)
     pdf = tmp_path / "long.pdf"
     write_statement(pdf, data, PROVIDER, "manager", printed_at=PRINTED_AT)
     pages = page_texts(pdf)

@@ -13,7 +13,8 @@ from reportlab.pdfbase.pdfmetrics import stringWidth
 from billing_desk.reports.statement import token_cell, write_statement
 from billing_desk.reports.template import CELL_PADDING, FONT
 from billing_desk.services.invoices import list_invoices, void_invoice
-from billing_desk.services.report_data import Provider, statement_data
+from billing_desk.services.provider import Provider
+from billing_desk.services.report_data import statement_data
 from billing_desk.services.unit_of_work import Workspace
 from tests.reports.conftest import pdf_text
 from tests.reports.test_statement import PRINTED_AT

@@ -58,6 +58,7 @@ from billing_desk.services.invoices import list_invoices, run_invoice, void_invo
 from billing_desk.services.matching import auto_match, match_line, unmatch_line
 from billing_desk.services.monitoring import MonitoringConfig, close_alert, run_monitor, watch
 from billing_desk.services.payments import PaymentDraft, change_status, record_payment
+from billing_desk.services.provider import ProviderChange, change_provider
 from billing_desk.services.reconciliation import (
     close_run,
     resolve_discrepancy,
@@ -121,6 +122,7 @@ COVERED_WRITE_SERVICES = frozenset(
         "monitoring.watch",
         "payments.change_status",
         "payments.record_payment",
+        "provider.change_provider",
         "reconciliation.close_run",
         "reconciliation.resolve_discrepancy",
         "reconciliation.run_reconciliation",
@@ -528,6 +530,31 @@ def test_every_write_service_is_fully_audited(
         "facility.change",
         lambda w: change_facility(w, replace(_facility(OAKVIEW), payment_terms_days=45)),
         touches={"facility"},
+    )
+    # The provider's details: set by an administrator, changed by a manager, refused a clerk.
+    cov.run(
+        change_provider,
+        "admin",
+        "provider.change",
+        lambda w: change_provider(w, ProviderChange(name="Prairie Wheels", address="1 Depot Ln")),
+        touches={"provider_setting"},
+    )
+    cov.run(
+        change_provider,
+        "manager",
+        "provider.change",
+        lambda w: change_provider(
+            w,
+            ProviderChange(bank_name="First Bank", account_number=ACCOUNT, routing_number=ROUTING),
+        ),
+        touches={"provider_setting"},
+    )
+    cov.run(
+        change_provider,
+        "clerk",
+        "provider.change",
+        lambda w: change_provider(w, ProviderChange(name="Clerk's Own Transport")),
+        refused=PermissionDenied,
     )
     cov.run(
         add_user, "admin", "user.add", lambda w: add_user(w, "temp", "clerk"), touches={"app_user"}

@@ -27,6 +27,7 @@ from billing_desk.cli import (
     mapping,
     monitor,
     payment,
+    provider,
     reconcile,
     report,
     statement,
@@ -66,6 +67,7 @@ app.add_typer(admin.app, name="admin")
 app.add_typer(statement.app, name="import")
 app.add_typer(reconcile.app, name="reconcile")
 app.add_typer(mapping.app, name="mapping")
+app.add_typer(provider.app, name="provider")
 report.register(app)
 app.command("login")(login)
 app.command("logout")(logout)

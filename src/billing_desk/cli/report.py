@@ -34,9 +34,10 @@ from billing_desk.reports.statement import (
 )
 from billing_desk.services.checkpoints import check_note, load_trusted_keys
 from billing_desk.services.compliance import compliance_report
+from billing_desk.services.provider import Provider, provider_details
 from billing_desk.services.report_data import (
+    OPEN_ITEM,
     Printed,
-    Provider,
     aging_report_data,
     audit_report_data,
     check_statements,
@@ -73,6 +74,29 @@ def _codes(text: str | None) -> list[str] | None:
     if not codes:
         raise BadInput("--facilities names no facility; write the codes as STMARY,OAKVIEW.")
     return codes
+
+
+LAYOUT_HELP = (
+    "open-item (every open invoice, then recent activity) or balance-forward (the period's "
+    "activity between opening and closing balances)."
+)
+FROM_HELP = (
+    "First day of the activity shown (default: the day after the last statement printed, or "
+    "30 days back; balance-forward: the 1st of the month)."
+)
+
+
+def _provider(workspace: Workspace) -> Provider:
+    """The provider's details for a statement; says on stderr when they cannot tell a payer
+    where to pay (the statement itself says so too)."""
+    provider = provider_details(workspace)
+    if provider.remittance_missing:
+        echo(
+            "Warning: remittance details are missing, so the statement says so instead of where "
+            "to pay; a manager sets them with `billing-desk provider set`.",
+            err=True,
+        )
+    return provider
 
 
 def _outputs(out: Path | None, csv: Path | None) -> None:
@@ -119,15 +143,16 @@ def statement(
     ctx: typer.Context,
     facility: str = typer.Option(..., "--facility", help="Facility code."),
     as_of: str | None = typer.Option(None, "--as-of", help="Statement date (default today)."),
-    period_from: str | None = typer.Option(
-        None, "--from", help="First day of the period (default the 1st of that month)."
-    ),
+    period_from: str | None = typer.Option(None, "--from", help=FROM_HELP),
+    layout: str = typer.Option(OPEN_ITEM, "--layout", help=LAYOUT_HELP),
     out: Path | None = typer.Option(None, "--out", help="The PDF to write."),
     csv: Path | None = typer.Option(None, "--csv", help="A CSV of the same statement."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
-    """One facility's statement: opening balance, activity, closing balance, aging, the
-    content hash and a remittance slip."""
+    """One facility's statement: every open invoice with what is paid and open and how late,
+    the recent payments and credits, aging, amount due and when, the statement ID and a
+    remittance slip with how to pay (--layout balance-forward: the period's activity between
+    an opening and a closing balance)."""
     _outputs(out, csv)
     workspace = state(ctx).workspace()
     data = statement_data(
@@ -135,8 +160,9 @@ def statement(
         facility,
         as_of=_date(as_of, "statement date"),
         period_start=_date(period_from, "period start"),
+        layout=layout,
     )
-    provider = Provider.from_environment()
+    provider = _provider(workspace)
     writers = _writers(
         out,
         csv,
@@ -148,6 +174,7 @@ def statement(
         "as_of": data.as_of.isoformat(),
         "content_hash": data.content_hash,
         "closing_minor": data.closing.minor,
+        "layout": data.layout,
         "format": "+".join(p.suffix.lstrip(".") for p, _ in writers),
     }
     _write_and_record(
@@ -163,14 +190,19 @@ def statement(
         "closing_minor": data.closing.minor,
         "currency": data.closing.currency,
         "lines": len(data.lines),
+        "layout": data.layout,
+        "open_invoices": len(data.open_items),
+        "amount_due_minor": data.amount_due.minor,
+        "pay_by": data.pay_by.isoformat() if data.pay_by else ("now" if data.pay_now else None),
+        "statement_id": data.statement_id,
         "content_hash": data.content_hash,
         "files": [str(p) for p, _ in writers],
     }
     _done(
         as_json,
         record,
-        f"Statement of {data.facility.code} as of {data.as_of}: closing balance {data.closing}; "
-        f"wrote {_files(out, csv)}.",
+        f"Statement of {data.facility.code} as of {data.as_of}: amount due {data.amount_due}, "
+        f"{len(data.open_items)} open invoices; wrote {_files(out, csv)}.",
     )
 
 
@@ -184,7 +216,8 @@ def statements(
         False, "--all", help="Every facility with a balance or activity in the period."
     ),
     as_of: str | None = typer.Option(None, "--as-of", help="Statement date (default today)."),
-    period_from: str | None = typer.Option(None, "--from", help="First day of the period."),
+    period_from: str | None = typer.Option(None, "--from", help=FROM_HELP),
+    layout: str = typer.Option(OPEN_ITEM, "--layout", help=LAYOUT_HELP),
     out: Path = typer.Option(
         ..., "--out", help="A folder (one PDF per facility) or a FILE.pdf (one combined PDF)."
     ),
@@ -202,10 +235,11 @@ def statements(
             as_of=_date(as_of, "statement date"),
             period_start=_date(period_from, "period start"),
             progress=reading,
+            layout=layout,
         )
     if not datas:
         raise BadInput("No facility has a balance or activity in that period; nothing to print.")
-    provider = Provider.from_environment()
+    provider = _provider(workspace)
     combined = out.suffix.lower() == ".pdf"
     printed = [
         Printed(
@@ -294,7 +328,7 @@ def deposit_slip(
     _outputs(out, csv)
     workspace = state(ctx).workspace()
     data = deposit_slip_data(workspace, deposit_id)
-    provider = Provider.from_environment()
+    provider = provider_details(workspace)
     writers = _writers(
         out,
         csv,
@@ -332,7 +366,7 @@ def aging(
     data = aging_report_data(
         workspace, as_of=_date(as_of, "aging date"), facility_codes=_codes(facilities)
     )
-    provider = Provider.from_environment()
+    provider = provider_details(workspace)
     writers = _writers(
         out,
         csv,
@@ -383,7 +417,7 @@ def audit(
         date_to=_date(date_to, "last day"),
         limit=limit,
     )
-    provider = Provider.from_environment()
+    provider = provider_details(workspace)
     writers = _writers(
         out,
         csv,
@@ -429,7 +463,7 @@ def integrity(
     workspace = state(ctx).workspace()
     claims = _claims(workspace, checkpoint, trust_key)
     data = integrity_report_data(workspace, claims)
-    provider = Provider.from_environment()
+    provider = provider_details(workspace)
     writers = _writers(
         out,
         csv,
@@ -494,7 +528,7 @@ def reconciliation(
     _outputs(out, csv)
     workspace = state(ctx).workspace()
     data = reconciliation_report_data(workspace, run_id)
-    provider = Provider.from_environment()
+    provider = provider_details(workspace)
     writers = _writers(
         out,
         csv,
@@ -580,7 +614,7 @@ def compliance(
     _outputs(out, csv)
     workspace = state(ctx).workspace()
     data = compliance_report(workspace)
-    provider = Provider.from_environment()
+    provider = provider_details(workspace)
     writers = _writers(
         out,
         csv,

@@ -816,3 +816,26 @@ class OperationFailure(Base):
     payment_id: Mapped[int | None]
 
     __table_args__ = (Index("ix_operation_failure_occurred_at", "occurred_at"),)
+
+
+class ProviderSetting(Base):
+    """Who the facilities pay and how (one row): the name, address and contacts printed on
+    every statement, and the remittance details on its slip: a bank account for transfers
+    (bank, account and ABA routing number) and/or a lockbox address for checks. A manager or an
+    administrator changes it; each change is audited like any row."""
+
+    __tablename__ = "provider_setting"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str | None]
+    phone: Mapped[str | None] = mapped_column(String(64))
+    email: Mapped[str | None] = mapped_column(String(254))
+    bank_name: Mapped[str | None] = mapped_column(String(200))
+    account_number: Mapped[str | None] = mapped_column(String(34))
+    routing_number: Mapped[str | None] = mapped_column(String(9))
+    lockbox_address: Mapped[str | None]
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(63))
+
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)

@@ -204,6 +204,12 @@ GRANTS: dict[str, dict[str, tuple[str, ...]]] = {
         "discrepancy": ("SELECT", "INSERT", "UPDATE(status, resolved_at, resolved_by, note)"),
         "anomaly_alert": ("SELECT", "INSERT", "UPDATE(status, closed_at, closed_by, note)"),
         "operation_failure": ("SELECT", "INSERT"),
+        "provider_setting": (
+            "SELECT",
+            "INSERT",
+            "UPDATE(name, address, phone, email, bank_name, account_number, routing_number, "
+            "lockbox_address, updated_at, updated_by)",
+        ),
     },
     "auditor": {"operation_failure": ("INSERT",)},
     "admin": {
@@ -219,6 +225,12 @@ GRANTS: dict[str, dict[str, tuple[str, ...]]] = {
         "signing_key": ("SELECT", "INSERT"),
         "checkpoint": ("SELECT", "INSERT"),
         "operation_failure": ("INSERT",),
+        "provider_setting": (
+            "SELECT",
+            "INSERT",
+            "UPDATE(name, address, phone, email, bank_name, account_number, routing_number, "
+            "lockbox_address, updated_at, updated_by)",
+        ),
     },
 }
 # Everybody reads these (auditors read every table but the account-hash key).
@@ -233,6 +245,7 @@ READ_BY_ALL = (
     "audit_pending",
     "audit_entry",
     "alembic_version",
+    "provider_setting",
 )
 # Tables whose UPDATE policy decides which rows may be touched, not only what they become.
 OWN_UPDATE_USING = ("facility", "idempotency_record", *PROVIDER_ROWS)

@@ -130,6 +130,14 @@ def parse_status(text: str) -> PaymentStatus:
 _DIGIT_RUN = re.compile(r"(?<!\d)(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![ -]?\d)")
 
 
+def routing_number_valid(digits: str) -> bool:
+    """Nine digits whose ABA check digit is right (weights 3, 7, 1 repeated; sum % 10 == 0)."""
+    if len(digits) != 9 or not digits.isascii() or not digits.isdigit():
+        return False
+    weights = (3, 7, 1) * 3
+    return sum(int(d) * w for d, w in zip(digits, weights, strict=True)) % 10 == 0
+
+
 def luhn_valid(digits: str) -> bool:
     total = 0
     for index, char in enumerate(reversed(digits)):

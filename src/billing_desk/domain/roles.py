@@ -28,6 +28,7 @@ class Permission(StrEnum):
     IMPORT_STATEMENTS = "import bank statements"
     RECONCILE = "match bank lines and run reconciliations"
     RESOLVE_DISCREPANCIES = "resolve discrepancies and close reconciliation runs"
+    MANAGE_PROVIDER = "change the provider's details and remittance settings"
 
 
 _CLERK = frozenset(
@@ -49,6 +50,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.MANAGE_FACILITIES,
         Permission.APPROVE_PAYMENTS,
         Permission.RESOLVE_DISCREPANCIES,
+        Permission.MANAGE_PROVIDER,
     },
     Role.AUDITOR: frozenset({Permission.READ}),
     # The administrator sets up the system; billing itself stays with clerks and managers.
@@ -59,6 +61,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.MANAGE_FACILITIES,
             Permission.LOAD_DEMO_DATA,
             Permission.MAINTAIN,
+            Permission.MANAGE_PROVIDER,
         }
     ),
 }

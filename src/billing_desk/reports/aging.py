@@ -20,7 +20,8 @@ from billing_desk.reports.template import (
     text_cell,
     trusted,
 )
-from billing_desk.services.report_data import AGING_BUCKETS, AgingReport, Provider
+from billing_desk.services.provider import Provider
+from billing_desk.services.report_data import AGING_BUCKETS, AgingReport
 
 HEADERS = ["Current", "1-30", "31-60", "61-90", "Over 90", "Total open", "Credit", "Balance"]
 
@@ -77,7 +78,7 @@ def write_aging(
     info = ReportInfo(
         f"Aging report as of {data.as_of}",
         f"Accounts receivable aging as of {data.as_of}",
-        provider.name,
+        provider.heading,
         printed_by,
         printed_at or datetime.now(UTC),
         landscape=True,

@@ -21,7 +21,8 @@ from billing_desk.reports.template import (
     text_cell,
     trusted,
 )
-from billing_desk.services.report_data import AuditReport, Provider
+from billing_desk.services.provider import Provider
+from billing_desk.services.report_data import AuditReport
 
 # Before/after values are shown up to this many characters; the CSV carries them whole.
 CHANGE_PREVIEW = 160
@@ -69,7 +70,7 @@ def write_audit(
     info = ReportInfo(
         "Audit report",
         f"Audit entries; filters: {filters}",
-        provider.name,
+        provider.heading,
         printed_by,
         printed_at or datetime.now(UTC),
     )

@@ -23,7 +23,7 @@ from billing_desk.reports.template import (
     trusted,
 )
 from billing_desk.services.compliance import ComplianceReport
-from billing_desk.services.report_data import Provider
+from billing_desk.services.provider import Provider
 
 
 def write_compliance(
@@ -64,7 +64,7 @@ def write_compliance(
     info = ReportInfo(
         "Compliance report",
         "The compliance score and the checks behind it",
-        provider.name,
+        provider.heading,
         printed_by,
         printed_at or datetime.now(UTC),
     )

@@ -22,7 +22,8 @@ from billing_desk.reports.template import (
     text_cell,
     trusted,
 )
-from billing_desk.services.report_data import DepositSlipData, Provider
+from billing_desk.services.provider import Provider
+from billing_desk.services.report_data import DepositSlipData
 
 
 def write_deposit_slip(
@@ -78,7 +79,7 @@ def write_deposit_slip(
     info = ReportInfo(
         f"Deposit slip {data.deposit_id} — {data.deposit_date}",
         f"Deposit of {len(data.items)} items to {data.bank_account} on {data.deposit_date}",
-        provider.name,
+        provider.heading,
         printed_by,
         printed_at or datetime.now(UTC),
     )

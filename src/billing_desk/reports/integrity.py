@@ -21,7 +21,8 @@ from billing_desk.reports.template import (
     text_cell,
     trusted,
 )
-from billing_desk.services.report_data import IntegrityReport, Provider
+from billing_desk.services.provider import Provider
+from billing_desk.services.report_data import IntegrityReport
 
 
 def write_integrity(
@@ -93,7 +94,7 @@ def write_integrity(
     info = ReportInfo(
         "Integrity report",
         "Verification of the audit chain, payment and invoice hashes and checkpoints",
-        provider.name,
+        provider.heading,
         printed_by,
         printed_at or datetime.now(UTC),
     )

@@ -24,7 +24,8 @@ from billing_desk.reports.template import (
     text_cell,
     trusted,
 )
-from billing_desk.services.report_data import Provider, ReconciliationReportData
+from billing_desk.services.provider import Provider
+from billing_desk.services.report_data import ReconciliationReportData
 
 
 def _amount(minor: int | None, currency: str | None) -> Money | None:
@@ -106,7 +107,7 @@ def write_reconciliation(
     info = ReportInfo(
         f"Reconciliation run {run.run_id}",
         f"Reconciliation of {run.date_from} to {run.date_to}",
-        provider.name,
+        provider.heading,
         printed_by,
         printed_at or datetime.now(UTC),
     )

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from reportlab.lib import colors
 from reportlab.lib.units import inch
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.platypus import Flowable, KeepTogether, PageBreak, Spacer, Table, TableStyle
 
+from billing_desk.domain.money import Money
 from billing_desk.reports.csv_export import Cell, write_csv
 from billing_desk.reports.template import (
     CELL_PADDING,
@@ -38,25 +41,41 @@ from billing_desk.reports.template import (
     text_cell,
     trusted,
     visual,
+    wrap_plain,
 )
+from billing_desk.services.provider import Provider
 from billing_desk.services.report_data import (
     AGING_BUCKETS,
+    BALANCE_FORWARD,
+    OpenItem,
     PrintedStatement,
-    Provider,
     StatementData,
 )
 
-CHECK_LABEL = "Statement check:"
-# What `statement check` reads back: "Statement check: CODE FROM AS-OF SHA256".
-CHECK_LINE = re.compile(
-    r"Statement\s*check:\s*([A-Z0-9_-]{2,16})\s+(\d{4}-\d{2}-\d{2})\s+(\d{4}-\d{2}-\d{2})\s+"
+ID_LABEL = "Statement ID"
+# What `statement check` reads back: "Statement ID CODE FROM AS-OF DIGEST" (DIGEST: the first
+# hex digits of the content hash); statements printed before it said "Statement check: ..."
+# with the whole hash, and are still read.
+ID_LINE = re.compile(
+    r"Statement\s*(?:ID:?|check:)\s*([A-Z0-9_-]{2,16})\s+(\d{4}-\d{2}-\d{2})\s+"
+    r"(\d{4}-\d{2}-\d{2})\s+([0-9a-f]{16,64})"
+)
+_KEYWORD = re.compile(
+    r"billing-desk-statement:([A-Z0-9_-]{2,16}):(\d{4}-\d{2}-\d{2}):(\d{4}-\d{2}-\d{2}):"
     r"([0-9a-f]{64})"
 )
-# Addressed to the payer: no command of ours, only what they can do with the line above.
+# Addressed to the payer: no command of ours, only what they can do with the id.
 HOW_TO_CHECK = (
-    "To confirm this statement, quote the line above to our billing office: any change to the "
-    "figures since printing changes it."
+    "Quote the statement ID to our billing office to confirm this statement: any change to its "
+    "figures since printing changes the ID."
 )
+MISSING_REMITTANCE = (
+    "Remittance details missing: this statement was printed before our payment details (bank "
+    "account or mailing address for checks) were set up. Please contact us for them before "
+    "you pay."
+)
+PAST_DUE = colors.HexColor("#9b1c1c")
+PAST_DUE_SHADE = colors.HexColor("#fbeaea")
 
 
 def token_cell(text: str | None, width: float, font_size: float = 8) -> str | object:
@@ -68,10 +87,28 @@ def token_cell(text: str | None, width: float, font_size: float = 8) -> str | ob
     room = width - 2 * CELL_PADDING
     if stringWidth(value, FONT, font_size) <= room:
         return value
+    return _cut(value, room, font_size)
+
+
+def _cut(value: str, room: float, font_size: float) -> str:
     cut = value
     while cut and stringWidth(cut + "...", FONT, font_size) > room:
         cut = cut[:-1]
     return cut.rstrip() + "..."
+
+
+def words_cell(text: str | None, width: float, font_size: float = 8) -> str | object:
+    """Text wrapped only at spaces: a word (a reference, an amount) too long for the column is
+    cut with an ellipsis, never broken over two lines."""
+    value = text or ""
+    if not is_plain(value):
+        return text_cell(value, width, font_size)
+    room = width - 2 * CELL_PADDING
+    words = [
+        w if stringWidth(w, FONT, font_size) <= room else _cut(w, room, font_size)
+        for w in value.split()
+    ]
+    return "\n".join(wrap_plain(" ".join(words), room, FONT, font_size))
 
 
 def statement_title(data: StatementData) -> str:
@@ -80,6 +117,12 @@ def statement_title(data: StatementData) -> str:
 
 def statement_file_name(data: StatementData) -> str:
     return f"statement-{data.facility.code}-{data.as_of.isoformat()}.pdf"
+
+
+def _subject(data: StatementData) -> str:
+    if data.layout == BALANCE_FORWARD:
+        return f"Statement of account as of {data.as_of}, {data.period_start} to {data.as_of}"
+    return f"Statement of open invoices as of {data.as_of}"
 
 
 def write_statement(
@@ -94,8 +137,8 @@ def write_statement(
     when = printed_at or datetime.now(UTC)
     info = ReportInfo(
         statement_title(data),
-        f"Statement of account as of {data.as_of}, {data.period_start} to {data.as_of}",
-        provider.name,
+        _subject(data),
+        _sender(provider),
         printed_by,
         when,
         keywords=_keywords([data]),
@@ -126,7 +169,7 @@ def write_combined(
     info = ReportInfo(
         f"Statements as of {as_of} ({len(statements)} facilities)",
         f"Statements of account as of {as_of}",
-        provider.name,
+        _sender(provider),
         printed_by,
         when,
         keywords=_keywords(statements),
@@ -156,6 +199,11 @@ def write_folder(
     return written
 
 
+def _sender(provider: Provider) -> str:
+    """The header band's name: the provider's, or nothing rather than a made-up one."""
+    return provider.name or "Statement of account"
+
+
 def _keywords(statements: Sequence[StatementData]) -> str:
     return " ".join(
         f"billing-desk-statement:{d.facility.code}:{d.period_start}:{d.as_of}:{d.content_hash}"
@@ -165,53 +213,267 @@ def _keywords(statements: Sequence[StatementData]) -> str:
 
 def statement_story(data: StatementData, provider: Provider) -> list[Flowable]:
     s = styles()
-    width = content_width()
-    facility = data.facility
     story: list[Flowable] = [Section(statement_title(data))]
     story.append(trusted("Statement of account", s.title))
+    story += _parties(data, provider)
+    if provider.remittance_missing:
+        story.append(_notice(MISSING_REMITTANCE))
+    if data.layout == BALANCE_FORWARD:
+        story += _balance_forward(data)
+    else:
+        story += _open_invoices(data)
+        story += _recent_activity(data)
+    story += _aging(data)
+    story.append(Spacer(1, 6))
+    story.append(
+        trusted(f"<b>{ID_LABEL}</b> {markup(data.statement_id)}<br/>{HOW_TO_CHECK}", s.small)
+    )
+    story.append(RemittanceSlip(data, provider))
+    return story
 
-    sender = [f"<b>{markup(provider.name)}</b>"]
-    for part in (provider.address, provider.email, provider.phone):
+
+def _due_text(data: StatementData) -> str:
+    """When to pay, in the payer's words."""
+    if not data.amount_due.is_positive():
+        return "nothing due"
+    if data.pay_now:
+        return "now (past due)"
+    return day(data.pay_by) if data.pay_by else "on receipt"
+
+
+def _parties(data: StatementData, provider: Provider) -> list[Flowable]:
+    s = styles()
+    width = content_width()
+    facility = data.facility
+    sender: list[str] = []
+    if provider.name:
+        sender.append(f"<b>{markup(provider.name)}</b>")
+    for part in (provider.address, provider.phone, provider.email):
         if part:
             sender.append(markup(part))
-    billed = [f"<b>{markup(facility.name)}</b>", f"Facility {markup(facility.code)}"]
+    if not sender:
+        sender.append("<b>Remittance details missing</b>")
+    billed = [f"<b>{markup(facility.name)}</b>", f"Account {markup(facility.code)}"]
     if facility.billing_contact_name:
         billed.append(f"Attn: {markup(facility.billing_contact_name)}")
     if facility.billing_address:
         billed.append(markup(facility.billing_address))
     if facility.billing_contact_email:
         billed.append(markup(facility.billing_contact_email))
-    facts = key_values(
-        [
-            ("Statement date", day(data.as_of)),
-            ("Period", f"{day(data.period_start)} to {day(data.as_of)}"),
-            ("Payment terms", f"net {facility.payment_terms_days} days"),
-            ("Currency", data.closing.currency),
-            ("Amount due", money(data.amount_due)),
-        ],
-        [1.15 * inch, 1.45 * inch],
+    pairs: list[tuple[str, Any]] = [("Statement date", day(data.as_of))]
+    if data.layout == BALANCE_FORWARD:
+        pairs.append(("Period", f"{day(data.period_start)} to {day(data.as_of)}"))
+    pairs += [
+        ("Account", facility.code),
+        ("Payment terms", f"net {facility.payment_terms_days} days"),
+        ("Amount due", money(data.amount_due)),
+        ("Please pay by", _due_text(data)),
+    ]
+    facts = key_values(pairs, [1.1 * inch, 1.45 * inch])
+    facts.setStyle(
+        TableStyle(
+            [
+                ("FONT", (0, len(pairs) - 2), (-1, -1), FONT_BOLD, 9),
+                *(
+                    [("TEXTCOLOR", (1, len(pairs) - 1), (1, len(pairs) - 1), PAST_DUE)]
+                    if data.pay_now
+                    else []
+                ),
+            ]
+        )
     )
     top = Table(
         [
             [trusted("<b>From</b>", s.small), trusted("<b>Bill to</b>", s.small), ""],
             [trusted("<br/>".join(sender)), trusted("<br/>".join(billed)), facts],
         ],
-        colWidths=[width * 0.3, width * 0.33, width * 0.37],
+        colWidths=[width * 0.31, width * 0.33, width * 0.36],
     )
     top.setStyle(
         TableStyle(
             [
                 ("FONT", (0, 0), (-1, -1), FONT, 8),
                 ("VALIGN", (0, 0), (-1, -1), "TOP"),
-                ("LEFTPADDING", (0, 0), (-1, -1), 0),
+                ("LEFTPADDING", (0, 0), (1, -1), 0),
+                ("RIGHTPADDING", (0, 0), (1, -1), 8),
                 ("BOX", (2, 1), (2, 1), 0.75, INK),
                 ("BACKGROUND", (2, 1), (2, 1), SHADE),
             ]
         )
     )
-    story += [top, Spacer(1, 10)]
+    return [top, Spacer(1, 8)]
 
-    story.append(trusted("Summary", s.heading))
+
+def _notice(text: str) -> Flowable:
+    box = Table([[trusted(f"<b>{text}</b>", styles().body)]], colWidths=[content_width()])
+    box.setStyle(
+        TableStyle(
+            [
+                ("FONT", (0, 0), (-1, -1), FONT, 8),
+                ("BOX", (0, 0), (-1, -1), 1.25, PAST_DUE),
+                ("BACKGROUND", (0, 0), (-1, -1), PAST_DUE_SHADE),
+                ("TEXTCOLOR", (0, 0), (-1, -1), PAST_DUE),
+                ("TOPPADDING", (0, 0), (-1, -1), 5),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 5),
+            ]
+        )
+    )
+    return box
+
+
+def _fit(text: str, width: float, size: float = 8) -> float:
+    """The font size at which `text` fits a cell `width` wide on one line (at most `size`)."""
+    room = width - 2 * CELL_PADDING
+    wide = stringWidth(text, FONT_BOLD, size)
+    return size if wide <= room else max(5.0, size * room / wide)
+
+
+def _shrunk(table: Table, cells: Sequence[tuple[int, int, str]], widths: Sequence[float]) -> None:
+    """Amounts never wrap: one too wide for its column is set smaller instead."""
+    commands = []
+    for column, row, text in cells:
+        size = _fit(text, widths[column])
+        if size < 8:
+            commands.append(("FONTSIZE", (column, row), (column, row), size))
+    if commands:
+        table.setStyle(TableStyle(commands))
+
+
+def _status(item: OpenItem, as_of: date) -> str:
+    if item.overdue:
+        return f"{item.days_past_due} day{'s' if item.days_past_due != 1 else ''} past due"
+    left = (item.due_date - as_of).days
+    return "due today" if left == 0 else f"due in {left} day{'s' if left != 1 else ''}"
+
+
+def _open_invoices(data: StatementData) -> list[Flowable]:
+    s = styles()
+    width = content_width()
+    story: list[Flowable] = [trusted(f"Open invoices as of {day(data.as_of)}", s.heading)]
+    if not data.open_items:
+        story.append(trusted("No invoice is open.", s.body))
+        return story
+    widths = [0, 0.86 * inch, 0.86 * inch, 1.05 * inch, 1.0 * inch, 1.05 * inch, 1.12 * inch]
+    widths[0] = width - sum(widths)
+    rows: list[list[Any]] = []
+    amounts: list[tuple[int, int, str]] = []
+    for index, item in enumerate(data.open_items, 1):
+        row = [
+            item.number,
+            day(item.issue_date),
+            day(item.due_date),
+            money(item.total),
+            money(item.paid + item.credited),
+            money(item.open),
+            _status(item, data.as_of),
+        ]
+        rows.append(row)
+        # Invoice numbers and amounts are never cut or broken: a long one is set smaller.
+        amounts += [(c, index, str(row[c])) for c in (0, 3, 4, 5)]
+    currency = data.closing.currency
+    total_open = Money.total((i.open for i in data.open_items), currency)
+    totals: list[list[Any]] = [["Total open", "", "", "", "", money(total_open), ""]]
+    if data.unapplied_credit.is_positive():
+        totals.append(["Less credit on account", "", "", "", "", money(-data.unapplied_credit), ""])
+    totals.append(["Amount due", "", "", "", "", money(data.amount_due), ""])
+    first_total = len(rows) + 1
+    for offset, total in enumerate(totals):
+        amounts.append((5, first_total + offset, str(total[5])))
+    table = data_table(
+        ["Invoice", "Invoice date", "Due date", "Amount", "Paid", "Open", "Status"],
+        rows + totals,
+        widths,
+        right=(3, 4, 5),
+        total_rows=len(totals),
+    )
+    marks: list[tuple[Any, ...]] = []
+    for index, item in enumerate(data.open_items, 1):
+        if item.overdue:
+            marks += [
+                ("BACKGROUND", (0, index), (-1, index), PAST_DUE_SHADE),
+                ("TEXTCOLOR", (6, index), (6, index), PAST_DUE),
+                ("FONT", (5, index), (6, index), FONT_BOLD, 8),
+            ]
+    if marks:
+        table.setStyle(TableStyle(marks))
+    _shrunk(table, amounts, widths)
+    story.append(table)
+    if data.overdue.is_positive():
+        story.append(Spacer(1, 3))
+        story.append(
+            trusted(
+                f"<b>{money(data.overdue)} is past due</b> (shaded rows): the amount due, "
+                f"{money(data.amount_due)}, is payable now.",
+                s.body,
+            )
+        )
+    return story
+
+
+_ACTIVITY_KINDS = {
+    "payment": "Payment received",
+    "payment presented again": "Payment presented again",
+    "credit applied": "Credit applied",
+    "invoice void": "Invoice voided",
+}
+
+
+def _activity_name(kind: str) -> str:
+    if kind in _ACTIVITY_KINDS:
+        return _ACTIVITY_KINDS[kind]
+    if kind.startswith("payment "):
+        return "Payment " + kind.removeprefix("payment ")
+    return kind.capitalize()
+
+
+def _recent_activity(data: StatementData) -> list[Flowable]:
+    """Payments, returns, credits and voids since the last statement (the invoices are above)."""
+    s = styles()
+    width = content_width()
+    since = f"{day(data.period_start)} to {day(data.as_of)}"
+    story: list[Flowable] = [trusted(f"Recent activity, {since}", s.heading)]
+    lines = [line for line in data.lines if line.kind != "invoice"]
+    if not lines:
+        story.append(trusted("No payments or credits in this period.", s.body))
+        return story
+    widths = [0.78 * inch, 1.25 * inch, 1.75 * inch, 0, 1.05 * inch]
+    widths[3] = width - sum(widths)
+    rows: list[list[Any]] = []
+    amounts: list[tuple[int, int, str]] = []
+    for index, line in enumerate(lines, 1):
+        amount = money(line.amount)
+        if line.amount is None and line.note_amount is not None:
+            amount = f"({money(line.note_amount)})"
+        rows.append(
+            [
+                day(line.day),
+                words_cell(_activity_name(line.kind), widths[1]),
+                token_cell(line.reference, widths[2]),
+                words_cell(line.description, widths[3]),
+                amount,
+            ]
+        )
+        amounts.append((4, index, amount))
+    table = data_table(
+        ["Date", "Activity", "Reference", "Details", "Amount"], rows, widths, right=(4,)
+    )
+    _shrunk(table, amounts, widths)
+    story.append(table)
+    if any(line.amount is None for line in lines):
+        story.append(
+            trusted(
+                "Amounts in brackets move credit the facility already paid onto an invoice; "
+                "they do not change the amount due.",
+                s.small,
+            )
+        )
+    return story
+
+
+def _balance_forward(data: StatementData) -> list[Flowable]:
+    s = styles()
+    width = content_width()
+    story: list[Flowable] = [trusted("Summary", s.heading)]
     story.append(
         key_values(
             [
@@ -224,37 +486,39 @@ def statement_story(data: StatementData, provider: Provider) -> list[Flowable]:
             [3.2 * inch, 1.6 * inch],
         )
     )
-
     story.append(trusted("Activity", s.heading))
-    widths = [0.75 * inch, 1.05 * inch, 1.05 * inch, 0, 1.05 * inch, 1.05 * inch]
+    widths = [0.75 * inch, 1.05 * inch, 1.2 * inch, 0, 1.05 * inch, 1.05 * inch]
     widths[3] = width - sum(widths)
     rows: list[list[Any]] = [
         [day(data.period_start), "", "", "Opening balance", "", money(data.opening)]
     ]
-    for line in data.lines:
+    amounts: list[tuple[int, int, str]] = [(5, 1, money(data.opening))]
+    for index, line in enumerate(data.lines, 2):
         amount = money(line.amount)
         if line.amount is None and line.note_amount is not None:
             amount = f"({money(line.note_amount)})"
         rows.append(
             [
                 day(line.day),
-                text_cell(line.kind.capitalize(), widths[1]),
+                words_cell(_activity_name(line.kind), widths[1]),
                 token_cell(line.reference, widths[2]),
-                text_cell(line.description, widths[3]),
+                words_cell(line.description, widths[3]),
                 amount,
                 money(line.balance),
             ]
         )
+        amounts += [(4, index, amount), (5, index, money(line.balance))]
     rows.append(["", "", "", "Closing balance", "", money(data.closing)])
-    story.append(
-        data_table(
-            ["Date", "Type", "Reference", "Description", "Amount", "Balance"],
-            rows,
-            widths,
-            right=(4, 5),
-            total_rows=1,
-        )
+    amounts.append((5, len(rows), money(data.closing)))
+    table = data_table(
+        ["Date", "Type", "Reference", "Description", "Amount", "Balance"],
+        rows,
+        widths,
+        right=(4, 5),
+        total_rows=1,
     )
+    _shrunk(table, amounts, widths)
+    story.append(table)
     if any(line.amount is None for line in data.lines):
         story.append(
             trusted(
@@ -263,41 +527,34 @@ def statement_story(data: StatementData, provider: Provider) -> list[Flowable]:
                 s.small,
             )
         )
+    return story
 
-    aging_widths = [width / 7] * 7
-    aging = [
-        trusted("Aging of open invoices", s.heading),
-        data_table(
-            [*(_bucket_label(b) for b in AGING_BUCKETS), "Less credit", "Amount due"],
-            [
-                [
-                    *(money(b.amount) for b in data.aging),
-                    money(-data.unapplied_credit),
-                    money(data.aging_total - data.unapplied_credit),
-                ]
-            ],
-            aging_widths,
-            right=range(7),
-            zebra=False,
-        ),
+
+def _aging(data: StatementData) -> list[Flowable]:
+    s = styles()
+    aging_widths = [content_width() / 7] * 7
+    values = [
+        *(money(b.amount) for b in data.aging),
+        money(-data.unapplied_credit),
+        money(data.amount_due),
     ]
-    story.append(KeepTogether(aging))
+    table = data_table(
+        [*(_bucket_label(b) for b in AGING_BUCKETS), "Less credit", "Amount due"],
+        [values],
+        aging_widths,
+        right=range(7),
+        zebra=False,
+    )
+    _shrunk(table, [(c, 1, v) for c, v in enumerate(values)], aging_widths)
+    story: list[Flowable] = [
+        KeepTogether([trusted("Aging of open invoices (days past due)", s.heading), table])
+    ]
     if data.closing.is_negative():
         story.append(
             trusted(
                 f"The facility has a credit of {money(-data.closing)}; nothing is due.", s.strong
             )
         )
-    story.append(Spacer(1, 8))
-    story.append(
-        trusted(
-            f"<b>{CHECK_LABEL}</b> {markup(facility.code)} {day(data.period_start)} "
-            f"{day(data.as_of)} {data.content_hash}",
-            s.small,
-        )
-    )
-    story.append(trusted(HOW_TO_CHECK, s.small))
-    story.append(RemittanceSlip(data, provider))
     return story
 
 
@@ -307,9 +564,10 @@ def _bucket_label(name: str) -> str:
 
 class RemittanceSlip(Flowable):
     """The detachable slip, drawn at the foot of the statement's last page (on a new page when
-    the last one has no room)."""
+    the last one has no room): what is paid, and how to pay it (bank transfer details, where to
+    mail a check), with the invoice numbers whole."""
 
-    HEIGHT = 2.05 * inch
+    HEIGHT = 2.6 * inch
 
     def __init__(self, data: StatementData, provider: Provider) -> None:
         super().__init__()
@@ -339,42 +597,94 @@ class RemittanceSlip(Flowable):
         )
         canvas.setFont(FONT_BOLD, 10)
         canvas.drawString(0, top - 16, "Remittance slip")
+        box_x = width * 0.5
+        label_width = 1.0 * inch
+        value_room = box_x - label_width - 12
         left = [
-            ("Facility", f"{visual(data.facility.name)} ({data.facility.code})"),
+            ("Facility", f"{visual(data.facility.name)}"),
+            ("Account", data.facility.code),
             ("Statement date", day(data.as_of)),
+            (ID_LABEL, data.statement_id),
             ("Amount due", money(data.amount_due)),
+            ("Please pay by", _due_text(data)),
             ("Amount enclosed", "______________________"),
         ]
         y = top - 32
         for label, value in left:
             draw_text(canvas, 0, y, label, FONT_BOLD, 8)
-            draw_text(canvas, 1.1 * inch, y, value, FONT, 8, ordered=True)
-            y -= 13
-        canvas.setFont(FONT, 7)
-        canvas.drawString(
-            0, y - 2, f"Write {data.facility.code} on your check or transfer reference."
-        )
-        box_x = width * 0.55
+            size = min(8.0, _fit_plain(value, value_room))
+            draw_text(canvas, label_width, y, value, FONT, size, ordered=True)
+            y -= 12
+        y = self._invoices(canvas, y - 2, box_x - 12)
         canvas.setStrokeColor(INK)
         canvas.rect(box_x, 8, width - box_x, top - 22, stroke=1, fill=0)
-        canvas.setFont(FONT_BOLD, 8)
-        canvas.drawString(box_x + 8, top - 30, "Send payment to")
-        lines = [self.provider.name, *(self.provider.address or "").splitlines()]
-        if self.provider.email:
-            lines.append(self.provider.email)
-        yy = top - 44
-        for line in lines:
-            if not line.strip():
-                continue
-            draw_text(canvas, box_x + 8, yy, line, FONT, 8)
-            yy -= 11
+        self._how_to_pay(canvas, box_x + 8, top - 32, width - box_x - 16)
         canvas.restoreState()
+
+    def _invoices(self, canvas: Any, y: float, room: float) -> float:
+        """The open invoice numbers this payment is for, wrapped only between numbers."""
+        numbers = [item.number for item in self.data.open_items]
+        if not numbers:
+            return y
+        canvas.setFont(FONT_BOLD, 7)
+        canvas.drawString(0, y, "For invoices")
+        lines = wrap_plain(", ".join(numbers), room, FONT, 7)
+        shown = lines[:3]
+        if len(lines) > 3:
+            hidden = len(numbers) - sum(line.count(",") + 1 for line in shown)
+            shown[-1] = shown[-1].rstrip(",") + f" and {hidden} more (listed above)"
+        for line in shown:
+            y -= 9
+            draw_text(canvas, 0, y, line, FONT, 7)
+        return y
+
+    def _how_to_pay(self, canvas: Any, x: float, y: float, room: float) -> None:
+        provider = self.provider
+        code = self.data.facility.code
+
+        def line(text: str, font: str = FONT, size: float = 8, gap: float = 11) -> None:
+            nonlocal y
+            draw_text(canvas, x, y, text, font, min(size, _fit_plain(text, room, font, size)))
+            y -= gap
+
+        if provider.remittance_missing:
+            line("Remittance details missing", FONT_BOLD, 9, 13)
+            for text in wrap_plain(
+                "Our payment details were not set up when this statement was printed. Please "
+                "contact us for them before you pay.",
+                room,
+                FONT,
+                8,
+            ):
+                line(text)
+            return
+        line("How to pay", FONT_BOLD, 9, 13)
+        if provider.transfer:
+            line("By bank transfer", FONT_BOLD, 8)
+            line(f"Bank: {provider.bank_name}")
+            line(f"Account name: {provider.name}")
+            line(f"Account number: {provider.account_number}")
+            line(f"Routing number (ABA): {provider.routing_number}")
+            line(f"Reference: {code}", gap=14)
+        mail_to = provider.check_address
+        if mail_to:
+            line("By check, payable to " + provider.name, FONT_BOLD, 8)
+            line("mailed to:" if provider.lockbox_address is None else "mailed to our lockbox:")
+            for text in mail_to.splitlines():
+                if text.strip():
+                    line(text)
+            line(f"Write {code} on the check.", size=7)
+
+
+def _fit_plain(text: str, room: float, font: str = FONT, size: float = 8) -> float:
+    wide = stringWidth(text, font, size)
+    return size if wide <= room else max(5.0, size * room / wide)
 
 
 def printed_statements(text: str) -> list[PrintedStatement]:
-    """Every "Statement check" line in a statement's extracted text, once each."""
+    """Every statement id (or older "Statement check" line) in a statement's text, once each."""
     found: dict[tuple[str, str, str, str], PrintedStatement] = {}
-    for code, start, as_of, digest in CHECK_LINE.findall(text):
+    for code, start, as_of, digest in ID_LINE.findall(text):
         found.setdefault(
             (code, start, as_of, digest),
             PrintedStatement(code, date.fromisoformat(start), date.fromisoformat(as_of), digest),
@@ -383,7 +693,8 @@ def printed_statements(text: str) -> list[PrintedStatement]:
 
 
 def read_printed_statements(path: Path) -> list[PrintedStatement]:
-    """The statements a PDF names in its printed check lines."""
+    """The statements a PDF names by their printed ids; where the file still carries its
+    metadata, with the whole content hash the id abbreviates."""
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -392,13 +703,24 @@ def read_printed_statements(path: Path) -> list[PrintedStatement]:
     try:
         reader = PdfReader(str(path))
         text = "\n".join(page.extract_text() or "" for page in reader.pages)
+        metadata = reader.metadata
+        keywords = str(metadata.get("/Keywords") or "") if metadata is not None else ""
     except (OSError, PdfReadError, ValueError) as err:
         raise BadInput(f"Cannot read {path} as a PDF ({err}); give the statement's PDF.") from None
-    return printed_statements(text)
+    whole = {(c, f, a): h for c, f, a, h in _KEYWORD.findall(keywords)}
+    out = []
+    for printed in printed_statements(text):
+        key = (printed.facility, str(printed.period_start), str(printed.as_of))
+        full = whole.get(key)
+        if full is not None and full.startswith(printed.content_hash):
+            printed = replace(printed, content_hash=full)
+        out.append(printed)
+    return out
 
 
 def statement_csv(path: Path, data: StatementData) -> int:
-    """The statement's lines as CSV, between its opening and closing balances."""
+    """The statement's lines as CSV, between its opening and closing balances, then each open
+    invoice with its open amount."""
     currency = data.closing.currency
     rows: list[list[Cell]] = [
         [
@@ -437,6 +759,19 @@ def statement_csv(path: Path, data: StatementData) -> int:
             currency,
         ]
     )
+    rows += [
+        [
+            data.facility.code,
+            item.due_date,
+            "open invoice",
+            item.number,
+            f"issued {item.issue_date}, {item.days_past_due} days past due",
+            item.open,
+            None,
+            currency,
+        ]
+        for item in data.open_items
+    ]
     return write_csv(
         path,
         ["facility", "date", "type", "reference", "description", "amount", "balance", "currency"],

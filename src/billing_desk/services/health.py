@@ -29,6 +29,7 @@ from billing_desk.domain.roles import Permission
 from billing_desk.services.audit_trail import unsealed_tail
 from billing_desk.services.credentials import keyring_available
 from billing_desk.services.idempotency import DEFAULT_KEY_RETENTION_DAYS
+from billing_desk.services.provider import Provider, read_provider
 from billing_desk.services.unit_of_work import MAX_UNSEALED, UnitOfWork, Workspace
 
 OK, WARNING, FAILING = "ok", "warning", "failing"
@@ -331,7 +332,33 @@ def _from_database(unit: UnitOfWork, limits: HealthSettings, since: datetime) ->
             {"open": count, "by_severity": severities},
         )
     )
+    items.append(_remittance(read_provider(unit)))
     return items
+
+
+def _remittance(provider: Provider) -> HealthItem:
+    """Statements tell facilities whom to pay and where: a warning until they can."""
+    value = {"configured": not provider.remittance_missing, "bank_transfer": provider.transfer}
+    if provider.remittance_missing:
+        what = "Nothing is set" if not provider.name else "Neither a bank account nor an address"
+        return HealthItem(
+            "remittance",
+            WARNING,
+            f"Remittance details are missing ({what.lower()}): statements say so instead of "
+            "where to pay; a manager sets them with `billing-desk provider set`.",
+            value,
+        )
+    ways = [
+        w
+        for w, ok in (("bank transfer", provider.transfer), ("check", provider.check_address))
+        if ok
+    ]
+    return HealthItem(
+        "remittance",
+        OK,
+        f"Statements tell facilities to pay {provider.name} by {' or '.join(ways)}.",
+        value,
+    )
 
 
 def _audit_queue(unit: UnitOfWork, limits: HealthSettings) -> HealthItem:

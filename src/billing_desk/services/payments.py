@@ -46,6 +46,7 @@ from billing_desk.domain.payments import (
     parse_method,
     parse_status,
     refuse_card_numbers,
+    routing_number_valid,
     security_code_like,
 )
 from billing_desk.domain.roles import Permission
@@ -492,7 +493,7 @@ class Instrument:
 def _instrument(session: Session, draft: PaymentDraft, method: PaymentMethod) -> Instrument:
     if method == PaymentMethod.CHECK:
         routing = _digits(draft.routing_number, "routing number", 9, 9, "--routing")
-        if not _aba_valid(routing):
+        if not routing_number_valid(routing):
             raise BadInput(
                 f"'{draft.routing_number}' is not a valid routing number (its check digit is "
                 "wrong); copy it again from the check into --routing."
@@ -552,11 +553,6 @@ def _digits(text: str | None, what: str, shortest: int, longest: int, option: st
             f"with {option}."
         )
     return cleaned
-
-
-def _aba_valid(routing: str) -> bool:
-    weights = (3, 7, 1) * 3
-    return sum(int(d) * w for d, w in zip(routing, weights, strict=True)) % 10 == 0
 
 
 def _account_hash(session: Session, account: str) -> str:

@@ -12,11 +12,11 @@ statement as of a past day reads the same later, and its hash proves it.
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Final
 
 from sqlalchemy import func, select
@@ -48,39 +48,22 @@ from billing_desk.services.reconciliation import RunReport, show_run
 from billing_desk.services.unit_of_work import UnitOfWork, Workspace
 from billing_desk.services.verification import CheckpointClaim, VerificationReport, verify
 
-# Version of the statement record hashed into a statement's content hash.
-STATEMENT_HASH_VERSION: Final = 1
+# Version of the statement record hashed into a statement's content hash (2: with its open
+# invoices). A statement printed under version 1 still checks against its version-1 hash.
+STATEMENT_HASH_VERSION: Final = 2
+# The statement id printed on a statement carries this many hex digits of its content hash.
+STATEMENT_ID_DIGITS: Final = 16
+# The layouts a statement prints in: every open invoice then recent activity (the default), or
+# the period's activity between an opening and a closing balance.
+OPEN_ITEM: Final = "open-item"
+BALANCE_FORWARD: Final = "balance-forward"
+LAYOUTS: Final = (OPEN_ITEM, BALANCE_FORWARD)
+# Without a statement printed before, the open-item statement's activity covers this many days.
+DEFAULT_ACTIVITY_DAYS: Final = 30
 AGING_BUCKETS: Final = ("current", "1-30", "31-60", "61-90", "over 90")
 _LIVE: Final = frozenset(s.value for s in LIVE_STATUSES)
 
 Progress = Callable[[int, int, str], None]  # (done, total, what) after each item
-
-
-# -- who prints ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Provider:
-    """The transportation provider printed at the top of every report and on remittance slips."""
-
-    name: str
-    address: str | None = None
-    email: str | None = None
-    phone: str | None = None
-
-    @classmethod
-    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Provider:
-        """BILLING_DESK_PROVIDER_NAME, _ADDRESS ("\\n" or "; " between lines), _EMAIL, _PHONE."""
-        env = os.environ if environ is None else environ
-        address = env.get("BILLING_DESK_PROVIDER_ADDRESS") or None
-        if address is not None:
-            address = address.replace("\\n", "\n").replace("; ", "\n")
-        return cls(
-            env.get("BILLING_DESK_PROVIDER_NAME") or "Billing office",
-            address,
-            env.get("BILLING_DESK_PROVIDER_EMAIL") or None,
-            env.get("BILLING_DESK_PROVIDER_PHONE") or None,
-        )
 
 
 # -- statements -----------------------------------------------------------------------------
@@ -118,6 +101,36 @@ class AgingBucket:
 
 
 @dataclass(frozen=True)
+class OpenItem:
+    """An invoice still (partly) owed on the statement's date: total = paid + credited + open."""
+
+    number: str
+    issue_date: date
+    due_date: date
+    total: Money
+    paid: Money
+    credited: Money
+    open: Money
+    days_past_due: int
+
+    @property
+    def overdue(self) -> bool:
+        return self.days_past_due > 0
+
+    def record(self) -> list[object]:
+        return [
+            self.number,
+            self.issue_date,
+            self.due_date,
+            self.total.minor,
+            self.paid.minor,
+            self.credited.minor,
+            self.open.minor,
+            self.days_past_due,
+        ]
+
+
+@dataclass(frozen=True)
 class StatementData:
     facility: FacilityInfo
     period_start: date
@@ -131,6 +144,34 @@ class StatementData:
     aging: tuple[AgingBucket, ...]
     unapplied_credit: Money
     content_hash: str
+    open_items: tuple[OpenItem, ...] = ()
+    layout: str = OPEN_ITEM  # how it prints; not part of what its hash covers
+
+    @property
+    def statement_id(self) -> str:
+        """What the statement prints to be checked by: facility, period, and the first
+        STATEMENT_ID_DIGITS hex digits of its content hash."""
+        digest = self.content_hash[:STATEMENT_ID_DIGITS]
+        return f"{self.facility.code} {self.period_start} {self.as_of} {digest}"
+
+    @property
+    def overdue(self) -> Money:
+        """What is open past its due date."""
+        currency = self.closing.currency
+        return Money.total((i.open for i in self.open_items if i.overdue), currency)
+
+    @property
+    def pay_by(self) -> date | None:
+        """The day the amount due should be paid by: the earliest due date of an open invoice
+        not yet passed; None when something is already overdue (pay now) or nothing is due."""
+        if not self.amount_due.is_positive() or any(i.overdue for i in self.open_items):
+            return None
+        return min((i.due_date for i in self.open_items), default=None)
+
+    @property
+    def pay_now(self) -> bool:
+        """Something is due and past its due date."""
+        return self.amount_due.is_positive() and any(i.overdue for i in self.open_items)
 
     @property
     def amount_due(self) -> Money:
@@ -142,11 +183,13 @@ class StatementData:
         return Money.total((b.amount for b in self.aging), self.closing.currency)
 
 
-def statement_record(data: StatementData) -> dict[str, object]:
+def statement_record(
+    data: StatementData, version: int = STATEMENT_HASH_VERSION
+) -> dict[str, object]:
     """The canonical content a statement's hash covers: what it bills and when, never how it
-    is laid out or who printed it."""
-    return {
-        "statement_hash_version": STATEMENT_HASH_VERSION,
+    is laid out or who printed it (version 1 had no open invoices)."""
+    record: dict[str, object] = {
+        "statement_hash_version": version,
         "facility": data.facility.code,
         "facility_name": data.facility.name,
         "currency": data.closing.currency,
@@ -158,11 +201,50 @@ def statement_record(data: StatementData) -> dict[str, object]:
         "aging": [[b.name, b.amount.minor, b.invoices] for b in data.aging],
         "unapplied_credit_minor": data.unapplied_credit.minor,
     }
+    if version >= 2:
+        record["open_items"] = [item.record() for item in data.open_items]
+    return record
+
+
+def statement_digest(data: StatementData, version: int = STATEMENT_HASH_VERSION) -> str:
+    return sha256_hex(canonical_bytes(statement_record(data, version)))
 
 
 def default_period_start(as_of: date) -> date:
-    """A statement covers the month of its date up to that date unless told otherwise."""
+    """A balance-forward statement covers the month of its date unless told otherwise."""
     return as_of.replace(day=1)
+
+
+def _parse_layout(layout: str) -> str:
+    if layout not in LAYOUTS:
+        raise BadInput(
+            f"'{layout}' is not a statement layout; give --layout {' or '.join(LAYOUTS)}."
+        )
+    return layout
+
+
+def _since_last_statement(unit: UnitOfWork, facility: Facility, as_of: date) -> date:
+    """Where an open-item statement's activity starts: the day after the facility's last
+    statement printed as of an earlier day, else DEFAULT_ACTIVITY_DAYS before `as_of`."""
+    printed = unit.session.scalars(
+        select(AuditEntry.entity_id).where(
+            AuditEntry.entity_type == "statement",
+            AuditEntry.action == "report.print",
+            AuditEntry.facility_id == facility.id,
+        )
+    )
+    days = []
+    for entity_id in printed:
+        code, _, when = entity_id.rpartition(":")
+        try:
+            day = date.fromisoformat(when)
+        except ValueError:
+            continue
+        if code == facility.code and day < as_of:
+            days.append(day)
+    if days:
+        return max(days) + timedelta(days=1)
+    return as_of - timedelta(days=DEFAULT_ACTIVITY_DAYS - 1)
 
 
 def statement_data(
@@ -171,15 +253,20 @@ def statement_data(
     *,
     as_of: date | None = None,
     period_start: date | None = None,
+    layout: str = OPEN_ITEM,
 ) -> StatementData:
-    """The facility's statement as of `as_of` (default today, UTC) from `period_start` (default
-    the first of that month). Read-only; `record_printed` audits the print."""
+    """The facility's statement as of `as_of` (default today, UTC) with its activity from
+    `period_start` (default: an open-item statement's from the day after the last statement
+    printed, a balance-forward one's from the first of the month). Read-only; `record_printed`
+    audits the print."""
+    _parse_layout(layout)
 
     def operation(unit: UnitOfWork) -> StatementData:
         unit.require(Permission.READ)
         facility = get_facility(unit, facility_code)
         day = as_of or unit.today
-        return build_statement(unit, facility, day, _start(period_start, day))
+        start = _start(unit, facility, period_start, day, layout)
+        return build_statement(unit, facility, day, start, layout=layout)
 
     return workspace.reports.read(operation)
 
@@ -192,9 +279,11 @@ def statements_data(
     period_start: date | None = None,
     only_with_activity: bool = True,
     progress: Progress | None = None,
+    layout: str = OPEN_ITEM,
 ) -> list[StatementData]:
     """Statements of the named facilities, or of every facility with a balance or activity in
     the period (`facility_codes` None), in code order, in one read transaction."""
+    _parse_layout(layout)
 
     def operation(unit: UnitOfWork) -> list[StatementData]:
         unit.require(Permission.READ)
@@ -203,10 +292,10 @@ def statements_data(
         else:
             facilities = [get_facility(unit, code) for code in facility_codes]
         day = as_of or unit.today
-        start = _start(period_start, day)
         out: list[StatementData] = []
         for index, facility in enumerate(facilities, 1):
-            data = build_statement(unit, facility, day, start)
+            start = _start(unit, facility, period_start, day, layout)
+            data = build_statement(unit, facility, day, start, layout=layout)
             keep = facility_codes is not None or not only_with_activity
             if keep or data.lines or not data.closing.is_zero() or not data.opening.is_zero():
                 out.append(data)
@@ -217,8 +306,15 @@ def statements_data(
     return workspace.reports.read(operation)
 
 
-def _start(period_start: date | None, as_of: date) -> date:
-    start = period_start or default_period_start(as_of)
+def _start(
+    unit: UnitOfWork, facility: Facility, period_start: date | None, as_of: date, layout: str
+) -> date:
+    if period_start is not None:
+        start = period_start
+    elif layout == OPEN_ITEM:
+        start = _since_last_statement(unit, facility, as_of)
+    else:
+        start = default_period_start(as_of)
     if start > as_of:
         raise BadInput(
             f"The statement period starts {start}, after its date {as_of}; give --from on or "
@@ -239,7 +335,12 @@ class _Event:
 
 
 def build_statement(
-    unit: UnitOfWork, facility: Facility, as_of: date, period_start: date
+    unit: UnitOfWork,
+    facility: Facility,
+    as_of: date,
+    period_start: date,
+    *,
+    layout: str = OPEN_ITEM,
 ) -> StatementData:
     """The statement of `facility`, inside the caller's unit of work."""
     session = unit.session
@@ -401,8 +502,10 @@ def build_statement(
             )
         )
 
-    aging, credit = _aging(invoices, allocations, payments, live_at_as_of, as_of, currency)
-    partial = StatementData(
+    aging, credit, open_items = _aging(
+        invoices, allocations, payments, live_at_as_of, as_of, currency
+    )
+    unhashed = StatementData(
         facility_info(facility),
         period_start,
         as_of,
@@ -415,9 +518,10 @@ def build_statement(
         aging,
         Money.from_minor(credit, currency),
         "",
+        open_items,
+        layout,
     )
-    digest = sha256_hex(canonical_bytes(statement_record(partial)))
-    return _with_hash(partial, digest)
+    return _with_hash(unhashed, statement_digest(unhashed))
 
 
 def _with_hash(data: StatementData, digest: str) -> StatementData:
@@ -456,9 +560,9 @@ def _aging(
     live_at_as_of: Mapping[int, bool],
     as_of: date,
     currency: str,
-) -> tuple[tuple[AgingBucket, ...], int]:
-    """Open amounts of the invoices still owed on `as_of`, by days past due, and the credit
-    (live money not allocated) on that day."""
+) -> tuple[tuple[AgingBucket, ...], int, tuple[OpenItem, ...]]:
+    """Open amounts of the invoices still owed on `as_of`, by days past due, the credit (live
+    money not allocated) on that day, and each open invoice, oldest due first."""
     cutoff = _day_end(as_of)
 
     def alive(allocation: Allocation) -> bool:
@@ -466,23 +570,44 @@ def _aging(
         return not allocation.released or (released is not None and released >= cutoff)
 
     allocated_to: dict[int, int] = defaultdict(int)
+    credited_to: dict[int, int] = defaultdict(int)
     allocated_from: dict[int, int] = defaultdict(int)
     for allocation in allocations:
         if alive(allocation):
             allocated_to[allocation.invoice_id] += allocation.amount_minor
+            if allocation.via_credit:
+                credited_to[allocation.invoice_id] += allocation.amount_minor
             allocated_from[allocation.payment_id] += allocation.amount_minor
     amounts = [0] * len(AGING_BUCKETS)
     counts = [0] * len(AGING_BUCKETS)
+    items: list[OpenItem] = []
+    money = partial(Money.from_minor, currency=currency)
     for invoice in invoices:
         voided = invoice.voided_at
         if invoice.status == InvoiceStatus.VOID.value and voided is not None and voided < cutoff:
             continue
-        left = invoice.total_minor - allocated_to.get(invoice.id, 0)
+        applied = allocated_to.get(invoice.id, 0)
+        credited = credited_to.get(invoice.id, 0)
+        left = invoice.total_minor - applied
         if left <= 0:
             continue
-        index = aging_bucket((as_of - invoice.due_date).days)
+        late = (as_of - invoice.due_date).days
+        index = aging_bucket(late)
         amounts[index] += left
         counts[index] += 1
+        items.append(
+            OpenItem(
+                invoice.number,
+                invoice.issue_date,
+                invoice.due_date,
+                money(invoice.total_minor),
+                money(applied - credited),
+                money(credited),
+                money(left),
+                max(late, 0),
+            )
+        )
+    items.sort(key=lambda i: (i.due_date, i.issue_date, i.number))
     credit = sum(
         payments[p].amount_minor - allocated_from.get(p, 0)
         for p, live in live_at_as_of.items()
@@ -492,7 +617,7 @@ def _aging(
         AgingBucket(name, Money.from_minor(amount, currency), count)
         for name, amount, count in zip(AGING_BUCKETS, amounts, counts, strict=True)
     )
-    return buckets, credit
+    return buckets, credit, tuple(items)
 
 
 def aging_bucket(days_past_due: int) -> int:
@@ -525,8 +650,7 @@ def _payment_description(payment: Payment) -> str:
         parts.append(f"from {payment.payer}")
     if payment.processor_ref:
         parts.append(f"ref {payment.processor_ref}")
-    if payment.memo:
-        parts.append(f"({payment.memo})")
+    # The memo is the office's own note (anomaly notes, who to call): never on a statement.
     return " ".join(parts)
 
 
@@ -552,13 +676,24 @@ class StatementCheck:
     current: StatementData | None = None
 
 
+def printed_matches(printed: PrintedStatement, current: StatementData) -> bool:
+    """The printed statement id (a prefix of the content hash) or full hash, of this version or
+    of version 1, is the current statement's."""
+    digest = printed.content_hash.lower()
+    if len(digest) < STATEMENT_ID_DIGITS:
+        return False
+    if current.content_hash.startswith(digest):
+        return True
+    return len(digest) == 64 and statement_digest(current, 1) == digest
+
+
 def check_statements(
     workspace: Workspace, printed: Sequence[PrintedStatement]
 ) -> list[StatementCheck]:
     """Recompute each printed statement from the database and compare hashes; audited."""
     if not printed:
         raise BadInput(
-            "This file names no billing-desk statement (no 'Statement check' line); check the "
+            "This file names no billing-desk statement (no 'Statement ID' line); check the "
             "file is a statement printed by billing-desk."
         )
 
@@ -569,9 +704,7 @@ def check_statements(
             facility = get_facility(unit, item.facility)
             data = build_statement(unit, facility, item.as_of, item.period_start)
             out.append(
-                StatementCheck(
-                    item, data.content_hash, data.content_hash == item.content_hash, current=data
-                )
+                StatementCheck(item, data.content_hash, printed_matches(item, data), current=data)
             )
         return out
 

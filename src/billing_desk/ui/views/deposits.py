@@ -33,7 +33,8 @@ from billing_desk.reports.deposit_slip import write_deposit_slip
 from billing_desk.services.deposit_register import DepositRow, recent_deposits
 from billing_desk.services.deposits import DEFAULT_BANK_ACCOUNT, DepositSlip, create_deposit
 from billing_desk.services.payments import PaymentDetail, list_payments
-from billing_desk.services.report_data import Printed, Provider, deposit_slip_data, record_prints
+from billing_desk.services.provider import provider_details
+from billing_desk.services.report_data import Printed, deposit_slip_data, record_prints
 from billing_desk.services.unit_of_work import Workspace
 from billing_desk.ui.desk import Desk
 from billing_desk.ui.errors import WARNING
@@ -66,7 +67,7 @@ def slip_of(workspace: Workspace, deposit_id: int, folder: Path) -> Path:
     """Write deposit `deposit_id`'s slip into `folder` (recorded as printed)."""
     data = deposit_slip_data(workspace, deposit_id)
     pdf = folder / f"deposit-slip-{deposit_id}.pdf"
-    write_deposit_slip(pdf, data, Provider.from_environment(), workspace.user_name)
+    write_deposit_slip(pdf, data, provider_details(workspace), workspace.user_name)
     record_prints(
         workspace,
         "report.print",

@@ -45,9 +45,9 @@ from billing_desk.reports.statement import (
 )
 from billing_desk.services.compliance import compliance_report
 from billing_desk.services.facilities import FacilityInfo, list_facilities
+from billing_desk.services.provider import provider_details
 from billing_desk.services.report_data import (
     Printed,
-    Provider,
     aging_report_data,
     audit_report_data,
     deposit_slip_data,
@@ -153,7 +153,7 @@ def make_statement(
     _writing(progress)
     pdf = folder / statement_file_name(data)
     csv = pdf.with_suffix(".csv")
-    write_statement(pdf, data, Provider.from_environment(), workspace.user_name)
+    write_statement(pdf, data, provider_details(workspace), workspace.user_name)
     statement_csv(csv, data)
     detail = {
         "as_of": data.as_of.isoformat(),
@@ -176,7 +176,7 @@ def make_aging(
     return _written(
         workspace,
         folder / f"aging-{data.as_of.isoformat()}.pdf",
-        lambda p: write_aging(p, data, Provider.from_environment(), workspace.user_name),
+        lambda p: write_aging(p, data, provider_details(workspace), workspace.user_name),
         lambda p: aging_csv(p, data),
         Printed("aging_report", data.as_of.isoformat(), None, {"facilities": len(data.rows)}),
         f"Aging as of {data.as_of}",
@@ -195,7 +195,7 @@ def make_combined(workspace: Workspace, as_of: date, folder: Path, progress: Pro
     partial = pdf.with_suffix(".part")
     try:
         write_combined(
-            partial, datas, Provider.from_environment(), workspace.user_name, progress=progress
+            partial, datas, provider_details(workspace), workspace.user_name, progress=progress
         )
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -224,7 +224,7 @@ def make_deposit_slip(
     return _written(
         workspace,
         folder / f"deposit-slip-{deposit_id}.pdf",
-        lambda p: write_deposit_slip(p, data, Provider.from_environment(), workspace.user_name),
+        lambda p: write_deposit_slip(p, data, provider_details(workspace), workspace.user_name),
         lambda p: deposit_slip_csv(p, data),
         Printed("deposit_slip", str(deposit_id), None, {"total_minor": data.total.minor}),
         f"Deposit slip {deposit_id}",
@@ -244,7 +244,7 @@ def make_audit(
     return _written(
         workspace,
         folder / f"audit-{first.isoformat()}-{last.isoformat()}.pdf",
-        lambda p: write_audit(p, data, Provider.from_environment(), workspace.user_name),
+        lambda p: write_audit(p, data, provider_details(workspace), workspace.user_name),
         lambda p: audit_csv(p, data),
         Printed(
             "audit_report",
@@ -266,7 +266,7 @@ def make_integrity(
     return _written(
         workspace,
         folder / "integrity.pdf",
-        lambda p: write_integrity(p, data, Provider.from_environment(), workspace.user_name),
+        lambda p: write_integrity(p, data, provider_details(workspace), workspace.user_name),
         lambda p: integrity_csv(p, data),
         Printed(
             "integrity_report",
@@ -286,7 +286,7 @@ def make_reconciliation(
     return _written(
         workspace,
         folder / f"reconciliation-{run_id}.pdf",
-        lambda p: write_reconciliation(p, data, Provider.from_environment(), workspace.user_name),
+        lambda p: write_reconciliation(p, data, provider_details(workspace), workspace.user_name),
         lambda p: reconciliation_csv(p, data),
         Printed(
             "reconciliation_report",
@@ -306,7 +306,7 @@ def make_compliance(
     return _written(
         workspace,
         folder / "compliance.pdf",
-        lambda p: write_compliance(p, data, Provider.from_environment(), workspace.user_name),
+        lambda p: write_compliance(p, data, provider_details(workspace), workspace.user_name),
         lambda p: compliance_csv(p, data),
         Printed("compliance_report", str(data.score), None, {"score": data.score}),
         f"Compliance score {data.score}",
@@ -362,7 +362,7 @@ def make_statements(
                 continue
             target = folder / statement_file_name(data)
             partial = target.with_suffix(".part")
-            write_statement(partial, data, Provider.from_environment(), workspace.user_name)
+            write_statement(partial, data, provider_details(workspace), workspace.user_name)
             partial.replace(target)
         except BadInput as err:
             summary.failed.append((code, err.message))
