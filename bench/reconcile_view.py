@@ -31,9 +31,9 @@ from sqlalchemy import text
 from _common import Row, format_table, load_average, machine_description, say
 from billing_desk.importers.statements.writers import BankEntry, write_camt053
 from billing_desk.services.matching import candidates, list_lines
+from billing_desk.services.unit_of_work import open_workspace
 from billing_desk.ui.app import Application, make_application
 from billing_desk.ui.views.reconciliation import ReconciliationView, preview_statement_file
-from billing_desk.services.unit_of_work import open_workspace
 from record_payment import seed
 from verify_chain import BULK, SEAL, build_chain
 
@@ -124,7 +124,7 @@ def main() -> None:
             file = statement(folder, f"GUI{n}", options.lines, received)
             before = view.lines.rowCount()
             dialog = view.import_file(file)
-            wait_until(app, lambda: dialog.import_button.isEnabled())
+            wait_until(app, lambda dialog=dialog: dialog.import_button.isEnabled())
             started = time.perf_counter()
             dialog.import_button.click()
             wait_until(app, lambda before=before: view.lines.rowCount() >= before + options.lines)
