@@ -557,3 +557,26 @@ def test_upgrading_gives_existing_matches_the_direction_of_their_line(books: Boo
         }
     )
     assert directions == {credit: "credit", slip_line: "credit", debit: "debit"}
+
+
+def test_a_run_stopped_through_its_progress_records_nothing(books: Books) -> None:
+    """The window's Cancel raises from the progress callback: the run and its findings roll
+    back; let finish, the progress reaches its end."""
+    from billing_desk.db.models import ReconciliationRun
+
+    books.pay(_transfer("P-1", "40.00"))
+    books.bank((4, "12.00", None))
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_third(done: int, total: int, what: str) -> None:
+        if done == 3:
+            raise Stop(what)
+
+    with pytest.raises(Stop):
+        run_reconciliation(books.manager, *JUNE, progress=stop_at_third)
+    assert books.clerk.read(lambda u: list(u.session.scalars(select(ReconciliationRun)))) == []
+    heard: list[tuple[int, int, str]] = []
+    report = run_reconciliation(books.manager, *JUNE, progress=lambda *a: heard.append(a))
+    assert report.discrepancies and heard[-1][0] == heard[-1][1] == len(heard) - 1

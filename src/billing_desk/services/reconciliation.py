@@ -31,6 +31,7 @@ Kinds:
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -68,6 +69,7 @@ from billing_desk.services.matching import (
     deposit_facts,
     payment_facts,
 )
+from billing_desk.services.statements import ProgressFn
 from billing_desk.services.unit_of_work import UnitOfWork, Workspace
 
 KINDS = (
@@ -120,7 +122,11 @@ class RunReport:
         return sum(1 for d in self.discrepancies if d.status == "open")
 
 
-def run_reconciliation(workspace: Workspace, date_from: date, date_to: date) -> RunReport:
+def run_reconciliation(
+    workspace: Workspace, date_from: date, date_to: date, *, progress: ProgressFn | None = None
+) -> RunReport:
+    """Compare the books with the bank for the period and record what differs. `progress`
+    hears of each check and may stop the run by raising, which records nothing."""
     if date_to < date_from:
         raise BadInput("--to is before --from; give the period's first day, then its last.")
 
@@ -135,7 +141,7 @@ def run_reconciliation(workspace: Workspace, date_from: date, date_to: date) -> 
         )
         unit.session.add(run)
         unit.session.flush()
-        for finding in _findings(unit, date_from, date_to):
+        for finding in _findings(unit, date_from, date_to, progress):
             unit.session.add(Discrepancy(run_id=run.id, status="open", **finding))
         unit.session.flush()
         return _report(unit, run)
@@ -293,19 +299,29 @@ def _info(d: Discrepancy, invoice_number: str | None = None) -> DiscrepancyInfo:
 Finding = dict[str, object]
 
 
-def _findings(unit: UnitOfWork, date_from: date, date_to: date) -> list[Finding]:
-    return [
-        *_unmatched_credits(unit, date_from, date_to),
-        *_never_seen(unit, date_from, date_to),
-        *_amount_mismatches(unit, date_from, date_to),
-        *_matches_checked(unit, date_from, date_to),
-        *_unexplained_debits(unit, date_from, date_to),
-        *_duplicate_payments(unit, date_from, date_to),
-        *_double_billed_trips(unit),
-        *_invoice_totals(unit),
-        *_allocations(unit),
-        *_integrity(unit),
-    ]
+def _findings(
+    unit: UnitOfWork, date_from: date, date_to: date, progress: ProgressFn | None = None
+) -> list[Finding]:
+    checks: tuple[tuple[str, Callable[[], list[Finding]]], ...] = (
+        ("bank credits", lambda: _unmatched_credits(unit, date_from, date_to)),
+        ("money not yet at the bank", lambda: _never_seen(unit, date_from, date_to)),
+        ("amounts", lambda: _amount_mismatches(unit, date_from, date_to)),
+        ("matches", lambda: _matches_checked(unit, date_from, date_to)),
+        ("bank debits", lambda: _unexplained_debits(unit, date_from, date_to)),
+        ("duplicate payments", lambda: _duplicate_payments(unit, date_from, date_to)),
+        ("trips billed twice", lambda: _double_billed_trips(unit)),
+        ("invoice totals", lambda: _invoice_totals(unit)),
+        ("allocations", lambda: _allocations(unit)),
+        ("content hashes", lambda: _integrity(unit)),
+    )
+    found: list[Finding] = []
+    for done, (what, check) in enumerate(checks):
+        if progress is not None:
+            progress(done, len(checks), f"Checking {what}")
+        found += check()
+    if progress is not None:
+        progress(len(checks), len(checks), "Checked")
+    return found
 
 
 def _finding(kind: str, detail: str, **fields: object) -> Finding:

@@ -33,7 +33,7 @@ from billing_desk.ui.desk import Desk
 from billing_desk.ui.errors import MessageBar
 from billing_desk.ui.formatting import money_sort_key
 from billing_desk.ui.models import RIGHT, Column, RowsModel
-from billing_desk.ui.operations import changes
+from billing_desk.ui.operations import Cancelled, changes
 from billing_desk.ui.views.base import fit_columns, make_table, selected_row
 from billing_desk.ui.widgets import ReasonDialog, make_primary
 
@@ -179,14 +179,18 @@ class ReconciliationRunDialog(QDialog):
 
         def refused(error: BaseException) -> None:
             self.run_button.setEnabled(True)
+            if isinstance(error, Cancelled):
+                self.summary.setText("Cancelled: no run was recorded.")
+                return
             self.desk.presenter.present(self, error, None)
 
         self.desk.change(
             self,
-            lambda ws: run_reconciliation(ws, first, last),
+            lambda ws, progress: run_reconciliation(ws, first, last, progress=progress),
             self.show_report,
             changes("statements"),
             failure=refused,
+            progress_label="Reconciling the books with the bank",
         )
 
     def show_report(self, report: RunReport) -> None:
