@@ -5,6 +5,7 @@ number or amount broken over two lines (checked by the text's positions on the p
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import replace
 from datetime import date, timedelta
@@ -13,11 +14,17 @@ from typing import Any
 
 import pytest
 from pypdf import PdfReader
+from reportlab.pdfbase.pdfmetrics import stringWidth
 
 from billing_desk.cli.app import run
 from billing_desk.domain.errors import BadInput, PermissionDenied
 from billing_desk.domain.money import Money
-from billing_desk.reports.statement import read_printed_statements, write_statement
+from billing_desk.reports.statement import (
+    read_printed_statements,
+    slip_invoice_lines,
+    write_statement,
+)
+from billing_desk.reports.template import FONT, register_fonts
 from billing_desk.services.audit import audit_log
 from billing_desk.services.health import OK, WARNING, check_health
 from billing_desk.services.invoices import list_invoices, void_invoice
@@ -323,3 +330,14 @@ def test_activity_runs_from_the_last_statement_and_the_balance_forward_layout_st
     data = statement_data(demo, "STMARY", as_of=AS_OF, layout=BALANCE_FORWARD)
     assert data.period_start == AS_OF.replace(day=1)
     assert run([*command, "--layout", "sideways", "--out", str(forward)]) == 2
+
+
+def test_the_slip_lists_invoice_numbers_whole_on_three_lines_at_most() -> None:
+    register_fonts()
+    numbers = [f"NAKANO-{n:06d}" for n in range(70)]
+    lines = slip_invoice_lines(numbers, 250)
+    assert len(lines) == 3 and lines[-1].endswith("and 62 more (listed above)")
+    assert all(stringWidth(line, FONT, 7) <= 250 for line in lines)
+    shown = [n for line in lines for n in re.findall(r"NAKANO-\d{6}", line)]
+    assert shown == numbers[: len(shown)] and len(shown) + 62 == len(numbers)
+    assert slip_invoice_lines(numbers[:2], 250) == ["NAKANO-000000, NAKANO-000001"]

@@ -19,6 +19,7 @@ from reportlab.platypus import Flowable, KeepTogether, PageBreak, Spacer, Table,
 from billing_desk.domain.money import Money
 from billing_desk.reports.csv_export import Cell, write_csv
 from billing_desk.reports.template import (
+    BODY_SIZE,
     CELL_PADDING,
     FONT,
     FONT_BOLD,
@@ -95,6 +96,21 @@ def _cut(value: str, room: float, font_size: float) -> str:
     while cut and stringWidth(cut + "...", FONT, font_size) > room:
         cut = cut[:-1]
     return cut.rstrip() + "..."
+
+
+REFERENCE_MIN_SIZE = 6.5
+
+
+def reference_text(text: str | None, width: float) -> str | object:
+    """A reference for a table cell that `_shrunk` sets smaller to fit on one line: whole when
+    it fits at REFERENCE_MIN_SIZE, else cut with an ellipsis at that size."""
+    value = text or ""
+    if not is_plain(value):
+        return text_cell(value, width)
+    room = width - 2 * CELL_PADDING
+    if stringWidth(value, FONT_BOLD, REFERENCE_MIN_SIZE) <= room:
+        return value
+    return _cut(value, room * 8 / REFERENCE_MIN_SIZE, 8)
 
 
 def words_cell(text: str | None, width: float, font_size: float = 8) -> str | object:
@@ -248,9 +264,12 @@ def _parties(data: StatementData, provider: Provider) -> list[Flowable]:
     sender: list[str] = []
     if provider.name:
         sender.append(f"<b>{markup(provider.name)}</b>")
-    for part in (provider.address, provider.phone, provider.email):
+    sender_room, billed_room = width * 0.31 - 8, width * 0.33 - 8
+    for part in (provider.address, provider.phone):
         if part:
             sender.append(markup(part))
+    if provider.email:
+        sender.append(_one_line(provider.email, sender_room))
     if not sender:
         sender.append("<b>Remittance details missing</b>")
     billed = [f"<b>{markup(facility.name)}</b>", f"Account {markup(facility.code)}"]
@@ -259,7 +278,7 @@ def _parties(data: StatementData, provider: Provider) -> list[Flowable]:
     if facility.billing_address:
         billed.append(markup(facility.billing_address))
     if facility.billing_contact_email:
-        billed.append(markup(facility.billing_contact_email))
+        billed.append(_one_line(facility.billing_contact_email, billed_room))
     pairs: list[tuple[str, Any]] = [("Statement date", day(data.as_of))]
     if data.layout == BALANCE_FORWARD:
         pairs.append(("Period", f"{day(data.period_start)} to {day(data.as_of)}"))
@@ -302,6 +321,14 @@ def _parties(data: StatementData, provider: Provider) -> list[Flowable]:
         )
     )
     return [top, Spacer(1, 8)]
+
+
+def _one_line(token: str, room: float) -> str:
+    """A token (an e-mail address) for a paragraph: set smaller rather than broken."""
+    size = _fit_plain(token, room * 0.95, FONT, BODY_SIZE)
+    if size >= BODY_SIZE:
+        return markup(token)
+    return f'<font size="{size:.2f}">{markup(token)}</font>'
 
 
 def _notice(text: str) -> Flowable:
@@ -400,14 +427,20 @@ def _open_invoices(data: StatementData) -> list[Flowable]:
     story.append(table)
     if data.overdue.is_positive():
         story.append(Spacer(1, 3))
-        story.append(
-            trusted(
-                f"<b>{money(data.overdue)} is past due</b> (shaded rows): the amount due, "
-                f"{money(data.amount_due)}, is payable now.",
-                s.body,
-            )
-        )
+        story.append(trusted(_past_due_sentence(data), s.body))
     return story
+
+
+def _past_due_sentence(data: StatementData) -> str:
+    past_due = f"<b>{money(data.overdue)} is past due</b> (shaded rows)"
+    if data.amount_due < data.overdue:
+        return (
+            f"{past_due}; less your credit of {money(data.unapplied_credit)}, "
+            f"<b>{money(data.amount_due)}</b> is payable now."
+        )
+    if data.amount_due == data.overdue:
+        return f"{past_due}: please pay it now."
+    return f"{past_due}: please pay it now, and the rest by its due date."
 
 
 _ACTIVITY_KINDS = {
@@ -448,12 +481,14 @@ def _recent_activity(data: StatementData) -> list[Flowable]:
             [
                 day(line.day),
                 words_cell(_activity_name(line.kind), widths[1]),
-                token_cell(line.reference, widths[2]),
+                reference_text(line.reference, widths[2]),
                 words_cell(line.description, widths[3]),
                 amount,
             ]
         )
         amounts.append((4, index, amount))
+        if isinstance(rows[-1][2], str):
+            amounts.append((2, index, rows[-1][2]))
     table = data_table(
         ["Date", "Activity", "Reference", "Details", "Amount"], rows, widths, right=(4,)
     )
@@ -487,7 +522,7 @@ def _balance_forward(data: StatementData) -> list[Flowable]:
         )
     )
     story.append(trusted("Activity", s.heading))
-    widths = [0.75 * inch, 1.05 * inch, 1.2 * inch, 0, 1.05 * inch, 1.05 * inch]
+    widths = [0.75 * inch, 0.95 * inch, 1.6 * inch, 0, 1.0 * inch, 1.05 * inch]
     widths[3] = width - sum(widths)
     rows: list[list[Any]] = [
         [day(data.period_start), "", "", "Opening balance", "", money(data.opening)]
@@ -501,13 +536,15 @@ def _balance_forward(data: StatementData) -> list[Flowable]:
             [
                 day(line.day),
                 words_cell(_activity_name(line.kind), widths[1]),
-                token_cell(line.reference, widths[2]),
+                reference_text(line.reference, widths[2]),
                 words_cell(line.description, widths[3]),
                 amount,
                 money(line.balance),
             ]
         )
         amounts += [(4, index, amount), (5, index, money(line.balance))]
+        if isinstance(rows[-1][2], str):
+            amounts.append((2, index, rows[-1][2]))
     rows.append(["", "", "", "Closing balance", "", money(data.closing)])
     amounts.append((5, len(rows), money(data.closing)))
     table = data_table(
@@ -622,18 +659,14 @@ class RemittanceSlip(Flowable):
         canvas.restoreState()
 
     def _invoices(self, canvas: Any, y: float, room: float) -> float:
-        """The open invoice numbers this payment is for, wrapped only between numbers."""
+        """The open invoice numbers this payment is for, wrapped only between numbers, on at
+        most three lines (then how many more the statement lists)."""
         numbers = [item.number for item in self.data.open_items]
         if not numbers:
             return y
         canvas.setFont(FONT_BOLD, 7)
         canvas.drawString(0, y, "For invoices")
-        lines = wrap_plain(", ".join(numbers), room, FONT, 7)
-        shown = lines[:3]
-        if len(lines) > 3:
-            hidden = len(numbers) - sum(line.count(",") + 1 for line in shown)
-            shown[-1] = shown[-1].rstrip(",") + f" and {hidden} more (listed above)"
-        for line in shown:
+        for line in slip_invoice_lines(numbers, room):
             y -= 9
             draw_text(canvas, 0, y, line, FONT, 7)
         return y
@@ -674,6 +707,31 @@ class RemittanceSlip(Flowable):
                 if text.strip():
                     line(text)
             line(f"Write {code} on the check.", size=7)
+
+
+def slip_invoice_lines(numbers: Sequence[str], room: float, most: int = 3) -> list[str]:
+    """`numbers` as comma-separated lines no wider than `room` at 7 points, never broken inside
+    a number; past `most` lines the last one ends with how many more there are."""
+
+    def width(text: str) -> float:
+        return float(stringWidth(text, FONT, 7))
+
+    lines: list[str] = []
+    current = ""
+    for index, number in enumerate(numbers):
+        candidate = f"{current}, {number}" if current else number
+        last = len(lines) == most - 1
+        left = len(numbers) - index - 1
+        reserve = width(f", and {left} more (listed above)") if last and left else 0
+        if current and width(candidate) + reserve > room:
+            if last:
+                hidden = len(numbers) - index
+                return [*lines, f"{current} and {hidden} more (listed above)"]
+            lines.append(current + ",")
+            current = number
+        else:
+            current = candidate
+    return [*lines, current]
 
 
 def _fit_plain(text: str, room: float, font: str = FONT, size: float = 8) -> float:
