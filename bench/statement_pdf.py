@@ -33,10 +33,11 @@ from billing_desk.reports.statement import write_combined, write_folder, write_s
 from billing_desk.reports.template import FONT, FONT_BOLD, MARGIN, PAGE_SIZE, register_fonts
 from billing_desk.services.demo import load_demo_data
 from billing_desk.services.facilities import FacilityInfo
+from billing_desk.services.provider import Provider
 from billing_desk.services.report_data import (
     AGING_BUCKETS,
+    BALANCE_FORWARD,
     AgingBucket,
-    Provider,
     StatementData,
     StatementLine,
     statements_data,
@@ -84,6 +85,8 @@ def synthetic_statement(lines: int) -> StatementData:
         tuple(AgingBucket(name, zero, 0) for name in AGING_BUCKETS),
         zero,
         "0" * 64,
+        # The activity table is what is compared: the layout that prints every line.
+        layout=BALANCE_FORWARD,
     )
 
 
