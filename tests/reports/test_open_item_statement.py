@@ -341,3 +341,36 @@ def test_the_slip_lists_invoice_numbers_whole_on_three_lines_at_most() -> None:
     shown = [n for line in lines for n in re.findall(r"NAKANO-\d{6}", line)]
     assert shown == numbers[: len(shown)] and len(shown) + 62 == len(numbers)
     assert slip_invoice_lines(numbers[:2], 250) == ["NAKANO-000000, NAKANO-000001"]
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_provider_commands_and_the_warning_when_printing_without_them(
+    demo: Workspace,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("BILLING_DESK_DB", str(demo.location.sqlite_path))
+
+    def cli(user: str, *args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = run(["--user", user, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, _ = cli("clerk", "provider", "show")
+    assert code == 0 and "Nothing is set" in out
+    pdf = tmp_path / "s.pdf"
+    code, _, err = cli("manager", "report", "statement", "--facility", "STMARY", "--out", str(pdf))
+    assert code == 0 and "remittance details are missing" in err
+    bank = ["--bank-name", "First Prairie Bank", "--account", "4410023391", "--routing"]
+    code, _, err = cli("clerk", "provider", "set", "--name", "Mine", *bank, "021000021")
+    assert code == 3 and "may not change the provider's details" in err
+    code, _, err = cli("manager", "provider", "set", "--name", "PW", *bank, "021000022")
+    assert code == 2 and "--routing" in err
+    code, out, _ = cli("manager", "provider", "set", "--name", "PW", *bank, "021000021", "--json")
+    assert code == 0 and '"routing_number": "021000021"' in out
+    code, out, _ = cli("auditor", "provider", "show")
+    assert "First Prairie Bank" in out and "by manager" in out
+    code, _, err = cli("manager", "report", "statement", "--facility", "STMARY", "--out", str(pdf))
+    assert code == 0 and "missing" not in err
