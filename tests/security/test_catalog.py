@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import psycopg
 
-from billing_desk.db.shared import GROUP_ROLES, OWNER_ROLE, TENANT_TABLES
+from billing_desk.db.shared import GROUP_ROLES, INDEXED_BY_FACILITY, OWNER_ROLE, TENANT_TABLES
 from tests.security.conftest import SharedDatabase
 
 # Unique indexes allowed not to start with the facility: sequence-made primary keys (they
@@ -132,3 +132,20 @@ def test_nobody_connects_or_makes_temporary_objects_without_a_billing_role(
     text = str(acl[0][0])
     # PUBLIC's entry would read "=Tc/owner" (an empty grantee).
     assert "{=" not in text and ",=" not in text, text
+
+
+def test_every_index_of_a_facilitys_table_leads_with_the_facility(shared: SharedDatabase) -> None:
+    """The reading policy of these tables is an index condition on facility_id: an index that
+    does not lead with it lets an index scan fetch another facility's rows on the reader's own
+    condition, for the policy to remove where EXPLAIN ANALYZE counts them."""
+    rows = _rows(
+        shared,
+        "SELECT c.relname, i.relname, a.attname FROM pg_index x "
+        "JOIN pg_class c ON c.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid "
+        "LEFT JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0] "
+        "WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (%s) "
+        "AND NOT x.indisprimary",
+        list(INDEXED_BY_FACILITY),
+    )
+    assert len(rows) > len(INDEXED_BY_FACILITY)
+    assert [(table, index) for table, index, first in rows if first != "facility_id"] == []
