@@ -380,7 +380,7 @@ def _open_invoices(data: StatementData) -> list[Flowable]:
     if not data.open_items:
         story.append(trusted("No invoice is open.", s.body))
         return story
-    widths = [0, 0.86 * inch, 0.86 * inch, 1.05 * inch, 1.0 * inch, 1.05 * inch, 1.12 * inch]
+    widths = [0, 0.86 * inch, 0.86 * inch, 1.05 * inch, 1.0 * inch, 1.05 * inch, 1.25 * inch]
     widths[0] = width - sum(widths)
     rows: list[list[Any]] = []
     amounts: list[tuple[int, int, str]] = []
@@ -396,7 +396,7 @@ def _open_invoices(data: StatementData) -> list[Flowable]:
         ]
         rows.append(row)
         # Invoice numbers and amounts are never cut or broken: a long one is set smaller.
-        amounts += [(c, index, str(row[c])) for c in (0, 3, 4, 5)]
+        amounts += [(c, index, str(row[c])) for c in (0, 3, 4, 5, 6)]
     currency = data.closing.currency
     total_open = Money.total((i.open for i in data.open_items), currency)
     totals: list[list[Any]] = [["Total open", "", "", "", "", money(total_open), ""]]
@@ -635,8 +635,6 @@ class RemittanceSlip(Flowable):
         canvas.setFont(FONT_BOLD, 10)
         canvas.drawString(0, top - 16, "Remittance slip")
         box_x = width * 0.5
-        label_width = 1.0 * inch
-        value_room = box_x - label_width - 12
         left = [
             ("Facility", f"{visual(data.facility.name)}"),
             ("Account", data.facility.code),
@@ -646,6 +644,9 @@ class RemittanceSlip(Flowable):
             ("Please pay by", _due_text(data)),
             ("Amount enclosed", "______________________"),
         ]
+        # The labels' own width, so a long one ("Amount enclosed") never runs into its value.
+        label_width = max(stringWidth(label, FONT_BOLD, 8) for label, _ in left) + 8
+        value_room = box_x - label_width - 12
         y = top - 32
         for label, value in left:
             draw_text(canvas, 0, y, label, FONT_BOLD, 8)
