@@ -99,9 +99,10 @@ def assert_whole_on_one_line(lines: list[str], token: str) -> None:
         if token in line:
             continue
         head, tail = line.lstrip(), line.rstrip()
-        # A line ending in its beginning (past an invoice number's dash), or starting with its
-        # end (4 characters or more): the token was wrapped.
-        for cut in range(token.find("-") + 2 if "-" in token else 3, len(token)):
+        # A line ending in its beginning (past an invoice number's dash or an amount's decimal
+        # point), or starting with its end (4 characters or more): the token was wrapped.
+        separator = re.search(r"[-.]", token)
+        for cut in range(separator.start() + 2 if separator else 3, len(token)):
             assert not tail.endswith(token[:cut]), f"{token} is broken after {token[:cut]!r}"
         for cut in range(1, len(token) - 3):
             assert not head.startswith(token[cut:]), f"{token} is broken before {token[cut:]!r}"
