@@ -413,7 +413,8 @@ def _open_invoices(data: StatementData) -> list[Flowable]:
         right=(3, 4, 5),
         total_rows=len(totals),
     )
-    marks: list[tuple[Any, ...]] = []
+    # One line a cell: a number set smaller sits on the row's baseline, not above it.
+    marks: list[tuple[Any, ...]] = [("VALIGN", (0, 0), (-1, -1), "BOTTOM")]
     for index, item in enumerate(data.open_items, 1):
         if item.overdue:
             marks += [
@@ -421,8 +422,7 @@ def _open_invoices(data: StatementData) -> list[Flowable]:
                 ("TEXTCOLOR", (6, index), (6, index), PAST_DUE),
                 ("FONT", (5, index), (6, index), FONT_BOLD, 8),
             ]
-    if marks:
-        table.setStyle(TableStyle(marks))
+    table.setStyle(TableStyle(marks))
     _shrunk(table, amounts, widths)
     story.append(table)
     if data.overdue.is_positive():
