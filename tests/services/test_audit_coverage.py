@@ -55,7 +55,7 @@ from billing_desk.services.deposits import create_deposit
 from billing_desk.services.facilities import NewFacility, add_facility, change_facility
 from billing_desk.services.idempotency import purge_keys
 from billing_desk.services.invoices import list_invoices, run_invoice, void_invoice
-from billing_desk.services.matching import auto_match, match_line, unmatch_line
+from billing_desk.services.matching import auto_match, match_line, match_together, unmatch_line
 from billing_desk.services.monitoring import MonitoringConfig, close_alert, run_monitor, watch
 from billing_desk.services.payments import PaymentDraft, change_status, record_payment
 from billing_desk.services.provider import ProviderChange, change_provider
@@ -116,6 +116,7 @@ COVERED_WRITE_SERVICES = frozenset(
         "invoices.void_invoice",
         "matching.auto_match",
         "matching.match_line",
+        "matching.match_together",
         "matching.unmatch_line",
         "monitoring.close_alert",
         "monitoring.run_monitor",
@@ -824,10 +825,12 @@ def test_every_write_service_is_fully_audited(
         touches={"bank_match"},
     )
     cov.run(
-        match_line,
+        match_together,
         "clerk",
         "reconcile.match_manual",
-        lambda w: match_line(w, stray, deposit_id=slip.deposit_id, note="part of the deposit"),
+        lambda w: match_together(
+            w, stray, deposit_ids=[slip.deposit_id], note="part of the deposit"
+        ),
         touches={"bank_match"},
     )
     cov.run(

@@ -17,11 +17,18 @@ from sqlalchemy import select
 from billing_desk.db.migrate import alembic_config
 from billing_desk.db.models import BankLine, BankMatch, Payment, PaymentStatusChange
 from billing_desk.domain.bank_matching import direction_of
-from billing_desk.domain.errors import Refused
+from billing_desk.domain.errors import BadInput, Refused
 from billing_desk.domain.money import Money
 from billing_desk.domain.statements import Statement, StatementLine
 from billing_desk.services.deposits import create_deposit
-from billing_desk.services.matching import auto_match, candidates, match_line, unmatch_line
+from billing_desk.services.matching import (
+    auto_match,
+    candidates,
+    list_lines,
+    match_line,
+    match_together,
+    unmatch_line,
+)
 from billing_desk.services.payments import PaymentDraft, change_status
 from billing_desk.services.reconciliation import run_reconciliation
 from billing_desk.services.statements import import_statements
@@ -580,3 +587,77 @@ def test_a_run_stopped_through_its_progress_records_nothing(books: Books) -> Non
     heard: list[tuple[int, int, str]] = []
     report = run_reconciliation(books.manager, *JUNE, progress=lambda *a: heard.append(a))
     assert report.discrepancies and heard[-1][0] == heard[-1][1] == len(heard) - 1
+
+
+def test_a_line_matched_to_several_payments_together_clears_them_all(books: Books) -> None:
+    """A card processor's payout of two payments in one credit: matched together, both clear;
+    the run finds nothing to say of the line; unmatching takes both back."""
+    first = books.pay(_transfer("G-1", "60.00"))
+    second = books.pay(_transfer("G-2", "40.00"))
+    (payout,) = books.bank((5, "100.00", "PAYOUT"))
+    info = match_together(books.clerk, payout, payment_ids=[first, second])
+    assert (info.rule, info.payment_id) == ("manual", first)
+    assert [status_of(books, p) for p in (first, second)] == ["cleared", "cleared"]
+    (line,) = [ln for ln in list_lines(books.clerk) if ln.id == payout]
+    assert (line.payment_id, line.also) == (first, (f"payment {second}",))
+    report = run_reconciliation(books.manager, *JUNE)
+    assert [d.kind for d in report.discrepancies if d.line_id == payout] == []
+    # Neither payment can be matched again, alone or in another group.
+    (again,) = books.bank((6, "60.00", "G-1"))
+    with pytest.raises(Refused, match=f"already matched to payment {first}"):
+        match_line(books.clerk, again, payment_id=first)
+    unmatch_line(books.clerk, payout, "two other payments")
+    assert [status_of(books, p) for p in (first, second)] == ["recorded", "recorded"]
+    assert [ln.payment_id for ln in list_lines(books.clerk) if ln.id == payout] == [None]
+
+
+def test_several_together_that_do_not_add_up_need_a_reason_and_are_raised_by_the_run(
+    books: Books,
+) -> None:
+    first = books.pay(_transfer("H-1", "60.00"))
+    second = books.pay(_transfer("H-2", "30.00"))
+    (payout,) = books.bank((5, "100.00", "PAYOUT"))
+    before = snapshot(books)
+    with pytest.raises(Refused) as refused:
+        match_together(books.clerk, payout, payment_ids=[first, second])
+    assert str(refused.value) == (
+        f"Bank line {payout} is 100.00 USD and the 2 chosen add up to 90.00 USD; match them "
+        "only as a match with a difference, giving the reason with --note."
+    )
+    assert snapshot(books) == before
+    info = match_together(
+        books.clerk, payout, payment_ids=[second, first], note="a third card payment is missing"
+    )
+    assert info.rule == "manual with difference"
+    found = [
+        (d.kind, d.expected_minor, d.actual_minor)
+        for d in run_reconciliation(books.manager, *JUNE).discrepancies
+        if d.line_id == payout
+    ]
+    assert found == [("amount mismatch", 9000, 10000)]
+
+
+def test_two_slips_credited_as_one_line(books: Books) -> None:
+    a = books.pay(_check("701", "25.00"))
+    c = books.pay(_check("702", "15.00"))
+    one = create_deposit(books.clerk, [a], date(2026, 6, 3), idempotency_key="slip-701")
+    two = create_deposit(books.clerk, [c], date(2026, 6, 3), idempotency_key="slip-702")
+    (line,) = books.bank((4, "40.00", None))
+    match_together(books.clerk, line, deposit_ids=[one.deposit_id, two.deposit_id])
+    assert [status_of(books, p) for p in (a, c)] == ["cleared", "cleared"]
+    # A check of a slip is never matched on its own, in a group or not.
+    (other,) = books.bank((6, "25.00", None))
+    with pytest.raises(Refused, match="reached the bank in deposit"):
+        match_together(books.clerk, other, payment_ids=[a, books.pay(_transfer("H-9", "1.00"))])
+
+
+def test_a_line_already_matched_is_not_matched_together_again(books: Books) -> None:
+    first = books.pay(_transfer("J-1", "60.00"))
+    second = books.pay(_transfer("J-2", "40.00"))
+    third = books.pay(_transfer("J-3", "60.00"))
+    (payout,) = books.bank((5, "100.00", "PAYOUT"))
+    match_together(books.clerk, payout, payment_ids=[first, second])
+    with pytest.raises(Refused, match=f"Bank line {payout} is already matched"):
+        match_together(books.clerk, payout, payment_ids=[third, second])
+    with pytest.raises(BadInput, match="given twice"):
+        match_together(books.clerk, payout, payment_ids=[third, third])

@@ -624,3 +624,94 @@ def test_a_discrepancy_on_an_invoice_opens_the_invoice(demo_gui: Gui) -> None:
         ),
         "the invoice selected",
     )
+
+
+def test_a_line_is_matched_to_two_deposit_slips_chosen_together(demo_gui: Gui) -> None:
+    """Two checks deposited on two slips, credited by the bank as one line: chosen together
+    (Ctrl+click) the difference is 0.00 and Match takes both; one slip alone against a line it
+    does not explain asks for a reason first."""
+    from billing_desk.services.deposits import create_deposit
+
+    clerk = open_workspace(demo_gui.db, "clerk", migrate=False)
+    try:
+        checks = [
+            record_payment(
+                clerk,
+                PaymentDraft(
+                    "STMARY",
+                    "check",
+                    amount,
+                    DAY,
+                    check_number=number,
+                    routing_number="011000015",
+                    account_number="4417001",
+                ),
+                str(uuid.uuid4()),
+            ).payment_id
+            for amount, number in (("25.00", "9101"), ("15.00", "9102"), ("20.00", "9103"))
+        ]
+        slips = [
+            create_deposit(clerk, [check], DAY, idempotency_key=str(uuid.uuid4())).deposit_id
+            for check in checks
+        ]
+        lines = (
+            StatementLine(DAY, Money.from_minor(4000, "USD"), "line 1", bank_id="T1",
+                          reference="DEPOSIT", counterparty="Branch 12"),
+            StatementLine(DAY, Money.from_minor(2600, "USD"), "line 2", bank_id="T2",
+                          reference="DEPOSIT", counterparty="Branch 12"),
+        )  # fmt: skip
+        import_statements(
+            clerk, "two.csv", b"two", "csv", [Statement("csv", "OPS-T", "USD", lines)],
+            commit=True,
+        )  # fmt: skip
+    finally:
+        clerk.close()
+    application = demo_gui.start("clerk")
+    view = application.window.show_view("Reconciliation")
+    assert isinstance(view, ReconciliationView)
+    demo_gui.wait(lambda: any(r.bank_id == "T1" for r in view.lines.rows), "the bank's lines")
+    both = next(r for r in view.lines.rows if r.bank_id == "T1")
+    view.lines_table.selectRow(view.lines.row_of(both.id) or 0)
+    demo_gui.wait(
+        lambda: {c.deposit_id for c in view.found.rows} >= set(slips[:2]), "the two slips offered"
+    )
+
+    def click(deposit_id: int, modifier: Qt.KeyboardModifier) -> None:
+        row = next(i for i, c in enumerate(view.found.rows) if c.deposit_id == deposit_id)
+        rect = view.found_table.visualRect(view.found.index(row, 0))
+        demo_gui.qtbot.mouseClick(  # type: ignore[attr-defined]
+            view.found_table.viewport(), Qt.MouseButton.LeftButton, modifier, rect.center()
+        )
+
+    click(slips[0], Qt.KeyboardModifier.NoModifier)
+    assert "Match with a difference" in view.match_button.text()
+    click(slips[1], Qt.KeyboardModifier.ControlModifier)
+    assert {c.deposit_id for c in view.chosen_candidates()} == set(slips[:2])
+    assert "Difference $0.00" in view.difference.text(), view.difference.text()
+    assert view.match_button.isEnabled() and view.match_button.text() == "&Match (2 together)"
+    screenshot(application.window, "reconciliation-two-together")  # type: ignore[attr-defined]
+    view.match_button.click()
+    demo_gui.wait(
+        lambda: (
+            f"Line {both.id} matched" in view.message_bar.text.text()
+            and "1 more together" in view.message_bar.text.text()
+        ),
+        "the match",
+    )
+    demo_gui.idle(application)
+    assert [_status(demo_gui, c) for c in checks] == ["cleared", "cleared", "deposited"]
+
+    # The third slip does not explain the other line: Match asks for a reason first.
+    other = next(r for r in view.lines.rows if r.bank_id == "T2")
+    view.lines_table.selectRow(view.lines.row_of(other.id) or 0)
+    demo_gui.wait(lambda: any(c.deposit_id == slips[2] for c in view.found.rows), "the slip")
+    click(slips[2], Qt.KeyboardModifier.NoModifier)
+    assert view.match_button.text() == "&Match with a difference…"
+    assert "Difference $6.00" in view.difference.text(), view.difference.text()
+    view.match_button.click()
+    dialog = application.window.findChildren(ReasonDialog)[-1]
+    assert not dialog.ok.isEnabled(), "no match with a difference without a reason"
+    demo_gui.qtbot.keyClicks(dialog.reason, "bank added 6.00 of interest")  # type: ignore[attr-defined]
+    dialog.ok.click()
+    demo_gui.wait(lambda: f"Line {other.id} matched" in view.message_bar.text.text(), "matched")
+    assert "manual with difference" in view.message_bar.text.text()

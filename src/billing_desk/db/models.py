@@ -684,6 +684,10 @@ class BankMatch(Base):
     # "credit" or "debit": the sign of the line, kept on the match so the unique index can
     # hold one of each per payment (a trigger refuses a direction the line does not have).
     direction: Mapped[str] = mapped_column(String(6))
+    # A line explained by several payments or slips together (a card processor's payout of a
+    # day's payments, two slips credited as one) has one match per target, parts 1, 2, ...;
+    # the unique index on (line, part) lets two people matching the same line at once collide.
+    part: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payment.id"))
     deposit_id: Mapped[int | None] = mapped_column(ForeignKey("deposit.id"))
     rule: Mapped[str] = mapped_column(String(32))
@@ -699,6 +703,7 @@ class BankMatch(Base):
         Index(
             "uq_bank_match_line_active",
             "line_id",
+            "part",
             unique=True,
             sqlite_where=text("active"),
             postgresql_where=text("active"),
@@ -720,6 +725,7 @@ class BankMatch(Base):
         ),
         CheckConstraint("(payment_id IS NULL) <> (deposit_id IS NULL)", name="one_target"),
         CheckConstraint("direction IN ('credit', 'debit')", name="direction"),
+        CheckConstraint("part >= 1", name="part"),
     )
 
 

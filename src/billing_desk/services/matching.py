@@ -17,7 +17,7 @@ person who ran the matching); unmatching keeps the row, marked inactive, with wh
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from difflib import SequenceMatcher
@@ -42,7 +42,7 @@ from billing_desk.domain.bank_matching import (
 )
 from billing_desk.domain.errors import BadInput, Refused
 from billing_desk.domain.hashing import canonical_bytes
-from billing_desk.domain.money import parse_money
+from billing_desk.domain.money import Money, parse_money
 from billing_desk.domain.payments import LIVE_STATUSES, PaymentMethod, PaymentStatus
 from billing_desk.domain.roles import Permission
 from billing_desk.services.payments import move_payment
@@ -91,6 +91,8 @@ class LineInfo:
     deposit_id: int | None
     # The bank's own text for the line (a BAI2 detail's text, an MT940 :86:), when it has one.
     description: str | None = None
+    # Matched to several together: the targets after the first ("payment 7", "deposit 3").
+    also: tuple[str, ...] = ()
 
 
 def list_lines(
@@ -109,7 +111,10 @@ def list_lines(
         unit.require(Permission.READ)
         query = (
             select(BankLine, BankMatch)
-            .outerjoin(BankMatch, and_(BankMatch.line_id == BankLine.id, BankMatch.active))
+            .outerjoin(
+                BankMatch,
+                and_(BankMatch.line_id == BankLine.id, BankMatch.active, BankMatch.part == 1),
+            )
             .order_by(BankLine.booked, BankLine.id)
         )
         if statement_id is not None:
@@ -120,6 +125,16 @@ def list_lines(
             query = query.where(BankLine.booked >= date_from)
         if date_to is not None:
             query = query.where(BankLine.booked <= date_to)
+        rows = unit.session.execute(query).all()
+        # The other parts of lines matched to several payments or slips together.
+        also: dict[int, list[str]] = defaultdict(list)
+        if not unmatched:
+            for match in unit.session.scalars(
+                select(BankMatch)
+                .where(BankMatch.active, BankMatch.part > 1)
+                .order_by(BankMatch.line_id, BankMatch.part)
+            ):
+                also[match.line_id].append(_target_name(match.payment_id, match.deposit_id))
         return [
             LineInfo(
                 line.id,
@@ -134,8 +149,9 @@ def list_lines(
                 match.payment_id if match is not None else None,
                 match.deposit_id if match is not None else None,
                 line.description,
+                tuple(also.get(line.id, ())),
             )
-            for line, match in unit.session.execute(query)
+            for line, match in rows
         ]
 
     return workspace.read(operation)
@@ -237,6 +253,130 @@ def match_in_unit(
     return _add(unit, line, rule, payment_id, deposit_id, detail)
 
 
+def match_together(
+    workspace: Workspace,
+    line_id: int,
+    *,
+    payment_ids: Sequence[int] = (),
+    deposit_ids: Sequence[int] = (),
+    note: str | None = None,
+) -> MatchInfo:
+    """A person's match of one bank line to several payments or deposit slips that together
+    are its money (a card processor's payout of a day's payments, two slips credited as one).
+    Each must fit the line on its own terms; their sum must be the line's amount, or the match
+    is a match with a difference and needs `note`. Returns the first part's match."""
+
+    def operation(unit: UnitOfWork) -> MatchInfo:
+        unit.require(Permission.RECONCILE)
+        return match_together_in_unit(
+            unit, line_id, payment_ids=payment_ids, deposit_ids=deposit_ids, note=note
+        )
+
+    return workspace.write(operation, action="reconcile.match_manual")
+
+
+def match_together_in_unit(
+    unit: UnitOfWork,
+    line_id: int,
+    *,
+    payment_ids: Sequence[int] = (),
+    deposit_ids: Sequence[int] = (),
+    note: str | None = None,
+) -> MatchInfo:
+    targets = [("payment", int(i)) for i in payment_ids] + [
+        ("deposit", int(i)) for i in deposit_ids
+    ]
+    if len(set(targets)) != len(targets):
+        raise BadInput("A payment or deposit is given twice; give each once.")
+    if len(targets) == 1:
+        kind, only = targets[0]
+        return match_in_unit(
+            unit,
+            line_id,
+            payment_id=only if kind == "payment" else None,
+            deposit_id=only if kind == "deposit" else None,
+            note=note,
+        )
+    if not targets:
+        raise BadInput("Match a bank line to payments (--payment) or deposits (--deposit).")
+    session = unit.session
+    line = session.scalars(select(BankLine).where(BankLine.id == line_id).with_for_update()).first()
+    if line is None:
+        raise BadInput(f"There is no bank line {line_id}; `reconcile lines` lists them.")
+    if line.amount_minor == 0:
+        raise Refused(f"Bank line {line.id} is for zero; there is no money to match.")
+    why = (note or "").strip() or None
+    sign = 1 if line.amount_minor > 0 else -1
+    direction = direction_of(line.amount_minor)
+    parts: list[tuple[str, int, int]] = []
+    # Locked in one order, so two people choosing overlapping sets cannot deadlock.
+    for kind, ident in sorted(targets):
+        if kind == "payment":
+            payment = session.scalars(
+                select(Payment).where(Payment.id == ident).with_for_update()
+            ).first()
+            if payment is None:
+                raise BadInput(f"There is no payment {ident}.")
+            # Judged as if the line were this payment's share: every rule but the amount.
+            verdict = judge_payment(
+                _share(line, payment.amount_minor), payment_facts(unit, payment), reason=None
+            )
+            amount = payment.amount_minor
+        else:
+            deposit = session.scalars(
+                select(Deposit).where(Deposit.id == ident).with_for_update()
+            ).first()
+            if deposit is None:
+                raise BadInput(f"There is no deposit {ident}.")
+            verdict = judge_deposit(
+                _share(line, deposit.total_minor), deposit_facts(unit, deposit), reason=None
+            )
+            amount = deposit.total_minor
+        if isinstance(verdict, str):
+            raise Refused(verdict)
+        parts.append((kind, ident, amount))
+    _refuse_if_matched(unit, line_id=line.id, direction=direction, payment_id=None, deposit_id=None)
+    for kind, ident, _amount in parts:
+        _refuse_if_matched(
+            unit,
+            line_id=line.id,
+            direction=direction,
+            payment_id=ident if kind == "payment" else None,
+            deposit_id=ident if kind == "deposit" else None,
+        )
+    total = sum(amount for _kind, _ident, amount in parts)
+    difference = line.amount_minor - sign * total
+    if difference and not why:
+        shown = Money.from_minor(line.amount_minor, line.currency).format()
+        together = Money.from_minor(sign * total, line.currency).format()
+        raise Refused(
+            f"Bank line {line.id} is {shown} and the {len(parts)} chosen add up to {together}; "
+            "match them only as a match with a difference, giving the reason with --note."
+        )
+    detail: dict[str, object] = {
+        "line_amount_minor": line.amount_minor,
+        "together": [[kind, ident, amount] for kind, ident, amount in parts],
+        "total_minor": total,
+        "difference_minor": difference,
+        "note": why,
+    }
+    rule = "manual with difference" if difference else "manual"
+    first: MatchInfo | None = None
+    for part, (kind, ident, _amount) in enumerate(parts, start=1):
+        info = _add(
+            unit,
+            line,
+            rule,
+            ident if kind == "payment" else None,
+            ident if kind == "deposit" else None,
+            detail,
+            part=part,
+        )
+        first = first or info
+    assert first is not None
+    return first
+
+
 def unmatch_line(workspace: Workspace, line_id: int, reason: str) -> MatchInfo:
     why = reason.strip()
     if not why:
@@ -244,25 +384,39 @@ def unmatch_line(workspace: Workspace, line_id: int, reason: str) -> MatchInfo:
 
     def operation(unit: UnitOfWork) -> MatchInfo:
         unit.require(Permission.RECONCILE)
-        match = unit.session.scalars(
-            select(BankMatch).where(BankMatch.line_id == line_id, BankMatch.active)
-        ).one_or_none()
-        if match is None:
+        # Every part of the line's match goes together: it was one person's decision.
+        matches = list(
+            unit.session.scalars(
+                select(BankMatch)
+                .where(BankMatch.line_id == line_id, BankMatch.active)
+                .order_by(BankMatch.part)
+            )
+        )
+        if not matches:
             raise Refused(f"Bank line {line_id} is not matched.")
-        match.active = False
-        match.unmatched_at = unit.now
-        match.unmatched_by = unit.actor.name
-        match.unmatch_reason = why
+        for match in matches:
+            match.active = False
+            match.unmatched_at = unit.now
+            match.unmatched_by = unit.actor.name
+            match.unmatch_reason = why
         unit.session.flush()
         line = unit.session.get(BankLine, line_id)
         if line is not None and line.amount_minor > 0:
-            for payment in _payments_of(unit, match.payment_id, match.deposit_id):
-                back = unclearing_move(PaymentMethod(payment.method), PaymentStatus(payment.status))
-                if back is not None:
-                    move_payment(
-                        unit, payment, back, f"bank line {line_id} unmatched: {why}", on=unit.today
+            for match in matches:
+                for payment in _payments_of(unit, match.payment_id, match.deposit_id):
+                    back = unclearing_move(
+                        PaymentMethod(payment.method), PaymentStatus(payment.status)
                     )
-        return MatchInfo(line_id, match.rule, match.payment_id, match.deposit_id, {})
+                    if back is not None:
+                        move_payment(
+                            unit,
+                            payment,
+                            back,
+                            f"bank line {line_id} unmatched: {why}",
+                            on=unit.today,
+                        )
+        first = matches[0]
+        return MatchInfo(line_id, first.rule, first.payment_id, first.deposit_id, {})
 
     return workspace.write(operation, action="reconcile.unmatch")
 
@@ -283,6 +437,10 @@ class Candidate:
     agreeing: tuple[str, ...]
     fits: bool
     refusal: str | None
+    # Whether it may be one of several matched together (every rule but the amount holds),
+    # and if not, why.
+    fits_together: bool = True
+    refusal_together: str | None = None
 
 
 def candidates(
@@ -459,7 +617,9 @@ def _ranked(
             continue
         facility = session.get(Facility, payment.facility_id)
         name = payment.payer or (facility.name if facility is not None else None)
-        verdict = judge_payment(facts, payment_facts(unit, payment), reason=None)
+        known = payment_facts(unit, payment)
+        verdict = judge_payment(facts, known, reason=None)
+        share = judge_payment(_share(line, payment.amount_minor), known, reason=None)
         agreeing = tuple(
             field
             for field, hit in (
@@ -485,6 +645,8 @@ def _ranked(
             agreeing,
             not isinstance(verdict, str),
             verdict if isinstance(verdict, str) else None,
+            not isinstance(share, str),
+            share if isinstance(share, str) else None,
         )
         key = (
             0 if ref_hit else 1,
@@ -498,7 +660,9 @@ def _ranked(
         near = abs(deposit.deposit_date - line.booked) <= window
         if not (amount_hit or near or searched):
             continue
-        verdict = judge_deposit(facts, deposit_facts(unit, deposit), reason=None)
+        known_slip = deposit_facts(unit, deposit)
+        verdict = judge_deposit(facts, known_slip, reason=None)
+        share = judge_deposit(_share(line, deposit.total_minor), known_slip, reason=None)
         candidate = Candidate(
             0,
             "deposit" if amount_hit else "date" if near else "searched",
@@ -519,6 +683,8 @@ def _ranked(
             ),
             not isinstance(verdict, str),
             verdict if isinstance(verdict, str) else None,
+            not isinstance(share, str),
+            share if isinstance(share, str) else None,
         )
         scored.append(
             (
@@ -842,10 +1008,13 @@ def _add(
     payment_id: int | None,
     deposit_id: int | None,
     detail: dict[str, object],
+    *,
+    part: int = 1,
 ) -> MatchInfo:
     unit.session.add(
         BankMatch(
             line_id=line.id,
+            part=part,
             direction=direction_of(line.amount_minor),
             payment_id=payment_id,
             deposit_id=deposit_id,
@@ -873,6 +1042,17 @@ def _add(
             if to is not None:
                 move_payment(unit, payment, to, f"matched to bank line {line.id}", on=line.booked)
     return MatchInfo(line.id, rule, payment_id, deposit_id, detail)
+
+
+def _share(line: BankLine, amount_minor: int) -> LineFacts:
+    """The line as if it were exactly this target's money: judging against it checks every
+    rule but the amount (for one of several matched together)."""
+    sign = 1 if line.amount_minor > 0 else -1
+    return LineFacts(line.id, line.currency, sign * amount_minor)
+
+
+def _target_name(payment_id: int | None, deposit_id: int | None) -> str:
+    return f"payment {payment_id}" if payment_id is not None else f"deposit {deposit_id}"
 
 
 def _payments_of(unit: UnitOfWork, payment_id: int | None, deposit_id: int | None) -> list[Payment]:

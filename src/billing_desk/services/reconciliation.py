@@ -473,8 +473,25 @@ def _matches_checked(unit: UnitOfWork, date_from: date, date_to: date) -> list[F
         select(BankMatch, BankLine)
         .join(BankLine, BankLine.id == BankMatch.line_id)
         .where(BankMatch.active, BankLine.booked.between(date_from, date_to))
-        .order_by(BankLine.id)
-    )
+        .order_by(BankLine.id, BankMatch.part)
+    ).all()
+    # A line matched to several together is explained by their sum: its amount is checked
+    # once, at its last part, against all of them.
+    group_expected: dict[int, int] = defaultdict(int)
+    group_names: dict[int, list[str]] = defaultdict(list)
+    last_part: dict[int, int] = {}
+    for match, line in rows:
+        if match.payment_id is not None:
+            paid = session.get(Payment, match.payment_id)
+            share = 0 if paid is None else paid.amount_minor
+            share = -share if line.amount_minor < 0 else share
+            group_names[line.id].append(f"payment {match.payment_id}")
+        else:
+            slip = session.get(Deposit, match.deposit_id)
+            share = 0 if slip is None else slip.total_minor
+            group_names[line.id].append(f"deposit {match.deposit_id}")
+        group_expected[line.id] += share
+        last_part[line.id] = match.part
     out: list[Finding] = []
     for match, line in rows:
         facts = LineFacts(line.id, line.currency, line.amount_minor)
@@ -538,8 +555,13 @@ def _matches_checked(unit: UnitOfWork, date_from: date, date_to: date) -> list[F
             and (deposit is None or deposit.currency != line.currency)
         ):
             out.append(_finding("match does not fit", verdict, **where))
-        if line.amount_minor != expected and line.currency == (
-            deposit.currency if deposit is not None else payments[0].currency
+        names = group_names[line.id]
+        if len(names) > 1:
+            expected, what = group_expected[line.id], f"{', '.join(names)} together"
+        if (
+            match.part == last_part[line.id]
+            and line.amount_minor != expected
+            and line.currency == (deposit.currency if deposit is not None else payments[0].currency)
         ):
             out.append(
                 _finding(

@@ -15,6 +15,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QDialog,
@@ -45,6 +46,7 @@ from billing_desk.services.matching import (
     candidates,
     list_lines,
     match_line,
+    match_together,
     unmatch_line,
 )
 from billing_desk.services.reconciliation import DiscrepancyInfo
@@ -84,10 +86,20 @@ def line_amount(line: LineInfo) -> Money:
 
 def matched_to(line: LineInfo) -> str:
     if line.payment_id is not None:
-        return f"payment {line.payment_id} ({line.rule})"
-    if line.deposit_id is not None:
-        return f"deposit {line.deposit_id} ({line.rule})"
-    return ""
+        first = f"payment {line.payment_id}"
+    elif line.deposit_id is not None:
+        first = f"deposit {line.deposit_id}"
+    else:
+        return ""
+    return f"{', '.join((first, *line.also))} ({line.rule})"
+
+
+def fits_text(candidate: Candidate) -> str:
+    """Whether the candidate explains the line alone, only with others (its amount is part of
+    the line's), or cannot be matched to it at all."""
+    if candidate.fits:
+        return "yes"
+    return "with others" if candidate.fits_together else "no"
 
 
 def target_of(candidate: Candidate) -> str:
@@ -148,9 +160,9 @@ class ReconciliationView(View):
                 ),
                 Column(
                     "Fits",
-                    lambda r: "yes" if r.fits else "no",
-                    emphasis=lambda r: not r.fits,
-                    tooltip=lambda r: r.refusal,
+                    fits_text,
+                    emphasis=lambda r: not r.fits_together,
+                    tooltip=lambda r: r.refusal_together or r.refusal,
                 ),
             ],
             key=lambda r: (r.payment_id, r.deposit_id),
@@ -172,6 +184,8 @@ class ReconciliationView(View):
 
         self.lines_table = make_table(self, self.lines, "Bank lines", stretch=3)
         self.found_table = make_table(self, self.found, "Candidates", stretch=4)
+        # Several candidates may be the line's money together (Ctrl or Shift to add).
+        self.found_table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.difference = QLabel(self)
         self.difference.setAccessibleName("Difference")
         self.difference.setWordWrap(True)
@@ -369,16 +383,22 @@ class ReconciliationView(View):
 
     # -- deciding -----------------------------------------------------------------------------
 
+    def chosen_candidates(self) -> list[Candidate]:
+        """The candidates selected (several when the line is their money together)."""
+        model = self.found_table.selectionModel()
+        rows = sorted({i.row() for i in model.selectedRows()}) if model is not None else []
+        return [c for c in (self.found.row_at(r) for r in rows) if c is not None]
+
     def _weigh(self) -> None:
-        """The difference between the line and the chosen candidate, and what may be done."""
+        """The difference between the line and the chosen candidates, and what may be done."""
         line = selected_row(self.lines_table, self.lines)
-        candidate = selected_row(self.found_table, self.found)
+        chosen = self.chosen_candidates()
         may = self.desk.may(Permission.RECONCILE) and not self.desk.read_only
         matched = line is not None and (line.payment_id is not None or line.deposit_id is not None)
         self.unmatch_button.setEnabled(may and matched)
         self.auto_button.setEnabled(may)
         self.auto_action.setEnabled(may)
-        if line is None or candidate is None:
+        if line is None or not chosen:
             self.difference.setText(
                 f"Line {line.id} is matched to {matched_to(line)}." if matched and line else ""
             )
@@ -386,54 +406,82 @@ class ReconciliationView(View):
             self.match_action.setEnabled(False)
             return
         f = self.desk.formats
-        left = line.amount_minor - candidate.amount_minor
-        if candidate.currency != line.currency:
-            text = f"The candidate is in {candidate.currency}; the line is in {line.currency}."
+        # A debit is explained by money that went back out: the candidates count negative.
+        sign = 1 if line.amount_minor > 0 else -1
+        together = sum(c.amount_minor for c in chosen)
+        left = line.amount_minor - sign * together
+        several = len(chosen) > 1
+        what = f"the {len(chosen)} chosen" if several else "the candidate"
+        if any(c.currency != line.currency for c in chosen):
+            text = f"A candidate is in another currency; the line is in {line.currency}."
         elif left == 0:
             text = (
-                f"Difference {f.money(Money.from_minor(0, line.currency))}: the line is explained."
+                f"Difference {f.money(Money.from_minor(0, line.currency))}: the line is explained"
+                + (
+                    f" by {what}, {f.money(Money.from_minor(sign * together, line.currency))} "
+                    "together."
+                    if several
+                    else "."
+                )
             )
         else:
             text = (
-                f"Difference {f.money(Money.from_minor(left, line.currency))}: a match needs a "
-                "reason and is kept as a match with a difference."
+                f"Difference {f.money(Money.from_minor(left, line.currency))} between the line "
+                f"and {what}: a match needs a reason and is kept as a match with a difference."
             )
-        if not candidate.fits and candidate.refusal:
-            text += f" {candidate.refusal}"
+        if several:
+            refusals = [c.refusal_together for c in chosen if c.refusal_together]
+            fits = all(c.fits_together for c in chosen)
+        else:
+            refusals = [c.refusal for c in chosen if not c.fits and c.refusal]
+            fits = chosen[0].fits
+        if refusals:
+            text += " " + " ".join(refusals)
         self.difference.setText(text)
-        self.match_button.setText("&Match" if left == 0 else "&Match with a difference…")
-        # An exact candidate that does not fit says why and cannot be matched; a difference goes
+        self.match_button.setText(
+            ("&Match" if left == 0 else "&Match with a difference…")
+            + (f" ({len(chosen)} together)" if several else "")
+        )
+        # An exact choice that does not fit says why and cannot be matched; a difference goes
         # to the reason dialog, and the service refuses what does not fit.
-        self.match_button.setEnabled(may and (candidate.fits or left != 0))
+        self.match_button.setEnabled(may and (fits if several else fits or left != 0))
         self.match_button.setDefault(left == 0)
         self.match_action.setEnabled(self.match_button.isEnabled())
 
     def match(self) -> None:
         line = selected_row(self.lines_table, self.lines)
-        candidate = selected_row(self.found_table, self.found)
-        if line is None or candidate is None or not self.match_button.isEnabled():
+        chosen = self.chosen_candidates()
+        if line is None or not chosen or not self.match_button.isEnabled():
             return
-        number, payment, deposit = line.id, candidate.payment_id, candidate.deposit_id
-        if line.amount_minor == candidate.amount_minor and candidate.fits:
-            self._matching(
-                line, lambda ws: match_line(ws, number, payment_id=payment, deposit_id=deposit)
+        number = line.id
+        payments = [c.payment_id for c in chosen if c.payment_id is not None]
+        deposits = [c.deposit_id for c in chosen if c.deposit_id is not None]
+        sign = 1 if line.amount_minor > 0 else -1
+        exact = line.amount_minor == sign * sum(c.amount_minor for c in chosen)
+
+        def work(note: str | None) -> Callable[[Workspace], MatchInfo]:
+            if len(chosen) == 1:
+                payment, deposit = chosen[0].payment_id, chosen[0].deposit_id
+                return lambda ws: match_line(
+                    ws, number, payment_id=payment, deposit_id=deposit, note=note
+                )
+            return lambda ws: match_together(
+                ws, number, payment_ids=payments, deposit_ids=deposits, note=note
             )
+
+        if exact and (chosen[0].fits if len(chosen) == 1 else True):
+            self._matching(line, work(None), together=len(chosen))
             return
+        named = ", ".join(target_of(c) for c in chosen)
         dialog = ReasonDialog(
             self,
             f"Match line {number} with a difference",
-            f"Line {number} and {target_of(candidate)} differ. Match them anyway, kept as a match "
+            f"Line {number} and {named} differ. Match them anyway, kept as a match "
             "with a difference that every run reports until a manager resolves it? &Why?",
             "&Match with a difference",
         )
         dialog.submitted.connect(
-            lambda reason: self._matching(
-                line,
-                lambda ws: match_line(
-                    ws, number, payment_id=payment, deposit_id=deposit, note=reason
-                ),
-                dialog,
-            )
+            lambda reason: self._matching(line, work(reason), dialog, together=len(chosen))
         )
         dialog.open()
 
@@ -442,6 +490,7 @@ class ReconciliationView(View):
         line: LineInfo,
         work: Callable[[Workspace], MatchInfo],
         dialog: ReasonDialog | None = None,
+        together: int = 1,
     ) -> None:
         self.match_button.setEnabled(False)
 
@@ -451,6 +500,8 @@ class ReconciliationView(View):
             target = (
                 f"payment {info.payment_id}" if info.payment_id else f"deposit {info.deposit_id}"
             )
+            if together > 1:
+                target += f" and {together - 1} more together"
             self.message_bar.show_message(f"Line {info.line_id} matched to {target} ({info.rule}).")
 
         def refused(error: BaseException) -> None:
