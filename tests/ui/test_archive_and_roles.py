@@ -24,6 +24,10 @@ READING_ACTIONS = {
     "&Generate the report",
     "&Print…",
     "&Find…",
+    "&Verify the audit trail",
+    "&Go to sequence…",
+    "Jump to the &first entry",
+    "Jump to the &last entry",
 }
 
 

@@ -11,6 +11,7 @@ from billing_desk.services.unit_of_work import Workspace
 from billing_desk.services.users import add_user
 from billing_desk.ui.operations import changes
 from billing_desk.ui.statusbar import FindingsDialog
+from billing_desk.ui.views.audit import AuditView
 from tests.conftest import Database
 from tests.tamper import tampering
 from tests.ui.conftest import Gui, screenshot
@@ -72,13 +73,16 @@ def test_a_changed_audit_entry_turns_the_badge_red_with_its_findings(demo_gui: G
     assert badge.text().startswith("Integrity problem:")
     assert badge.font().bold()
     assert any("sequence 5" in f.entity for f in result.findings)
+    # A click lists the findings in the Audit view, where each opens what it names.
     badge.click()
-    dialogs = application.window.findChildren(FindingsDialog)
-    demo_gui.wait(
-        lambda: bool(dialogs) or bool(application.window.findChildren(FindingsDialog)), "findings"
-    )
-    dialog = application.window.findChildren(FindingsDialog)[-1]
-    listed = [dialog.findings.item(i).text() for i in range(dialog.findings.count())]
-    assert any("entry altered" in line and "sequence 5" in line for line in listed)
-    screenshot(dialog, "integrity-findings")
+    audit = application.window.current_view()
+    assert isinstance(audit, AuditView)
+    findings = audit.findings.list
+    listed = [findings.item(i).text() for i in range(findings.count())]
+    assert any(line.startswith("Entry altered — sequence 5") for line in listed), listed
+    screenshot(audit.tabs, "integrity-findings")
     screenshot(application.window.status, "status-bar-problem")
+    # A person with no Audit view (none has none today) gets the findings in a dialog.
+    dialog = FindingsDialog(result, application.window)
+    dialog_listed = [dialog.findings.item(i).text() for i in range(dialog.findings.count())]
+    assert any("entry altered" in line and "sequence 5" in line for line in dialog_listed)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, func, or_, select
 
 from billing_desk.db.models import AuditEntry, AuditLink, Base, Facility
 from billing_desk.domain.errors import BadInput
@@ -191,17 +191,164 @@ def audit_page(
         return _rows(unit, query.order_by(order).limit(limit))
 
     rows = workspace.reports.read(operation)
-    if after is None and not workspace.read_only:
-        workspace.write(
-            lambda unit: unit.record_event(
-                "audit.read_log",
-                "audit_entry",
-                "browser",
-                detail={k: str(v) for k, v in vars(wanted).items() if v},
-            ),
-            action="audit.read_log",
-        )
+    if after is None:
+        _record_read(workspace, wanted)
     return rows
+
+
+@dataclass(frozen=True)
+class AuditWindow:
+    """Entries around a place in the log (an entry, a sequence number, the far end of the list),
+    in the list's order, with whether more lie before and after them. `selected` is the entry to
+    show; `note` says what the person should know (a missing sequence, filters put aside)."""
+
+    rows: list[AuditRow]
+    more_before: bool
+    more_after: bool
+    selected: int | None
+    wanted: AuditFilter
+    note: str | None = None
+
+
+def audit_window(
+    workspace: Workspace,
+    wanted: AuditFilter,
+    *,
+    sequence: int | None = None,
+    entry_id: int | None = None,
+    at_end: bool = False,
+    newest_first: bool = True,
+    limit: int = PAGE_SIZE,
+) -> AuditWindow:
+    """A page of entries around the sealed entry `sequence`, around entry `entry_id`, or at the
+    far end of the list (`at_end`: the oldest when the newest come first), read by keyset in
+    both directions: the cost does not depend on where in the log it lies. An entry that the
+    filter leaves out is shown among all entries (the filter is put aside, and `note` says so).
+    A sequence whose entry is gone shows the entries around where it was. Refuses a sequence
+    the chain never reached."""
+
+    def operation(unit: UnitOfWork) -> AuditWindow:
+        unit.require(Permission.READ)
+        session = unit.session
+        note = None
+        anchor = entry_id
+        if sequence is not None:
+            anchor, note = _entry_at(unit, sequence)
+        elif anchor is not None and session.get(AuditEntry, anchor) is None:
+            raise BadInput(f"There is no audit entry {anchor}; check the number.")
+        shown = wanted
+        if anchor is not None and wanted != AuditFilter():
+            inside = session.execute(
+                _filtered(unit, select(AuditEntry.id), wanted).where(AuditEntry.id == anchor)
+            ).first()
+            if inside is None:
+                shown = AuditFilter()
+                note = (note + " " if note else "") + (
+                    "It is not among the entries the filters select, so the filters were cleared."
+                )
+
+        def page(
+            after: int | None, forward: bool, size: int, inclusive: bool = False
+        ) -> list[AuditRow]:
+            # `forward`: in the list's own order. Entry ids are integers, so "from the anchor
+            # on" is "after the id next to it".
+            down = newest_first == forward  # descending ids
+            query = _filtered(unit, _columns(), shown)
+            if after is not None:
+                start = after + (1 if down else -1) if inclusive else after
+                query = query.where(AuditEntry.id < start if down else AuditEntry.id > start)
+            order = AuditEntry.id.desc() if down else AuditEntry.id.asc()
+            return _rows(unit, query.order_by(order).limit(size))
+
+        if at_end and anchor is None:
+            rows = page(None, False, limit)[::-1]
+            return AuditWindow(
+                rows, len(rows) == limit, False, rows[-1].entry_id if rows else None, shown, note
+            )
+        if anchor is None:
+            rows = page(None, True, limit)
+            return AuditWindow(
+                rows, False, len(rows) == limit, rows[0].entry_id if rows else None, shown, note
+            )
+        half = max(limit // 2, 1)
+        before = page(anchor, False, half)[::-1]
+        after = page(anchor, True, limit, inclusive=True)
+        return AuditWindow(
+            before + after, len(before) == half, len(after) == limit, anchor, shown, note
+        )
+
+    found = workspace.reports.read(operation)
+    _record_read(workspace, found.wanted)
+    return found
+
+
+def _entry_at(unit: UnitOfWork, sequence: int) -> tuple[int, str | None]:
+    """The entry sealed at `sequence`, or the nearest present one before it (with a note) when
+    its link or its entry is gone."""
+    session = unit.session
+    last = session.scalar(select(func.max(AuditLink.sequence))) or 0
+    if sequence < 1 or sequence > last:
+        raise BadInput(
+            f"The audit chain has sequence numbers 1 to {last:,}; there is no sequence "
+            f"{sequence:,}."
+            if last
+            else "No entry has been sealed into the audit chain yet."
+        )
+    found = session.execute(
+        select(AuditLink.entry_id, AuditEntry.id)
+        .outerjoin(AuditEntry, AuditEntry.id == AuditLink.entry_id)
+        .where(AuditLink.sequence == sequence)
+    ).first()
+    if found is not None and found[1] is not None:
+        return int(found[1]), None
+    nearest = session.execute(
+        select(AuditEntry.id, AuditLink.sequence)
+        .join(AuditLink, AuditLink.entry_id == AuditEntry.id)
+        .where(AuditLink.sequence < sequence)
+        .order_by(AuditLink.sequence.desc())
+        .limit(1)
+    ).first()
+    if nearest is None:
+        nearest = session.execute(
+            select(AuditEntry.id, AuditLink.sequence)
+            .join(AuditLink, AuditLink.entry_id == AuditEntry.id)
+            .where(AuditLink.sequence > sequence)
+            .order_by(AuditLink.sequence)
+            .limit(1)
+        ).first()
+    if nearest is None:
+        raise BadInput(f"No entry of the audit chain is left near sequence {sequence:,}.")
+    what = (
+        f"Sequence {sequence:,} has no link in the chain (a gap)"
+        if found is None
+        else f"The entry sealed at sequence {sequence:,} (entry {found[0]}) is gone from the "
+        "database"
+    )
+    return int(nearest[0]), f"{what}; the entries around where it was are shown."
+
+
+def entry_of_sequence(workspace: Workspace, sequence: int) -> int:
+    """The id of the entry sealed at `sequence` (or the nearest left, see `audit_window`)."""
+
+    def operation(unit: UnitOfWork) -> int:
+        unit.require(Permission.READ)
+        return _entry_at(unit, sequence)[0]
+
+    return workspace.reports.read(operation)
+
+
+def _record_read(workspace: Workspace, wanted: AuditFilter) -> None:
+    if workspace.read_only:
+        return
+    workspace.write(
+        lambda unit: unit.record_event(
+            "audit.read_log",
+            "audit_entry",
+            "browser",
+            detail={k: str(v) for k, v in vars(wanted).items() if v},
+        ),
+        action="audit.read_log",
+    )
 
 
 def _values(text: str | None) -> dict[str, object]:

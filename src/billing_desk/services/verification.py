@@ -73,9 +73,18 @@ MAX_LISTED = 200
 
 @dataclass(frozen=True)
 class Finding:
+    """One problem. Besides the words, where it is, for a browser to open it: the chain's
+    `sequence` or the audit `entry_id` concerned, or the row (`table` and its id as the audit trail
+    names it, `row`; an invoice's `number` too)."""
+
     kind: str
     entity: str
     detail: str
+    sequence: int | None = None
+    entry_id: int | None = None
+    table: str | None = None
+    row: str | None = None
+    number: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,12 @@ class VerificationReport:
     payments_checked: int
     invoices_checked: int
     checkpoints_checked: int
+    # The hash version of the chain's last link (what an incremental check continues with).
+    head_hash_version: int = 1
+
+
+# Reports how far a verification is: (done, total, what it is doing); may raise to cancel.
+VerifyProgress = Callable[[int, int, str], None]
 
 
 @dataclass
@@ -114,13 +129,28 @@ class _Chain:
     first_broken: int | None = None
     counts: dict[str, int] = field(default_factory=dict)
 
-    def add(self, kind: str, entity: str, detail: str, sequence: int | None = None) -> None:
+    def add(
+        self,
+        kind: str,
+        entity: str,
+        detail: str,
+        sequence: int | None = None,
+        *,
+        opens_at: int | None = None,
+        entry_id: int | None = None,
+        table: str | None = None,
+        row: str | None = None,
+        number: str | None = None,
+    ) -> None:
+        """`sequence` is where the chain breaks (the first one is reported); `opens_at` the
+        sequence a browser shows for it, when not that one."""
         if sequence is not None and (self.first_broken is None or sequence < self.first_broken):
             self.first_broken = sequence
         seen = self.counts.get(kind, 0) + 1
         self.counts[kind] = seen
         if seen <= MAX_LISTED:
-            self.findings.append(Finding(kind, entity, detail))
+            at = opens_at if opens_at is not None else sequence
+            self.findings.append(Finding(kind, entity, detail, at, entry_id, table, row, number))
 
     def summarise(self) -> None:
         for kind, seen in sorted(self.counts.items()):
@@ -130,15 +160,24 @@ class _Chain:
                 )
 
 
-def verify(workspace: Workspace, checkpoints: Sequence[CheckpointClaim] = ()) -> VerificationReport:
-    """Recompute the whole history; the run itself is audited."""
+def verify(
+    workspace: Workspace,
+    checkpoints: Sequence[CheckpointClaim] = (),
+    *,
+    progress: VerifyProgress | None = None,
+) -> VerificationReport:
+    """Recompute the whole history; the run itself is audited. `progress(done, total, text)`
+    counts the links and rows checked; an exception raised from it stops the run, which then
+    records nothing."""
     # SQLite seals every entry in the transaction that wrote it: a live SQLite database has no
     # legitimate unsealed tail. An archive keeps whatever tail its source had.
     tail_allowed = not (workspace.location.is_sqlite and not workspace.read_only)
 
     def operation(unit: UnitOfWork) -> VerificationReport:
         unit.require(Permission.READ)
-        return verify_session(unit.session, checkpoints, tail_allowed=tail_allowed)
+        return verify_session(
+            unit.session, checkpoints, tail_allowed=tail_allowed, progress=progress
+        )
 
     report = workspace.reports.read(operation)
     if not workspace.read_only:
@@ -160,19 +199,24 @@ def verify(workspace: Workspace, checkpoints: Sequence[CheckpointClaim] = ()) ->
 
 
 def verify_session(
-    session: Session, checkpoints: Sequence[CheckpointClaim] = (), *, tail_allowed: bool = True
+    session: Session,
+    checkpoints: Sequence[CheckpointClaim] = (),
+    *,
+    tail_allowed: bool = True,
+    progress: VerifyProgress | None = None,
 ) -> VerificationReport:
     chain = _Chain()
     hashes_by_sequence: dict[int, str] = {}
     wanted = {c.sequence for c in checkpoints}
-    checked, last_sequence, last_hash, _version = _walk_chain(
-        session, chain, wanted, hashes_by_sequence
+    counter = _Counter(session, progress) if progress is not None else None
+    checked, last_sequence, last_hash, version = _walk_chain(
+        session, chain, wanted, hashes_by_sequence, counter=counter
     )
     _check_orphans(session, chain)
     if not tail_allowed:
         _check_no_tail(session, chain)
     _check_head(session, chain, last_sequence, last_hash)
-    payments, invoices = _check_rows(session, chain)
+    payments, invoices = _check_rows(session, chain, counter)
     _check_checkpoints(session, chain, checkpoints, hashes_by_sequence, last_sequence)
     chain.summarise()
     tail = unsealed_tail(session)
@@ -187,7 +231,29 @@ def verify_session(
         payments_checked=payments,
         invoices_checked=invoices,
         checkpoints_checked=len(checkpoints),
+        head_hash_version=version,
     )
+
+
+class _Counter:
+    """Progress over one verification: the chain's links, then the rows of every audited
+    table, counted up front (cheap next to reading them)."""
+
+    def __init__(self, session: Session, report: VerifyProgress) -> None:
+        self.report = report
+        links = session.scalar(select(func.count()).select_from(AuditLink)) or 0
+        rows = 0
+        for mapper in Base.registry.mappers:
+            table = mapper.local_table
+            if str(getattr(table, "name", "")) not in NOT_AUDITED:
+                rows += session.scalar(select(func.count()).select_from(table)) or 0
+        self.total = max(int(links) + int(rows), 1)
+        self.done = 0
+        report(0, self.total, "Checking the chain's links")
+
+    def add(self, count: int, text: str) -> None:
+        self.done = min(self.done + count, self.total)
+        self.report(self.done, self.total, text)
 
 
 @dataclass(frozen=True)
@@ -433,6 +499,8 @@ def _walk_chain(
     wanted: set[int],
     hashes: dict[int, str],
     begin: tuple[int, str, int] | None = None,
+    *,
+    counter: _Counter | None = None,
 ) -> tuple[int, int, str, int]:
     """Check every link after `begin` (sequence, hash and hash version of a link already
     verified; the chain's start without it). Returns how many links were checked, and the
@@ -449,18 +517,27 @@ def _walk_chain(
     last_sequence = expected - 1
     for row in _links(session, after=last_sequence if begin is not None else -1):
         checked += 1
+        if counter is not None and checked % CHUNK == 0:
+            counter.add(CHUNK, "Checking the chain's links")
         sequence, entry_id, link_version, prev_hash, stored_hash = row[:5]
         if sequence > expected:
             missing = f"{expected}" if sequence == expected + 1 else f"{expected} to {sequence - 1}"
             chain.add("gap", f"sequence {missing}", "links are missing from the chain", expected)
         elif sequence < expected:
-            chain.add("duplicate", f"sequence {sequence}", "sequence number repeated", sequence)
+            chain.add(
+                "duplicate",
+                f"sequence {sequence}",
+                "sequence number repeated",
+                sequence,
+                entry_id=entry_id,
+            )
         if prev_hash != previous:
             chain.add(
                 "broken link",
                 f"sequence {sequence}",
                 "does not follow the link before it (entries deleted, inserted or reordered)",
                 sequence,
+                entry_id=entry_id,
             )
             previous_is_hex = False
         if link_version < version:
@@ -469,6 +546,7 @@ def _walk_chain(
                 f"sequence {sequence}",
                 f"hash version {link_version} after version {version}",
                 sequence,
+                entry_id=entry_id,
             )
         version = max(version, link_version)
         if row[5] is None:
@@ -477,19 +555,22 @@ def _walk_chain(
                 f"sequence {sequence}",
                 f"audit entry {entry_id} was deleted",
                 sequence,
+                entry_id=entry_id,
             )
             previous_is_hex = False
         else:
             problem = _check_link(session, row, stamp_of(row[6]), previous_is_hex)
             if problem is not None:
                 kind, detail = problem
-                chain.add(kind, f"sequence {sequence}", detail, sequence)
+                chain.add(kind, f"sequence {sequence}", detail, sequence, entry_id=entry_id)
             previous_is_hex = problem is None
         if sequence in wanted:
             hashes[sequence] = stored_hash
         previous = stored_hash
         expected = max(expected, sequence + 1)
         last_sequence = sequence
+    if counter is not None:
+        counter.add(checked % CHUNK, "Checking the chain's links")
     return checked, last_sequence, previous, version
 
 
@@ -548,6 +629,7 @@ def _check_orphans(session: Session, chain: _Chain) -> None:
             "entry outside the chain",
             f"audit entry {entry_id}",
             "neither sealed nor waiting to be sealed",
+            entry_id=entry_id,
         )
 
 
@@ -560,17 +642,20 @@ def _check_no_tail(session: Session, chain: _Chain) -> None:
             "entry outside the chain",
             f"audit entry {entry_id}",
             "queued for sealing after its transaction ended, which this database never does",
+            entry_id=entry_id,
         )
 
 
-def _check_rows(session: Session, chain: _Chain) -> tuple[int, int]:
+def _check_rows(
+    session: Session, chain: _Chain, counter: _Counter | None = None
+) -> tuple[int, int]:
     """One pass over each table of billing data. Each row must be what its newest audit entry
     says it became; a row the trail does not know, or a row gone without an entry, was changed
     behind its back. While the payments and invoices go by, their content hashes are recomputed
     too (with their allocations or lines); those findings come after the others. Returns how
     many payments and invoices were checked."""
     content: dict[str, _ContentCheck] = {c.table: c for c in (_PAYMENTS, _INVOICES)}
-    mismatches: list[tuple[str, str, str]] = []
+    mismatches: list[Finding] = []
     counts = {name: 0 for name in content}
     connection = session.connection()
     for mapper in sorted(
@@ -602,6 +687,8 @@ def _check_rows(session: Session, chain: _Chain) -> tuple[int, int]:
             select(*columns).order_by(*mapper.primary_key).execution_options(yield_per=CHUNK)
         )
         for rows in result.partitions():
+            if counter is not None:
+                counter.add(len(rows), f"Checking the {table.replace('_', ' ')} rows")
             if check is not None:
                 counts[table] += len(rows)
                 mismatches += check.mismatches(session, names, rows)
@@ -613,12 +700,16 @@ def _check_rows(session: Session, chain: _Chain) -> tuple[int, int]:
                         "row without audit entry",
                         f"{table} {entity_id}",
                         "no audit entry ever recorded this row",
+                        table=table,
+                        row=entity_id,
                     )
                 elif recorded.pop(entity_id) != now:
                     chain.add(
                         "row differs from its audit trail",
                         f"{table} {entity_id}",
                         "the row is not what its newest audit entry says it became",
+                        table=table,
+                        row=entity_id,
                     )
         for entity_id, after in recorded.items():
             if after is not None:
@@ -626,9 +717,18 @@ def _check_rows(session: Session, chain: _Chain) -> tuple[int, int]:
                     "row deleted without audit entry",
                     f"{table} {entity_id}",
                     "the trail says the row exists, but it is gone",
+                    table=table,
+                    row=entity_id,
                 )
     for finding in mismatches:
-        chain.add(*finding)
+        chain.add(
+            finding.kind,
+            finding.entity,
+            finding.detail,
+            table=finding.table,
+            row=finding.row,
+            number=finding.number,
+        )
     return counts[_PAYMENTS.table], counts[_INVOICES.table]
 
 
@@ -724,11 +824,9 @@ class _ContentCheck:
     child_fields: tuple[str, ...]
     items: str  # the record's key for the children: "allocations", "lines"
     record: Callable[[Any, list[Any]], dict[str, object]]
-    finding: Callable[[Any], tuple[str, str, str]]
+    finding: Callable[[Any], Finding]
 
-    def mismatches(
-        self, session: Session, names: list[str], rows: Sequence[Any]
-    ) -> list[tuple[str, str, str]]:
+    def mismatches(self, session: Session, names: list[str], rows: Sequence[Any]) -> list[Finding]:
         """The findings for those of `rows` (a chunk of parents, with the columns `names`)
         whose stored hash differs."""
         items: dict[int, list[Any]] = {}
@@ -770,10 +868,12 @@ _PAYMENTS = _ContentCheck(
     child_fields=ALLOCATION_FIELDS,
     items="allocations",
     record=payment_record,
-    finding=lambda p: (
+    finding=lambda p: Finding(
         "payment hash mismatch",
         f"payment {p.id}",
         "its amount, state or allocations changed without an audited change",
+        table="payment",
+        row=str(p.id),
     ),
 )
 _INVOICES = _ContentCheck(
@@ -786,10 +886,13 @@ _INVOICES = _ContentCheck(
     child_fields=LINE_FIELDS,
     items="lines",
     record=invoice_record,
-    finding=lambda i: (
+    finding=lambda i: Finding(
         "invoice hash mismatch",
         f"invoice {i.number}",
         "its total, state or lines changed without an audited change",
+        table="invoice",
+        row=str(i.id),
+        number=str(i.number),
     ),
 )
 
@@ -806,6 +909,7 @@ def _check_head(session: Session, chain: _Chain, last_sequence: int, last_hash: 
             f"the head says sequence {head.last_sequence} but the chain ends at {last_sequence} "
             "(links removed or added behind the sealer's back)",
             min(head.last_sequence, last_sequence) + 1,
+            opens_at=last_sequence or None,
         )
 
 
@@ -833,6 +937,7 @@ def _check_checkpoints(
                 f"the checkpoint pins sequence {claim.sequence} but the chain ends at "
                 f"{last_sequence}: entries were truncated or an older copy was restored",
                 last_sequence + 1,
+                opens_at=last_sequence or None,
             )
         elif claim.sequence > 0 and hashes.get(claim.sequence) != claim.head_hash:
             chain.add(
@@ -842,6 +947,18 @@ def _check_checkpoints(
                 "up to it was rewritten (fork)",
                 claim.sequence,
             )
+
+
+def as_chain_check(report: VerificationReport, checked_at: datetime) -> ChainCheck:
+    """What a full verification says about the chain, as the integrity badge keeps it."""
+    return ChainCheck(
+        report.head_sequence,
+        report.head_hash,
+        report.head_hash_version,
+        report.findings,
+        report.unsealed,
+        checked_at,
+    )
 
 
 def chain_size(session: Session) -> int:

@@ -51,6 +51,9 @@ class Desk(QObject):
     """One open database and the person working in it, for the views."""
 
     changed = Signal(object)  # Changes, coalesced
+    # A person's full verification finished (services.verification.VerificationReport): the
+    # status bar's badge shows its verdict.
+    verified = Signal(object)
 
     def __init__(
         self,

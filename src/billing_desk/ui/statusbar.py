@@ -4,6 +4,9 @@ change has been sealed into the audit chain, never on the GUI thread."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
+
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QDialog,
@@ -18,7 +21,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from billing_desk.services.verification import ChainCheck, check_chain
+from billing_desk.services.verification import (
+    ChainCheck,
+    Finding,
+    VerificationReport,
+    as_chain_check,
+    check_chain,
+)
 from billing_desk.ui.desk import Desk
 from billing_desk.ui.operations import Changes, Operation
 
@@ -45,8 +54,12 @@ class IntegrityBadge(QPushButton):
         self._settle.setSingleShot(True)
         self._settle.setInterval(BADGE_SETTLE_MS)
         self._settle.timeout.connect(self.check)
+        # What the last full verification found beyond the chain (rows, hashes, checkpoints),
+        # which the badge's own check of the links does not look at: shown until the next one.
+        self.beyond_chain: tuple[Finding, ...] = ()
         self.clicked.connect(self.show_findings)
         desk.changed.connect(self._changed)
+        desk.verified.connect(self.take_report)
 
     def _changed(self, what: Changes) -> None:
         if what.touches("audit"):
@@ -68,8 +81,24 @@ class IntegrityBadge(QPushButton):
             )
         )
 
+    def take_report(self, report: VerificationReport) -> None:
+        """A person's full verification finished: its verdict is the badge's."""
+        self.beyond_chain = tuple(
+            f for f in report.findings if f.table is not None or f.entity.startswith("checkpoint")
+        )
+        self._show(as_chain_check(report, datetime.now(UTC)))
+
     def _checked(self, result: ChainCheck) -> None:
         self._running = False
+        if self.beyond_chain and not result.partial_view:
+            extra = tuple(f for f in self.beyond_chain if f not in result.findings)
+            result = replace(result, findings=result.findings + extra)
+        self._show(result)
+        if self._again:
+            self._again = False
+            self.check()
+
+    def _show(self, result: ChainCheck) -> None:
         self.result = result
         f = self.desk.formats
         if result.partial_view:
@@ -99,9 +128,6 @@ class IntegrityBadge(QPushButton):
             self._paint(problem=False)
             self.setToolTip("Every link of the audit chain and every entry's digest checked.")
         self.checked.emit(result)
-        if self._again:
-            self._again = False
-            self.check()
 
     def _failed(self, error: BaseException) -> None:
         self._running = False
@@ -127,9 +153,24 @@ class IntegrityBadge(QPushButton):
         self.setIcon(self.style().standardIcon(icon))
 
     def show_findings(self) -> None:
+        """The findings in the Audit view when the person may see it (each opens what it
+        names), else in a dialog."""
         if self.result is None or self.result.ok:
             return
-        dialog = FindingsDialog(self.result, self.window())
+        window = self.window()
+        show_view = getattr(window, "show_view", None)
+        audit = show_view("Audit") if show_view is not None else None
+        listed = getattr(audit, "show_findings", None)
+        if listed is not None:
+            n = len(self.result.findings)
+            listed(
+                self.result.findings,
+                f"{n} finding{'s' if n != 1 else ''} of the last check: the history was changed "
+                "outside billing-desk. Press Enter on a finding to open what it names; Verify "
+                "(Ctrl+Shift+V) checks everything again.",
+            )
+            return
+        dialog = FindingsDialog(self.result, window)
         dialog.open()
 
 

@@ -4,31 +4,42 @@ fetchMore), so a log of a million entries opens as fast as one of a hundred. A f
 new first page; it never loads the whole log. The selected entry shows its fields before and
 after (changed ones first and marked, the unchanged folded below), its digest and sequence, and
 everything the same request did; from a payment or invoice elsewhere, History opens this view
-filtered to it."""
+filtered to it. "Go to sequence", and the first and last entries, read a page around that place
+(keyset in both directions), and pages before it arrive when the person scrolls up. Verify runs
+the full verification in the background; each finding opens the entry or the row it names."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from html import escape as esc
+from typing import Any
 
 from PySide6.QtCore import (
     QByteArray,
     QDate,
+    QModelIndex,
+    QPersistentModelIndex,
     Qt,
     QUrl,
 )
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QIntValidator, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QDateEdit,
     QGridLayout,
+    QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
+    QListWidget,
+    QListWidgetItem,
     QSplitter,
     QTableView,
+    QTabWidget,
     QTextBrowser,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -38,25 +49,124 @@ from billing_desk.services.audit_browser import (
     AuditEntryDetail,
     AuditFilter,
     AuditRow,
+    AuditWindow,
     FieldChange,
     audit_entry,
     audit_page,
+    audit_window,
 )
 from billing_desk.services.facilities import FacilityInfo, list_facilities
+from billing_desk.services.verification import Finding, VerificationReport, verify
 from billing_desk.ui.desk import Desk
+from billing_desk.ui.errors import WARNING
 from billing_desk.ui.formatting import Formats
 from billing_desk.ui.models import RIGHT, Column, PagedModel
+from billing_desk.ui.operations import Cancelled, Changes, Operation
 from billing_desk.ui.views.base import View
 from billing_desk.ui.widgets import FacilityBox, pydate
 
 NO_DATE = QDate(2000, 1, 1)
+Index = QModelIndex | QPersistentModelIndex
+# Scrolled this close to the top of a list that does not start at its first entry, the page
+# before is fetched.
+NEAR_TOP_ROWS = 5
 
 
-def audit_model(formats: Formats, parent: QWidget | None = None) -> PagedModel[AuditRow]:
+class AuditModel(PagedModel[AuditRow]):
+    """A window on the log: the entries fetched so far, which may start after the list's first
+    entry (a jump to a sequence or to the end) and then grows at both ends: at the end through
+    Qt's canFetchMore/fetchMore, at the start when the view asks (`more_before`, `prepend`)."""
+
+    def __init__(self, columns: Sequence[Column[AuditRow]], parent: Any = None) -> None:
+        super().__init__(columns, key=lambda r: r.entry_id, page_size=PAGE_SIZE, parent=parent)
+        self.more_before = False
+        self.loading_before = False
+
+    def restart(self) -> None:
+        self.more_before = self.loading_before = False
+        super().restart()
+
+    def set_window(self, window: AuditWindow) -> None:
+        self.beginResetModel()
+        self.rows = list(window.rows)
+        self.more_before, self.exhausted = window.more_before, not window.more_after
+        self.loading = self.loading_before = False
+        self.endResetModel()
+
+    def first_key(self) -> int | None:
+        return self.rows[0].entry_id if self.rows else None
+
+    def prepend(self, page: Sequence[AuditRow], size: int) -> None:
+        """The page before the first row arrived (in the list's order); a short one is the
+        first."""
+        self.loading_before = False
+        self.more_before = len(page) == size
+        if not page:
+            return
+        self.beginInsertRows(QModelIndex(), 0, len(page) - 1)
+        self.rows[:0] = page
+        self.endInsertRows()
+
+
+# What each kind of finding means, in a sentence for the person reading it.
+FINDING_MEANS = {
+    "gap": "Links are missing from the chain here: entries were removed from the history.",
+    "duplicate": "Two links claim the same place in the chain.",
+    "broken link": "This link does not follow the one before it: entries were deleted, inserted "
+    "or reordered.",
+    "hash version downgraded": "The link uses an older hash format than the links before it.",
+    "entry missing": "The audit entry sealed here was deleted from the database; its link is left.",
+    "entry altered": "The entry's content was changed after it was sealed into the chain.",
+    "unreadable entry": "The entry's stored values cannot be read back as they were written.",
+    "entry outside the chain": "An entry was added to the log behind the chain's back.",
+    "head missing": "The record of where the chain ends is gone.",
+    "head mismatch": "The chain does not end where its head record says: links were removed or "
+    "added behind the sealer's back.",
+    "row without audit entry": "A row exists that no audit entry ever recorded: it was added "
+    "outside billing-desk.",
+    "row differs from its audit trail": "The row is not what its newest audit entry says it "
+    "became: it was changed outside billing-desk.",
+    "row deleted without audit entry": "The trail says this row exists, but it is gone.",
+    "payment hash mismatch": "The payment's integrity hash no longer matches its amount, state "
+    "or allocations: they were changed outside billing-desk.",
+    "invoice hash mismatch": "The invoice's integrity hash no longer matches its total, state "
+    "or lines: they were changed outside billing-desk.",
+    "checkpoint not trusted": "The checkpoint note cannot be relied on.",
+    "chain behind checkpoint": "The chain is shorter than a signed checkpoint says it was: its "
+    "end was cut off, or an older copy of the database was restored (a rollback).",
+    "checkpoint contradicted": "The history up to a signed checkpoint was rewritten (a fork).",
+}
+
+
+# Kinds whose detail only repeats, in fewer words, what FINDING_MEANS says.
+SAID_BY_MEANS = frozenset(
+    {
+        "row without audit entry",
+        "row differs from its audit trail",
+        "row deleted without audit entry",
+        "payment hash mismatch",
+        "invoice hash mismatch",
+        "entry outside the chain",
+    }
+)
+
+
+def finding_text(finding: Finding) -> str:
+    """A finding as the list shows it: what and where, then what it means in a sentence."""
+    means = FINDING_MEANS.get(finding.kind, "")
+    title = f"{finding.kind[:1].upper()}{finding.kind[1:]} — {finding.entity}"
+    detail = finding.detail.rstrip(".")
+    said = f"{detail[:1].upper()}{detail[1:]}."
+    if finding.kind in SAID_BY_MEANS and means:
+        said = ""
+    return f"{title}\n{' '.join(part for part in (said, means) if part)}".rstrip()
+
+
+def audit_model(formats: Formats, parent: QWidget | None = None) -> AuditModel:
     """The entries fetched so far under one filter (the model never touches the database:
     pages arrive from the background when it asks for more)."""
     f = formats
-    return PagedModel(
+    return AuditModel(
         [
             Column(
                 "Seq.",
@@ -75,8 +185,6 @@ def audit_model(formats: Formats, parent: QWidget | None = None) -> PagedModel[A
             Column("Entity", lambda r: r.entity_type.replace("_", " ")),
             Column("Id", lambda r: r.entity_id),
         ],
-        key=lambda r: r.entry_id,
-        page_size=PAGE_SIZE,
         parent=parent,
     )
 
@@ -238,7 +346,18 @@ class AuditView(View):
         self.layout_.addLayout(grid)
         self.count = QLabel(self)
         self.count.setAccessibleName("Entries shown")
-        self.layout_.addWidget(self.count)
+        self.sequence = QLineEdit(self)
+        self.sequence.setValidator(QIntValidator(1, 2_000_000_000, self))
+        self.sequence.setPlaceholderText("number")
+        self.sequence.setAccessibleName("Go to sequence")
+        self.sequence.setMaximumWidth(self.sequence.fontMetrics().averageCharWidth() * 14)
+        go_to = QLabel("Go to se&quence:", self)
+        go_to.setBuddy(self.sequence)
+        count_line = QHBoxLayout()
+        count_line.addWidget(self.count, 1)
+        count_line.addWidget(go_to)
+        count_line.addWidget(self.sequence)
+        self.layout_.addLayout(count_line)
 
         self.table = QTableView(self)
         self.table.setModel(self.model)
@@ -263,9 +382,15 @@ class AuditView(View):
         self.detail.setAccessibleName("Audit entry")
         self.detail.setOpenLinks(False)
         self.detail.anchorClicked.connect(self._link)
+        self.findings = FindingsPanel(self)
+        self.findings.list.itemActivated.connect(self._finding_chosen)
+        self.tabs = QTabWidget(self)
+        self.tabs.setAccessibleName("Entry and findings")
+        self.tabs.addTab(self.detail, "The &entry")
+        self.tabs.addTab(self.findings, "Verification fi&ndings")
         self.splitter = QSplitter(Qt.Orientation.Vertical, self)
         self.splitter.addWidget(self.table)
-        self.splitter.addWidget(self.detail)
+        self.splitter.addWidget(self.tabs)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
         self.layout_.addWidget(self.splitter, 1)
@@ -273,6 +398,8 @@ class AuditView(View):
 
         self.model.more_wanted.connect(self._next_page)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._selected())
+        self.table.verticalScrollBar().valueChanged.connect(lambda _: self._near_top())
+        self.sequence.returnPressed.connect(self._go_to_typed)
         for line in (
             self.user,
             self.action_name,
@@ -295,9 +422,36 @@ class AuditView(View):
             shortcut="Ctrl+Shift+X",
             tip="Show every entry again.",
         )
+        self.go_to_action = self.action(
+            "&Go to sequence…",
+            self._focus_sequence,
+            shortcut="Ctrl+G",
+            tip="Type a sequence number of the audit chain and press Enter.",
+        )
+        self.first_action = self.action(
+            "Jump to the &first entry",
+            lambda: self.jump(oldest=True),
+            shortcut="Ctrl+Shift+Home",
+            tip="The oldest entry the filters select.",
+        )
+        self.last_action = self.action(
+            "Jump to the &last entry",
+            lambda: self.jump(oldest=False),
+            shortcut="Ctrl+Shift+End",
+            tip="The newest entry the filters select.",
+        )
+        self.verify_action = self.action(
+            "&Verify the audit trail",
+            self.verify,
+            shortcut="Ctrl+Shift+V",
+            tip="Recompute the whole chain, every row against its trail and the payments' and "
+            "invoices' hashes.",
+        )
         self._filter = AuditFilter()
         self._wanted_entry: int | None = None
         self._facilities_loaded = False
+        self._verifying: Operation[VerificationReport] | None = None
+        self.report: VerificationReport | None = None
 
     def _date_edit(self, name: str) -> QDateEdit:
         edit = QDateEdit(self)
@@ -310,7 +464,14 @@ class AuditView(View):
         return edit
 
     def menu_actions(self) -> list[QAction]:
-        return [self.refresh_action, self.clear_action]
+        return [
+            self.verify_action,
+            self.go_to_action,
+            self.first_action,
+            self.last_action,
+            self.refresh_action,
+            self.clear_action,
+        ]
 
     # -- fetching -----------------------------------------------------------------------------
 
@@ -361,25 +522,216 @@ class AuditView(View):
     def _arrived(self, page: list[AuditRow]) -> None:
         first = not self.model.rows
         self.model.append(page)
-        n = len(self.model.rows)
-        entries = f"{self.desk.formats.count(n)} entr{'ies' if n != 1 else 'y'}"
-        if not n:
-            self.count.setText("No entry matches these filters.")
-        elif self.model.exhausted:
-            self.count.setText(entries)
-        else:
-            self.count.setText(f"{entries} so far (more as you scroll)")
+        self._count()
         if self._wanted_entry is not None:
             row = self.model.row_of(self._wanted_entry)
             if row is not None:
                 self._wanted_entry = None
                 self.table.selectRow(row)
                 self.table.scrollTo(self.model.index(row, 0))
-        elif first and n:
+        elif first and self.model.rows:
             self.table.selectRow(0)
+
+    def _count(self) -> None:
+        n = len(self.model.rows)
+        entries = f"{self.desk.formats.count(n)} entr{'ies' if n != 1 else 'y'}"
+        if not n:
+            self.count.setText("No entry matches these filters.")
+        elif self.model.more_before and not self.model.exhausted:
+            self.count.setText(f"{entries} shown (more above and below as you scroll)")
+        elif self.model.more_before:
+            self.count.setText(f"{entries} shown, to the end (more above as you scroll)")
+        elif self.model.exhausted:
+            self.count.setText(entries)
+        else:
+            self.count.setText(f"{entries} so far (more as you scroll)")
+
+    # -- places in the log -----------------------------------------------------------------------
+
+    def _focus_sequence(self) -> None:
+        self.sequence.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.sequence.selectAll()
+
+    def _go_to_typed(self) -> None:
+        text = self.sequence.text().strip()
+        if text.isdigit():
+            self.go_to_sequence(int(text))
+
+    def go_to_sequence(self, sequence: int) -> None:
+        """Show the entry sealed at `sequence` among its neighbours, selected."""
+        self._open_window(sequence=sequence)
+
+    def go_to_entry(self, entry_id: int) -> None:
+        """Show audit entry `entry_id` among its neighbours, selected."""
+        row = self.model.row_of(entry_id)
+        if row is not None:
+            self.table.selectRow(row)
+            self.table.scrollTo(self.model.index(row, 0))
+            return
+        self._open_window(entry_id=entry_id)
+
+    def jump(self, *, oldest: bool) -> None:
+        """The first or the last entry the filters select, whichever end of the list it is."""
+        newest_first = bool(self.order.currentData())
+        self._open_window(at_end=oldest == newest_first)
+
+    def _open_window(
+        self, *, sequence: int | None = None, entry_id: int | None = None, at_end: bool = False
+    ) -> None:
+        if not self._facilities_loaded:
+            self.desk.query(self, list_facilities, self._facilities, key="audit-facilities")
+        wanted, newest_first = self.current_filter(), bool(self.order.currentData())
+        self._filter = wanted
+        self.model.restart()
+        self.count.setText("Reading the log…")
+        self.desk.query(
+            self,
+            lambda ws: audit_window(
+                ws,
+                wanted,
+                sequence=sequence,
+                entry_id=entry_id,
+                at_end=at_end,
+                newest_first=newest_first,
+            ),
+            self._window_arrived,
+            key="audit-page",
+        )
+
+    def _window_arrived(self, window: AuditWindow) -> None:
+        if window.wanted != self._filter:
+            self.clear_filters_quietly()
+            self.entity_type.clear()
+            self.entity_id.clear()
+            self._filter = window.wanted
+        self.model.set_window(window)
+        self._count()
+        if window.note:
+            self.message_bar.show_message(window.note, WARNING)
+        row = self.model.row_of(window.selected) if window.selected is not None else None
+        if row is not None:
+            self.table.selectRow(row)
+            self.table.scrollTo(
+                self.model.index(row, 0), QAbstractItemView.ScrollHint.PositionAtCenter
+            )
+            self.table.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def _near_top(self) -> None:
+        """Scrolled (or moved) to the top of a window that starts after the list's first
+        entry: fetch the page before it."""
+        model = self.model
+        if not model.more_before or model.loading_before or model.loading:
+            return
+        top = self.table.rowAt(0)
+        if top < 0 or top >= NEAR_TOP_ROWS:
+            return
+        first = model.first_key()
+        if first is None:
+            return
+        model.loading_before = True
+        wanted, newest_first = self._filter, bool(self.order.currentData())
+        self.desk.query(
+            self,
+            lambda ws: audit_page(ws, wanted, after=first, newest_first=not newest_first)[::-1],
+            lambda page: self._before_arrived(first, page),
+            key="audit-before",
+        )
+
+    def _before_arrived(self, first: int, page: list[AuditRow]) -> None:
+        if self.model.first_key() != first:
+            return  # the list was filled again meanwhile
+        top = max(self.table.rowAt(0), 0)
+        self.model.prepend(page, PAGE_SIZE)
+        # The rows on screen stay where they were; the new ones are above them.
+        self.table.scrollTo(
+            self.model.index(top + len(page), 0), QAbstractItemView.ScrollHint.PositionAtTop
+        )
+        self._count()
+
+    # -- verification ----------------------------------------------------------------------------
+
+    def verify(self) -> None:
+        """The full verification in the background, with progress and Cancel."""
+        if self._verifying is not None and not self._verifying.done:
+            return
+        self.findings.show_running()
+        self.tabs.setCurrentWidget(self.findings)
+        self._verifying = self.desk.run(
+            Operation(
+                self,
+                lambda ws, progress: verify(ws, progress=progress),
+                success=self._verified,
+                failure=self._verify_failed,
+                # The run is itself audited (not in an archive, which is never written).
+                changes=Changes() if self.desk.read_only else Changes(frozenset({"audit"})),
+                progress_label="Verifying the audit trail",
+            )
+        )
+
+    def _verified(self, report: VerificationReport) -> None:
+        self.report = report
+        self.findings.show_report(report, self.desk.formats)
+        self.tabs.setCurrentWidget(self.findings)
+        self.desk.verified.emit(report)
+        if not report.ok:
+            self.findings.list.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def _verify_failed(self, error: BaseException) -> None:
+        if isinstance(error, Cancelled):
+            self.findings.show_cancelled()
+            return
+        self.findings.show_cancelled("The verification did not finish.")
+        self.desk.presenter.present(self, error, self.verify)
+
+    def show_findings(self, findings: Sequence[Finding], summary: str) -> None:
+        """Findings of a check made elsewhere (the status bar's badge), listed here."""
+        self.findings.show_list(findings, summary)
+        self.tabs.setCurrentWidget(self.findings)
+
+    def _finding_chosen(self, item: QListWidgetItem) -> None:
+        finding = item.data(Qt.ItemDataRole.UserRole)
+        if isinstance(finding, Finding):
+            self.open_finding(finding)
+
+    def open_finding(self, finding: Finding) -> None:
+        """What a finding names: a payment or an invoice in its own view, another row's trail,
+        or the chain's entry at its place."""
+        window = self.window()
+        show_view = getattr(window, "show_view", None)
+        if finding.table == "payment" and finding.row is not None and finding.row.isdigit():
+            payments = show_view("Payments") if show_view is not None else None
+            open_payment = getattr(payments, "open_payment", None)
+            if open_payment is not None:
+                open_payment(int(finding.row))
+                return
+        if finding.table == "invoice" and finding.number:
+            invoices = show_view("Invoices") if show_view is not None else None
+            open_invoice = getattr(invoices, "open_invoice", None)
+            if open_invoice is not None:
+                open_invoice(finding.number)
+                return
+        if finding.table is not None and finding.row is not None:
+            self.show_entity(finding.table, finding.row)
+            self.tabs.setCurrentWidget(self.detail)
+            return
+        if finding.sequence is not None:
+            self.clear_filters_quietly()
+            self.entity_type.clear()
+            self.entity_id.clear()
+            self.go_to_sequence(finding.sequence)
+        elif finding.entry_id is not None:
+            self.clear_filters_quietly()
+            self.entity_type.clear()
+            self.entity_id.clear()
+            self._open_window(entry_id=finding.entry_id)
+        else:
+            return
+        self.tabs.setCurrentWidget(self.detail)
 
     def _selected(self) -> None:
         indexes = self.table.selectionModel().selectedRows()
+        if indexes and indexes[0].row() < NEAR_TOP_ROWS:
+            self._near_top()
         if not indexes:
             self.detail.setHtml("<p>Select an entry to see what it changed.</p>")
             return
@@ -394,15 +746,7 @@ class AuditView(View):
     def _link(self, url: QUrl) -> None:
         text = url.toString()
         if text.startswith("entry:"):
-            entry_id = int(text.split(":", 1)[1])
-            row = self.model.row_of(entry_id)
-            if row is not None:
-                self.table.selectRow(row)
-                self.table.scrollTo(self.model.index(row, 0))
-            else:
-                self.desk.query(
-                    self, lambda ws: audit_entry(ws, entry_id), self._show, key="audit-entry"
-                )
+            self.go_to_entry(int(text.split(":", 1)[1]))
 
     # -- from elsewhere -----------------------------------------------------------------------
 
@@ -456,3 +800,64 @@ class AuditView(View):
             state = self.desk.settings.value(self.settings_key(key))
             if isinstance(state, QByteArray):
                 target.restoreState(state)
+
+
+class FindingsPanel(QWidget):
+    """The last verification: what was checked, and each finding in a sentence. Enter or a
+    double click opens what a finding names."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.summary = QLabel("Verify (Ctrl+Shift+V) to check the whole history.", self)
+        self.summary.setWordWrap(True)
+        self.summary.setAccessibleName("Verification")
+        self.summary.setTextFormat(Qt.TextFormat.PlainText)
+        self.list = QListWidget(self)
+        self.list.setAccessibleName("Findings")
+        self.list.setWordWrap(True)
+        self.list.setAlternatingRowColors(True)
+        self.list.setSpacing(2)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.list, 1)
+
+    def show_running(self) -> None:
+        self.summary.setText("Verifying the whole history…")
+        self.list.clear()
+
+    def show_cancelled(self, why: str = "Verification cancelled; nothing was recorded.") -> None:
+        self.summary.setText(why)
+
+    def show_report(self, report: VerificationReport, formats: Formats) -> None:
+        f = formats
+        checked = (
+            f"Checked {f.count(report.entries_checked)} chain entries, "
+            f"{f.count(report.payments_checked)} payments and "
+            f"{f.count(report.invoices_checked)} invoices"
+        )
+        if report.checkpoints_checked:
+            checked += f" against {f.count(report.checkpoints_checked)} checkpoints"
+        checked += f"; the chain ends at sequence {f.count(report.head_sequence)}."
+        if report.unsealed.count:
+            checked += f" {f.count(report.unsealed.count)} newer entries are not sealed yet."
+        if report.ok:
+            verdict = "Intact: every link, entry and row is as the history says."
+        else:
+            n = len(report.findings)
+            verdict = (
+                f"{f.count(n)} finding{'s' if n != 1 else ''}: the history was changed outside "
+                "billing-desk. Press Enter on a finding to open what it names."
+            )
+        self.show_list(report.findings, f"{verdict}\n{checked}")
+
+    def show_list(self, findings: Sequence[Finding], summary: str) -> None:
+        self.summary.setText(summary)
+        self.list.clear()
+        for finding in findings:
+            item = QListWidgetItem(finding_text(finding))
+            item.setData(Qt.ItemDataRole.UserRole, finding)
+            item.setToolTip("Enter or double click: open what this finding names.")
+            self.list.addItem(item)
+        if findings:
+            self.list.setCurrentRow(0)
