@@ -15,6 +15,7 @@ from billing_desk.services.audit_browser import PAGE_SIZE, AuditFilter, audit_en
 from billing_desk.services.payments import change_status, list_payments
 from billing_desk.services.unit_of_work import open_workspace
 from billing_desk.ui.views.audit import AuditView
+from billing_desk.ui.views.deposits import DepositsView
 from billing_desk.ui.views.payments import PaymentsView
 from tests.ui.conftest import Gui, screenshot
 
@@ -129,3 +130,28 @@ def test_a_voided_payment_shows_exactly_what_changed(demo_gui: Gui) -> None:
     assert "amount_minor" not in {f.name for f in view.shown.changed}
     assert "Everything this request did" in text
     screenshot(application.window, "audit-payment-void")
+
+
+def test_history_of_a_deposit_opens_its_trail(demo_gui: Gui) -> None:
+    application = demo_gui.start("clerk")
+    deposits = application.window.show_view("Deposits")
+    assert isinstance(deposits, DepositsView)
+    demo_gui.wait(lambda: deposits.made.rowCount() > 0, "the deposits made")
+    deposits.made_table.selectRow(0)
+    chosen = deposits.made.row_at(deposits.made_table.selectionModel().selectedRows()[0].row())
+    assert chosen is not None
+    deposits.history_action.trigger()
+    view = application.window.current_view()
+    assert isinstance(view, AuditView)
+    demo_gui.wait(
+        lambda: (
+            view.model.rowCount() > 0
+            and view.model.exhausted
+            and all(
+                r.entity_type == "deposit" and r.entity_id == str(chosen.deposit_id)
+                for r in view.model.rows
+            )
+        ),
+        "the deposit's own history",
+    )
+    assert view.entity_type.text() == "deposit"

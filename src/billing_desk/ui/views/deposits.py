@@ -190,6 +190,12 @@ class DepositsView(View):
         self.refresh_action = self.action(
             "Re&fresh", self.refresh, shortcut=QKeySequence.StandardKey.Refresh
         )
+        self.history_action = self.action(
+            "&History",
+            self._history,
+            shortcut="Ctrl+Shift+H",
+            tip="Everything recorded about the selected deposit made, in the Audit view.",
+        )
         self.date.refused.connect(lambda text: self.message_bar.show_message(text, WARNING))
         # Slips are written where the preview reads them and go when the view does; a copy is
         # kept with "Save a copy".
@@ -200,7 +206,12 @@ class DepositsView(View):
         self._count()
 
     def menu_actions(self) -> list[QAction]:
-        return [self.deposit_action, self.refresh_action]
+        return [self.deposit_action, self.history_action, self.refresh_action]
+
+    def _history(self) -> None:
+        chosen = selected_row(self.made_table, self.made)
+        if chosen is not None:
+            self.open_history("deposit", str(chosen.deposit_id))
 
     def refresh(self) -> None:
         self.desk.query(self, ready_to_deposit, self._arrived, key="deposits-ready")
