@@ -857,3 +857,44 @@ def test_the_application_records_at_its_clock_within_the_skew(shared: SharedData
             "SELECT count(*) FROM payment WHERE transfer_reference = 'SKEW-2'"
         ).fetchone()
     assert written == (0,)
+
+
+def test_a_later_part_is_never_added_to_a_line_matched_before(shared: SharedDatabase) -> None:
+    """A line matched to one payment, then a second part slipped in by psql: the line would be
+    explained twice over. Parts go in together, in the transaction of the person's match."""
+    from billing_desk.domain.money import Money
+    from billing_desk.domain.statements import Statement, StatementLine
+    from billing_desk.services.matching import match_line, match_together
+    from billing_desk.services.statements import import_statements
+
+    clerk = shared.workspace("clerk_a")
+    transfers = [
+        record_payment(
+            clerk,
+            PaymentDraft("FACA", "transfer", amount, date(2026, 6, 1), reference=f"PART-{n}"),
+            f"part-{n}",
+        ).payment_id
+        for n, amount in enumerate(("60.00", "40.00", "40.00"))
+    ]
+    lines = tuple(
+        StatementLine(date(2026, 6, 2), Money(amount, "USD"), f"line {n}", bank_id=f"P{n}")
+        for n, amount in enumerate(("60.00", "100.00"))
+    )
+    import_statements(
+        clerk, "parts.csv", b"parts", "csv", [Statement("csv", "OPS", "USD", lines)], commit=True
+    )
+    with psycopg.connect(shared.admin_url) as conn:
+        alone, together = (
+            int(r[0])  # type: ignore[call-overload]
+            for r in conn.execute("SELECT id FROM bank_line ORDER BY id").fetchall()
+        )
+    match_line(clerk, alone, payment_id=transfers[0])
+    # The application's own match of several together goes through.
+    match_together(clerk, together, payment_ids=transfers[1:], note="two cards, one payout")
+    with shared.connect("clerk_a") as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute(
+            "INSERT INTO bank_match (line_id, part, direction, payment_id, rule, detail, "
+            "matched_at, matched_by, active) VALUES (%s, 2, 'credit', %s, 'manual', '{}', "
+            "now(), current_user, true)",
+            (alone, transfers[2]),
+        )

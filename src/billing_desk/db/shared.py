@@ -1258,6 +1258,29 @@ _INSERT_GUARDS += (
     "DROP TRIGGER IF EXISTS billing_desk_deposit_item_guard ON public.deposit_item",
     "CREATE TRIGGER billing_desk_deposit_item_guard BEFORE INSERT ON public.deposit_item "
     "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_deposit_item_guard()",
+    # A line matched to several together gets its parts in one transaction, each after the one
+    # before: a later part added to a line matched earlier would count money the person who
+    # matched it never chose (the line explained twice over).
+    """
+    CREATE OR REPLACE FUNCTION public.billing_desk_bank_match_part_guard() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    BEGIN
+        IF {owner_or_super} OR NEW.part = 1 THEN
+            RETURN NEW;
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM public.bank_match m WHERE m.line_id = NEW.line_id
+                       AND m.active AND m.part = NEW.part - 1
+                       AND public.billing_desk_written_here(m.xmin)) THEN
+            RAISE EXCEPTION 'a bank line''s matches go in together, in one transaction'
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        RETURN NEW;
+    END
+    $$
+    """,
+    "DROP TRIGGER IF EXISTS billing_desk_bank_match_part_guard ON public.bank_match",
+    "CREATE TRIGGER billing_desk_bank_match_part_guard BEFORE INSERT ON public.bank_match "
+    "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_bank_match_part_guard()",
     """
     CREATE OR REPLACE FUNCTION public.billing_desk_deposit_total_check() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -1502,6 +1525,7 @@ _INSERT_GUARD_FUNCTIONS = (
     "billing_desk_idempotency_result_check()",
     "billing_desk_audit_entry_guard()",
     "billing_desk_deposit_item_guard()",
+    "billing_desk_bank_match_part_guard()",
     "billing_desk_deposit_total_check()",
     "billing_desk_new_row_guard()",
     "billing_desk_written_here(xid)",

@@ -23,7 +23,7 @@ from datetime import date, timedelta
 from difflib import SequenceMatcher
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -212,7 +212,8 @@ def match_in_unit(
     session = unit.session
     # Locked so two clerks matching the same line serialise; the partial unique indexes
     # settle a race for the same payment.
-    line = session.scalars(select(BankLine).where(BankLine.id == line_id).with_for_update()).first()
+    _serialise(unit, "bank_line", line_id)
+    line = session.get(BankLine, line_id)
     if line is None:
         raise BadInput(f"There is no bank line {line_id}; `reconcile lines` lists them.")
     why = (note or "").strip() or None
@@ -226,9 +227,8 @@ def match_in_unit(
         verdict = judge_payment(facts, payment_facts(unit, payment), reason=why)
         target: dict[str, object] = {"payment_amount_minor": payment.amount_minor}
     else:
-        deposit = session.scalars(
-            select(Deposit).where(Deposit.id == deposit_id).with_for_update()
-        ).first()
+        _serialise(unit, "deposit", int(deposit_id or 0))
+        deposit = session.get(Deposit, deposit_id)
         if deposit is None:
             raise BadInput(f"There is no deposit {deposit_id}.")
         verdict = judge_deposit(facts, deposit_facts(unit, deposit), reason=why)
@@ -300,7 +300,8 @@ def match_together_in_unit(
     if not targets:
         raise BadInput("Match a bank line to payments (--payment) or deposits (--deposit).")
     session = unit.session
-    line = session.scalars(select(BankLine).where(BankLine.id == line_id).with_for_update()).first()
+    _serialise(unit, "bank_line", line_id)
+    line = session.get(BankLine, line_id)
     if line is None:
         raise BadInput(f"There is no bank line {line_id}; `reconcile lines` lists them.")
     if line.amount_minor == 0:
@@ -323,9 +324,8 @@ def match_together_in_unit(
             )
             amount = payment.amount_minor
         else:
-            deposit = session.scalars(
-                select(Deposit).where(Deposit.id == ident).with_for_update()
-            ).first()
+            _serialise(unit, "deposit", ident)
+            deposit = session.get(Deposit, ident)
             if deposit is None:
                 raise BadInput(f"There is no deposit {ident}.")
             verdict = judge_deposit(
@@ -1042,6 +1042,18 @@ def _add(
             if to is not None:
                 move_payment(unit, payment, to, f"matched to bank line {line.id}", on=line.booked)
     return MatchInfo(line.id, rule, payment_id, deposit_id, detail)
+
+
+def _serialise(unit: UnitOfWork, table: str, row_id: int) -> None:
+    """Two people matching the same line or slip take turns (the second then reads the first's
+    match and is told so). On PostgreSQL a transaction's advisory lock: bank lines and slips are
+    insert-only for their users, whom the database would not let take a row lock on them. An
+    SQLite writer holds the whole database already."""
+    if unit.session.get_bind().dialect.name == "postgresql":
+        unit.session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:table), :row_id)"),
+            {"table": f"billing_desk.{table}", "row_id": row_id},
+        )
 
 
 def _share(line: BankLine, amount_minor: int) -> LineFacts:
