@@ -69,3 +69,38 @@ def test_the_run_prints_money_with_its_currency(cli: Cli, tmp_path: Path) -> Non
     assert "999.99 USD" in run.out and "-25.00 USD" in run.out
     assert "99999" not in run.out
     assert "unexplained bank debit" in run.out
+
+
+def test_one_line_is_matched_to_several_payments_together(cli: Cli, tmp_path: Path) -> None:
+    """A card processor's payout of two transfers in one bank line, matched by naming both."""
+    set_up_billing(cli, tmp_path)
+    paid = []
+    for amount, reference in (("60.00", "ACH-T-1"), ("40.00", "ACH-T-2")):
+        recorded = cli(
+            "payment", "record", "--facility", "STMARY", "--method", "transfer",
+            "--amount", amount, "--received", "2026-06-02", "--reference", reference,
+            "--idempotency-key", reference, "--json",
+        )  # fmt: skip
+        assert recorded.code == 0, recorded.err
+        paid.append(recorded.json()["payment_id"])
+    sample = tmp_path / "payout.csv"
+    sample.write_text(
+        "Date,Amount,Reference,Counterparty\n2026-06-03,100.00,PAYOUT,Processor\n",
+        encoding="utf-8",
+    )
+    mapped = cli(
+        "mapping", "save", "ops", "--file", str(sample), "--currency", "USD",
+        "--set", "account=OPS-1",
+    )  # fmt: skip
+    assert mapped.code == 0, mapped.err
+    assert cli("import", "statement", str(sample), "--commit").code == 0
+    (line,) = cli("reconcile", "lines", "--json").json()  # type: ignore[misc]
+    short = cli("reconcile", "match", "--line", str(line["id"]), "--payment", str(paid[0]))
+    assert short.code == 3 and "--note" in short.err, short.err
+    matched = cli(
+        "reconcile", "match", "--line", str(line["id"]),
+        "--payment", str(paid[0]), "--payment", str(paid[1]), "--json",
+    )  # fmt: skip
+    assert matched.code == 0, matched.err
+    (shown,) = cli("reconcile", "lines", "--json").json()  # type: ignore[misc]
+    assert (shown["payment_id"], shown["also"]) == (paid[0], [f"payment {paid[1]}"])

@@ -123,8 +123,12 @@ def match(
     ctx: typer.Context,
     auto: bool = typer.Option(False, "--auto", help="Match every line a rule matches alone."),
     line: int | None = typer.Option(None, "--line", help="Match this bank line by hand..."),
-    payment: int | None = typer.Option(None, "--payment", help="...to this payment,"),
-    deposit: int | None = typer.Option(None, "--deposit", help="...or to this deposit."),
+    payment: list[int] | None = typer.Option(
+        None, "--payment", help="...to this payment (repeat it for several together),"
+    ),
+    deposit: list[int] | None = typer.Option(
+        None, "--deposit", help="...or to this deposit (repeat it for several together)."
+    ),
     note: str | None = typer.Option(None, "--note", help="Why (a manual match)."),
     window_days: int = typer.Option(
         matching.DEFAULT_WINDOW_DAYS, "--window-days", help="Days between payment and bank."
@@ -132,14 +136,25 @@ def match(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Match bank lines to payments and deposits: --auto by the rules (reference and amount,
-    deposit total, amount within the window, returns), or one --line by hand."""
+    deposit total, amount within the window, returns), or one --line by hand, to one payment or
+    deposit or to several that are its money together."""
     workspace = state(ctx).workspace()
     if auto == (line is not None):
         raise BadInput("Give --auto, or --line with --payment or --deposit.")
     if line is not None:
-        info = matching.match_line(
-            workspace, line, payment_id=payment, deposit_id=deposit, note=note
-        )
+        payments, deposits = list(payment or ()), list(deposit or ())
+        if len(payments) + len(deposits) > 1:
+            info = matching.match_together(
+                workspace, line, payment_ids=payments, deposit_ids=deposits, note=note
+            )
+        else:
+            info = matching.match_line(
+                workspace,
+                line,
+                payment_id=payments[0] if payments else None,
+                deposit_id=deposits[0] if deposits else None,
+                note=note,
+            )
         emit(info, as_json, lambda: echo(f"Matched bank line {info.line_id} by hand."))
         return
     summary = matching.auto_match(workspace, window_days=window_days)
