@@ -16,6 +16,7 @@ nobody can compute new ones from it.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -23,6 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +34,7 @@ from sqlalchemy.pool import NullPool
 
 from billing_desk.db.engine import SQLITE_BEGIN
 from billing_desk.db.migrate import upgrade_to_head
-from billing_desk.db.models import AuditChainHead, Base, DatabaseIdentity
+from billing_desk.db.models import AuditChainHead, AuditEntry, Base, DatabaseIdentity
 from billing_desk.domain.errors import BadInput, EnvironmentFault, Refused
 from billing_desk.domain.roles import Permission
 
@@ -55,6 +57,19 @@ EXCLUDED_TABLES = frozenset({"database_secret"})
 EXPORT_ACTION = "audit.export"
 # audit_entry.entity_id is a String(64).
 _ENTITY_ID_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class ArchiveOrigin:
+    """What an archive is a copy of: the database it was exported from (as that database
+    described itself; None for an archive made before the export recorded it), its identity,
+    when and by whom."""
+
+    source: str | None
+    database_id: str
+    exported_at: datetime | None
+    exported_by: str | None
+    head_sequence: int
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,39 @@ def is_archive(path: Path) -> bool:
     finally:
         connection.close()
     return row is not None and row[0] == ARCHIVE_APPLICATION_ID
+
+
+def archive_origin(workspace: Workspace) -> ArchiveOrigin:
+    """Where the open archive comes from, read from its own newest export entry (the export
+    records itself before the snapshot is taken, so every archive carries it)."""
+
+    def operation(unit: UnitOfWork) -> ArchiveOrigin:
+        unit.require(Permission.READ)
+        session = unit.session
+        entry = session.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.action == EXPORT_ACTION)
+            .order_by(AuditEntry.id.desc())
+            .limit(1)
+        ).first()
+        identity = session.scalar(select(DatabaseIdentity.database_id)) or ""
+        head = session.scalar(select(AuditChainHead.last_sequence)) or 0
+        if entry is None:
+            return ArchiveOrigin(None, identity, None, None, int(head))
+        try:
+            detail = json.loads(entry.after or "{}")
+        except ValueError:
+            detail = {}
+        source = detail.get("source") if isinstance(detail, dict) else None
+        return ArchiveOrigin(
+            source if isinstance(source, str) else None,
+            identity,
+            entry.recorded_at,
+            entry.user_name,
+            int(head),
+        )
+
+    return workspace.read(operation)
 
 
 def export_archive(
@@ -152,6 +200,8 @@ def _record_export(workspace: Workspace, out: Path) -> None:
             out.name[:_ENTITY_ID_LENGTH],
             detail={
                 "path": str(out),
+                # Which database the archive is of (a server's address without its password).
+                "source": workspace.location.describe(),
                 "format": "sqlite",
                 "application_id": ARCHIVE_APPLICATION_ID,
                 "excluded": sorted(EXCLUDED_TABLES),
@@ -368,7 +418,9 @@ __all__ = [
     "ARCHIVE_APPLICATION_ID",
     "EXCLUDED_TABLES",
     "EXPORT_ACTION",
+    "ArchiveOrigin",
     "ArchiveSummary",
+    "archive_origin",
     "archived_tables",
     "export_archive",
     "is_archive",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from billing_desk.services.archive import ArchiveOrigin, archive_origin
 from billing_desk.services.verification import (
     ChainCheck,
     Finding,
@@ -203,10 +205,15 @@ class FindingsDialog(QDialog):
 
 
 class StatusBar(QStatusBar):
-    """Database, person, live connection and integrity, left to right."""
+    """Database, person, live connection and integrity, left to right. An auditor's archive
+    says so, and of which database and when it was exported (`archive_described` gives the
+    window its title)."""
+
+    archive_described = Signal(str)
 
     def __init__(self, desk: Desk, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.desk = desk
         self.database = QLabel(self)
         # A path is shown as typed: plain text, so '&' or '<' in it is never markup.
         self.database.setTextFormat(Qt.TextFormat.PlainText)
@@ -228,6 +235,28 @@ class StatusBar(QStatusBar):
         self.addPermanentWidget(self.person)
         self.addPermanentWidget(self.live)
         self.addPermanentWidget(self.badge)
+        self.origin: ArchiveOrigin | None = None
+        if desk.read_only:
+            desk.query(self, archive_origin, self._archive_origin, key="archive-origin")
+
+    def _archive_origin(self, origin: ArchiveOrigin) -> None:
+        self.origin = origin
+        f = self.desk.formats
+        source = origin.source or f"database {origin.database_id}"
+        when = f" as of {f.datetime(origin.exported_at)}" if origin.exported_at else ""
+        by = f", exported by {origin.exported_by}" if origin.exported_by else ""
+        path = self.desk.describe_database()
+        # A file by its name here (the whole path is in the tooltip and the title).
+        short = source if "://" in source or origin.source is None else Path(source).name
+        self.database.setText(
+            f"An auditor's archive, read-only, of {short}{when}{by}, up to entry "
+            f"{f.count(origin.head_sequence)} — {Path(path).name}"
+        )
+        self.database.setToolTip(
+            f"{path}\nAn auditor's archive of {source} (database id {origin.database_id}), "
+            f"exported{when or ''}{by}. Nothing can be changed in it."
+        )
+        self.archive_described.emit(f"Auditor's archive of {source}{when} (read-only)")
 
     def set_live(self, text: str) -> None:
         self.live.setText(text)

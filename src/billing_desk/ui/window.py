@@ -213,6 +213,10 @@ class MainWindow(QMainWindow):
         title = f"{desk.describe_database()} — {APP_TITLE}"
         if desk.read_only:
             title = f"{desk.describe_database()} (auditor's archive, read-only) — {APP_TITLE}"
+            # Of which database and when, once the archive has said (read in the background).
+            status.archive_described.connect(
+                lambda text: self.setWindowTitle(f"{text} — {APP_TITLE}")
+            )
         self.setWindowTitle(title)
         self.person_action.setEnabled(not desk.is_shared)
         if empty and not desk.read_only:

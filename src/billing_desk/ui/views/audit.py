@@ -10,9 +10,10 @@ the full verification in the background; each finding opens the entry or the row
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from html import escape as esc
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import (
@@ -28,6 +29,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QDateEdit,
+    QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QHeaderView,
@@ -44,6 +46,8 @@ from PySide6.QtWidgets import (
 )
 
 from billing_desk.domain.money import Money
+from billing_desk.domain.roles import Role
+from billing_desk.services.archive import ArchiveSummary, archived_tables, export_archive
 from billing_desk.services.audit_browser import (
     PAGE_SIZE,
     AuditEntryDetail,
@@ -58,7 +62,7 @@ from billing_desk.services.audit_browser import (
 from billing_desk.services.facilities import FacilityInfo, list_facilities
 from billing_desk.services.verification import Finding, VerificationReport, verify
 from billing_desk.ui.desk import Desk
-from billing_desk.ui.errors import WARNING
+from billing_desk.ui.errors import INFO, WARNING
 from billing_desk.ui.formatting import Formats
 from billing_desk.ui.models import RIGHT, Column, PagedModel
 from billing_desk.ui.operations import Cancelled, Changes, Operation
@@ -447,6 +451,16 @@ class AuditView(View):
             tip="Recompute the whole chain, every row against its trail and the payments' and "
             "invoices' hashes.",
         )
+        self.export_action = self.action(
+            "E&xport an archive…",
+            self._export_chosen,
+            shortcut="Ctrl+Shift+E",
+            tip="Write the whole database to one file an auditor opens read-only, offline.",
+        )
+        # Managers and auditors take archives; an archive is not exported again.
+        self.export_action.setVisible(
+            not desk.read_only and desk.person.role in (Role.MANAGER, Role.AUDITOR)
+        )
         self._filter = AuditFilter()
         self._wanted_entry: int | None = None
         self._facilities_loaded = False
@@ -466,6 +480,7 @@ class AuditView(View):
     def menu_actions(self) -> list[QAction]:
         return [
             self.verify_action,
+            self.export_action,
             self.go_to_action,
             self.first_action,
             self.last_action,
@@ -728,6 +743,74 @@ class AuditView(View):
             return
         self.tabs.setCurrentWidget(self.detail)
 
+    # -- the auditor's archive ------------------------------------------------------------------
+
+    def _export_chosen(self) -> None:
+        self.choose_archive_file()
+
+    def choose_archive_file(self) -> QFileDialog:
+        """Ask where the archive goes (the dialog is returned for tests to fill)."""
+        folder = str(self.desk.settings.value("archive/folder", str(Path.home())))
+        return choose_file(
+            self,
+            "Export an auditor's archive",
+            ARCHIVE_FILES,
+            self.export_archive,
+            save_in=folder,
+            suggested="billing-desk-archive.sqlite3",
+        )
+
+    def export_archive(self, path: Path) -> None:
+        """Write the archive in the background with progress (per table) and Cancel."""
+        self.desk.settings.setValue("archive/folder", str(path.parent))
+        tables = [t.name for t in archived_tables()]
+
+        def work(ws: Any, progress: Callable[[int, int, str], None]) -> ArchiveSummary:
+            def copied(table: str, done: int, total: int) -> None:
+                # One bar over every table: each is an equal share, filled as its rows go.
+                index = tables.index(table) if table in tables else 0
+                share = done / total if total else 1.0
+                label = table.replace("_", " ")
+                progress(
+                    int((index + share) * 1000),
+                    len(tables) * 1000,
+                    f"Table {index + 1} of {len(tables)}: {label} ({done:,} of {total:,} rows)",
+                )
+
+            return export_archive(ws, path, progress=copied)
+
+        self.desk.run(
+            Operation(
+                self,
+                work,
+                success=self._exported,
+                failure=self._export_failed,
+                changes=Changes(frozenset({"audit"})),
+                progress_label=f"Exporting the archive to {path.name}",
+            )
+        )
+
+    def _exported(self, summary: ArchiveSummary) -> None:
+        f = self.desk.formats
+        rows = sum(summary.tables.values())
+        path = summary.path
+        window = self.window()
+        wanted = getattr(window, "recent_wanted", None)
+        actions = {"&Open it": lambda: wanted.emit(str(path))} if wanted is not None else None
+        self.message_bar.show_message(
+            f"Archive written: {path} ({f.count(rows)} rows, the chain up to entry "
+            f"{f.count(summary.head_sequence)}). It opens read-only with File ▸ Open an "
+            "auditor's archive, here or on another machine.",
+            INFO,
+            actions=actions,
+        )
+
+    def _export_failed(self, error: BaseException) -> None:
+        if isinstance(error, Cancelled):
+            self.message_bar.show_message("Export cancelled: no file was written.", WARNING)
+            return
+        self.desk.presenter.present(self, error, None)
+
     def _selected(self) -> None:
         indexes = self.table.selectionModel().selectedRows()
         if indexes and indexes[0].row() < NEAR_TOP_ROWS:
@@ -821,6 +904,7 @@ class FindingsPanel(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.summary)
         layout.addWidget(self.list, 1)
+        layout.addStretch(0)
 
     def show_running(self) -> None:
         self.summary.setText("Verifying the whole history…")
@@ -854,6 +938,8 @@ class FindingsPanel(QWidget):
     def show_list(self, findings: Sequence[Finding], summary: str) -> None:
         self.summary.setText(summary)
         self.list.clear()
+        # An intact history needs no empty list under its verdict.
+        self.list.setVisible(bool(findings))
         for finding in findings:
             item = QListWidgetItem(finding_text(finding))
             item.setData(Qt.ItemDataRole.UserRole, finding)
@@ -861,3 +947,33 @@ class FindingsPanel(QWidget):
             self.list.addItem(item)
         if findings:
             self.list.setCurrentRow(0)
+
+
+ARCHIVE_FILES = "Audit archives (*.sqlite3 *.archive);;All files (*)"
+
+
+def choose_file(
+    parent: QWidget,
+    title: str,
+    filters: str,
+    chosen: Callable[[Path], None],
+    *,
+    save_in: str | None = None,
+    suggested: str | None = None,
+    save: bool = True,
+) -> QFileDialog:
+    """A file dialog that does not block (it is opened, not exec'd): `chosen` gets the path."""
+    dialog = QFileDialog(parent, title, save_in or str(Path.home()), filters)
+    dialog.setObjectName("chooseFile")
+    dialog.setOption(QFileDialog.Option.DontUseNativeDialog, True)
+    if save:
+        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dialog.setFileMode(QFileDialog.FileMode.AnyFile)
+    else:
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
+    if suggested:
+        dialog.selectFile(suggested)
+    dialog.fileSelected.connect(lambda name: chosen(Path(name)))
+    dialog.finished.connect(lambda _result: dialog.deleteLater())
+    dialog.open()
+    return dialog
