@@ -99,6 +99,25 @@ def test_match_exact_and_with_a_difference_then_unmatch(demo_gui: Gui) -> None:
     demo_gui.qtbot.keyClicks(dialog.reason, "bank charged a dollar on the transfer")
     dialog.ok.click()
     demo_gui.wait(lambda: f"Line {second.id} matched" in view.message_bar.text.text(), "the match")
+    view.which.setCurrentIndex(view.which.findData("difference"))
+    # Ours, and the demo bank's slip credited short.
+    demo_gui.wait(
+        lambda: (
+            second.id in {r.id for r in view.lines.rows}
+            and all(r.rule == "manual with difference" for r in view.lines.rows)
+            and line.id not in {r.id for r in view.lines.rows}
+        ),
+        "the lines matched with a difference",
+    )
+    view.which.setCurrentIndex(view.which.findData("matched"))
+    demo_gui.wait(
+        lambda: (
+            {line.id, second.id} <= {r.id for r in view.lines.rows}
+            and all(r.payment_id or r.deposit_id for r in view.lines.rows)
+        ),
+        "the matched lines",
+    )
+    view.which.setCurrentIndex(view.which.findData("unmatched"))
 
     view.auto_button.click()
     demo_gui.wait(lambda: "Auto-match matched" in view.message_bar.text.text(), "auto-match")
@@ -123,7 +142,7 @@ def test_an_auditor_does_not_reconcile(demo_gui: Gui) -> None:
 
 
 def test_a_statement_file_is_previewed_and_imported_once(
-    demo_gui: Gui,
+    demo_gui: Gui, pytestconfig: pytest.Config
 ) -> None:
     from billing_desk.importers.statements import registry
     from billing_desk.ui.views.reconciliation import StatementImportDialog
@@ -138,6 +157,7 @@ def test_a_statement_file_is_previewed_and_imported_once(
     demo_gui.wait(lambda: dialog.rows.rowCount() == expected, "the preview of every line")
     assert all(str(r.status) == "new" for r in dialog.rows.rows)
     assert "Nothing is written until Import" in dialog.summary.text()
+    ModelCheck(pytestconfig).check(dialog.rows)
     assert dialog.import_button.isEnabled(), dialog.summary.text()
     screenshot(dialog, "statement-import-preview")  # type: ignore[attr-defined]
     dialog.import_button.click()

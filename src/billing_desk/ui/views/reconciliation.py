@@ -73,7 +73,24 @@ from billing_desk.ui.views.csv_mapping import CsvMappingDialog, MappingNeeded
 from billing_desk.ui.views.reconciliation_runs import ReconciliationRunDialog
 from billing_desk.ui.widgets import ReasonDialog, make_primary
 
-SHOW = (("Unmatched lines", "unmatched"), ("All lines", "all"))
+SHOW = (
+    ("Unmatched lines", "unmatched"),
+    ("Matched lines", "matched"),
+    ("Matched with a difference", "difference"),
+    ("All lines", "all"),
+)
+
+
+def shown(which: str, line: LineInfo) -> bool:
+    """Whether the line belongs in the list the person chose."""
+    matched = line.payment_id is not None or line.deposit_id is not None
+    if which == "matched":
+        return matched
+    if which == "difference":
+        return matched and line.rule == "manual with difference"
+    return which != "unmatched" or not matched
+
+
 STATEMENT_FILES = (
     "Bank statements (*.ofx *.qfx *.xml *.sta *.mt940 *.940 *.txt *.bai *.bai2 *.csv);;"
     "All files (*)"
@@ -332,10 +349,14 @@ class ReconciliationView(View):
     # -- fetching -----------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        unmatched = self.which.currentData() == "unmatched"
+        which = str(self.which.currentData())
         self.desk.query(
             self,
-            lambda ws: list_lines(ws, unmatched=unmatched),
+            lambda ws: [
+                line
+                for line in list_lines(ws, unmatched=which == "unmatched")
+                if shown(which, line)
+            ],
             self._arrived,
             key="reconcile-lines",
         )
