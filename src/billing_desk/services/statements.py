@@ -78,6 +78,9 @@ class StatementPreview:
     lines: tuple[LinePreview, ...]
     checks: tuple[Check, ...]
     notes: tuple[str, ...]
+    # The balances the statement itself gives, when it gives them.
+    opening: Money | None = None
+    closing: Money | None = None
 
     def count(self, status: LineStatus) -> int:
         return sum(1 for line in self.lines if line.status == status)
@@ -247,6 +250,8 @@ def _import(
                 ),
                 statement.checks(),
                 statement.notes,
+                statement.opening,
+                statement.closing,
             )
         )
     return ImportResult(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from html import escape as esc
 from pathlib import Path
 
@@ -691,7 +692,9 @@ class StatementImportDialog(QDialog):
         self.rows: RowsModel[LinePreview] = RowsModel(
             [
                 Column("Where", lambda r: r.location),
-                Column("Booked", lambda r: r.booked),
+                Column(
+                    "Booked", lambda r: f.date(date.fromisoformat(r.booked)), lambda r: r.booked
+                ),
                 Column(
                     "Amount", lambda r: f.money(r.amount), lambda r: money_sort_key(r.amount), RIGHT
                 ),
@@ -799,14 +802,27 @@ class StatementImportDialog(QDialog):
         parts = []
         if previewed.mapping is not None:
             parts.append(f"Read with the saved CSV mapping “{esc(previewed.mapping.name)}”.")
+        f = self.desk.formats
         for s in result.statements:
-            period = f" {s.period_start} to {s.period_end}" if s.period_start else ""
+            period = (
+                f", {f.date(date.fromisoformat(s.period_start))} to "
+                f"{f.date(date.fromisoformat(s.period_end))}"
+                if s.period_start and s.period_end
+                else ""
+            )
+            balances = ", ".join(
+                f"{label} {f.money(amount)}"
+                for label, amount in (("opening balance", s.opening), ("closing", s.closing))
+                if amount is not None
+            )
             checks = "; ".join(
                 f"{c.name}: {'passed' if c.ok else 'FAILED'} ({c.detail})" for c in s.checks
             )
             parts.append(
-                f"<b>{esc(s.account)}</b> ({esc(s.currency)}){esc(period)}: {len(s.lines)} lines"
-                + (f"<br>Checks: {esc(checks)}" if checks else "")
+                f"Account <b>{esc(s.account)}</b> in {esc(s.currency)}{esc(period)}: "
+                f"{len(s.lines)} line{'s' if len(s.lines) != 1 else ''}"
+                + (f"; {esc(balances)}" if balances else "")
+                + (f"<br>The file's own checks: {esc(checks)}" if checks else "")
             )
         parts.append(
             f"{result.format}: {result.count('new')} new, {result.count('already imported')} "
