@@ -28,6 +28,7 @@ READING_ACTIONS = {
     "&Go to sequence…",
     "Jump to the &first entry",
     "Jump to the &last entry",
+    "Verify against &checkpoints…",
 }
 
 

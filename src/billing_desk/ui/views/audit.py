@@ -59,6 +59,7 @@ from billing_desk.services.audit_browser import (
     audit_page,
     audit_window,
 )
+from billing_desk.services.checkpoints import SIGN_CHECKPOINTS
 from billing_desk.services.facilities import FacilityInfo, list_facilities
 from billing_desk.services.verification import Finding, VerificationReport, verify
 from billing_desk.ui.desk import Desk
@@ -67,6 +68,13 @@ from billing_desk.ui.formatting import Formats
 from billing_desk.ui.models import RIGHT, Column, PagedModel
 from billing_desk.ui.operations import Cancelled, Changes, Operation
 from billing_desk.ui.views.base import View
+from billing_desk.ui.views.checkpoints import (
+    CheckpointsDialog,
+    SignCheckpointDialog,
+    SignedNote,
+    checkpoint_claims,
+    trusted_keys,
+)
 from billing_desk.ui.widgets import FacilityBox, pydate
 
 NO_DATE = QDate(2000, 1, 1)
@@ -136,8 +144,8 @@ FINDING_MEANS = {
     "invoice hash mismatch": "The invoice's integrity hash no longer matches its total, state "
     "or lines: they were changed outside billing-desk.",
     "checkpoint not trusted": "The checkpoint note cannot be relied on.",
-    "chain behind checkpoint": "The chain is shorter than a signed checkpoint says it was: its "
-    "end was cut off, or an older copy of the database was restored (a rollback).",
+    "chain behind checkpoint": "This is a rollback: the history is older than a signed "
+    "checkpoint proves it was.",
     "checkpoint contradicted": "The history up to a signed checkpoint was rewritten (a fork).",
 }
 
@@ -461,6 +469,21 @@ class AuditView(View):
         self.export_action.setVisible(
             not desk.read_only and desk.person.role in (Role.MANAGER, Role.AUDITOR)
         )
+        self.sign_action = self.action(
+            "&Sign a checkpoint…",
+            self.sign_checkpoint,
+            shortcut="Ctrl+Shift+K",
+            tip="Sign the audit chain's head with your key and save the note where you choose.",
+        )
+        self.sign_action.setVisible(desk.may(SIGN_CHECKPOINTS))
+        self.checkpoints_action = self.action(
+            "Verify against &checkpoints…",
+            self.choose_checkpoints,
+            shortcut="Ctrl+Shift+P",
+            tip="Hold the chain to signed checkpoint notes, with the keys you trust.",
+        )
+        # The checkpoint notes the next verification holds the chain to (files the person keeps).
+        self.notes: list[Path] = []
         self._filter = AuditFilter()
         self._wanted_entry: int | None = None
         self._facilities_loaded = False
@@ -480,6 +503,8 @@ class AuditView(View):
     def menu_actions(self) -> list[QAction]:
         return [
             self.verify_action,
+            self.checkpoints_action,
+            self.sign_action,
             self.export_action,
             self.go_to_action,
             self.first_action,
@@ -671,10 +696,13 @@ class AuditView(View):
             return
         self.findings.show_running()
         self.tabs.setCurrentWidget(self.findings)
+        notes, keys = list(self.notes), trusted_keys(self.desk)
         self._verifying = self.desk.run(
             Operation(
                 self,
-                lambda ws, progress: verify(ws, progress=progress),
+                lambda ws, progress: verify(
+                    ws, checkpoint_claims(ws, notes, keys) if notes else (), progress=progress
+                ),
                 success=self._verified,
                 failure=self._verify_failed,
                 # The run is itself audited (not in an archive, which is never written).
@@ -742,6 +770,31 @@ class AuditView(View):
         else:
             return
         self.tabs.setCurrentWidget(self.detail)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def sign_checkpoint(self) -> None:
+        dialog = self.sign_dialog = SignCheckpointDialog(self.desk, self)
+        dialog.signed.connect(self._signed)
+        dialog.open()
+
+    def _signed(self, signed: SignedNote) -> None:
+        f = self.desk.formats
+        self.message_bar.show_message(
+            f"Checkpoint signed with {signed.note.key_name}: the chain up to entry "
+            f"{f.count(signed.note.sequence)}, saved to {signed.saved_to}. Give the note to the "
+            "auditors; keep it outside this database.",
+            INFO,
+        )
+
+    def choose_checkpoints(self) -> None:
+        dialog = self.checkpoints_dialog = CheckpointsDialog(self.desk, self.notes, self)
+        dialog.verify_wanted.connect(self._verify_against)
+        dialog.open()
+
+    def _verify_against(self, notes: list[Path]) -> None:
+        self.notes = list(notes)
+        self.verify()
 
     # -- the auditor's archive ------------------------------------------------------------------
 
@@ -921,7 +974,8 @@ class FindingsPanel(QWidget):
             f"{f.count(report.invoices_checked)} invoices"
         )
         if report.checkpoints_checked:
-            checked += f" against {f.count(report.checkpoints_checked)} checkpoints"
+            n = report.checkpoints_checked
+            checked += f" against {f.count(n)} checkpoint{'s' if n != 1 else ''}"
         checked += f"; the chain ends at sequence {f.count(report.head_sequence)}."
         if report.unsealed.count:
             checked += f" {f.count(report.unsealed.count)} newer entries are not sealed yet."
