@@ -735,3 +735,52 @@ def test_a_line_is_matched_to_two_deposit_slips_chosen_together(demo_gui: Gui) -
     dialog.ok.click()
     demo_gui.wait(lambda: f"Line {other.id} matched" in view.message_bar.text.text(), "matched")
     assert "manual with difference" in view.message_bar.text.text()
+
+
+def test_a_deposit_never_seen_at_the_bank_opens_its_slip(demo_gui: Gui) -> None:
+    from billing_desk.services.deposits import create_deposit
+    from billing_desk.ui.views.deposits import DepositsView
+    from billing_desk.ui.widgets import qdate
+
+    clerk = open_workspace(demo_gui.db, "clerk", migrate=False)
+    try:
+        long_ago = DAY - timedelta(days=20)
+        check = record_payment(
+            clerk,
+            PaymentDraft(
+                "STMARY", "check", "31.00", long_ago, check_number="9201",
+                routing_number="011000015", account_number="4417001",
+            ),
+            str(uuid.uuid4()),
+        ).payment_id  # fmt: skip
+        slip = create_deposit(clerk, [check], long_ago, idempotency_key=str(uuid.uuid4()))
+        later = StatementLine(DAY, Money.from_minor(100, "USD"), "line 1", bank_id="L1")
+        import_statements(
+            clerk, "later.csv", b"later", "csv", [Statement("csv", "OPS-L", "USD", (later,))],
+            commit=True,
+        )  # fmt: skip
+    finally:
+        clerk.close()
+    application = demo_gui.start("clerk")
+    view = application.window.show_view("Reconciliation")
+    assert isinstance(view, ReconciliationView)
+    view.runs_action.trigger()
+    dialog = view.run_dialog
+    assert dialog is not None
+    dialog.date_from.setDate(qdate(date(2025, 1, 1)))
+    demo_gui.qtbot.mouseClick(dialog.run_button, Qt.MouseButton.LeftButton)  # type: ignore[attr-defined]
+    demo_gui.wait(
+        lambda: any(d.deposit_id == slip.deposit_id for d in dialog.rows.rows), "the slip's finding"
+    )
+    finding = next(d for d in dialog.rows.rows if d.deposit_id == slip.deposit_id)
+    dialog.table.setFocus()
+    dialog.table.selectRow(dialog.rows.row_of(finding.id) or 0)
+    demo_gui.qtbot.keyClick(dialog.table, Qt.Key.Key_Return)  # type: ignore[attr-defined]
+    demo_gui.wait(
+        lambda: (
+            isinstance(deposits := application.window.views.get("Deposits"), DepositsView)
+            and (chosen := deposits.made_table.selectionModel().selectedRows()) != []
+            and deposits.made.rows[chosen[0].row()].deposit_id == slip.deposit_id
+        ),
+        "the slip selected among the deposits",
+    )

@@ -42,7 +42,7 @@ from billing_desk.ui.formatting import money_sort_key
 from billing_desk.ui.models import RIGHT, Column, RowsModel
 from billing_desk.ui.operations import changes
 from billing_desk.ui.pdf_preview import PdfPreview
-from billing_desk.ui.views.base import View, fit_columns, make_table, selected_row
+from billing_desk.ui.views.base import View, fit_columns, make_table, select_key, selected_row
 from billing_desk.ui.views.payment_entry import ReceivedDate
 from billing_desk.ui.widgets import make_primary, pydate
 
@@ -203,6 +203,7 @@ class DepositsView(View):
         slips = self._slips
         self.destroyed.connect(lambda: shutil.rmtree(slips, ignore_errors=True))
         self._busy = False
+        self._wanted_deposit: int | None = None
         self._count()
 
     def menu_actions(self) -> list[QAction]:
@@ -217,9 +218,27 @@ class DepositsView(View):
         self.desk.query(self, ready_to_deposit, self._arrived, key="deposits-ready")
         self.desk.query(self, recent_deposits, self._made_arrived, key="deposits-made")
 
+    def open_deposit(self, deposit_id: int) -> None:
+        """Select the deposit `deposit_id` among those made (from elsewhere in the application:
+        a reconciliation's finding)."""
+        self._wanted_deposit = deposit_id
+        self.refresh()
+
     def _made_arrived(self, deposits: list[DepositRow]) -> None:
         self.made.set_rows(deposits)
         fit_columns(self.made_table)
+        wanted, self._wanted_deposit = self._wanted_deposit, None
+        if wanted is None:
+            return
+        if self.made.row_of(wanted) is not None:
+            select_key(self.made_table, self.made, wanted)
+            self.made_table.setFocus()
+        else:
+            self.message_bar.show_message(
+                f"Deposit {wanted} is older than the deposits listed here; History "
+                "(Ctrl+Shift+H) on a newer one, or the Audit view, shows its trail.",
+                WARNING,
+            )
 
     def open_slip(self) -> None:
         """The selected deposit's slip, written again and opened in the preview."""

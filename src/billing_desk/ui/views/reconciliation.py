@@ -293,8 +293,8 @@ class ReconciliationView(View):
         self.run_dialog.open()
 
     def show_concerned(self, found: DiscrepancyInfo) -> None:
-        """A discrepancy's payment in the register, its invoice among the invoices, else its
-        bank line among all lines."""
+        """A discrepancy's payment in the register, its invoice among the invoices, its bank
+        line among all lines, else its deposit slip among the deposits."""
         show_view = getattr(self.window(), "show_view", None)
         if found.payment_id is not None and show_view is not None:
             open_payment = getattr(show_view("Payments"), "open_payment", None)
@@ -305,6 +305,11 @@ class ReconciliationView(View):
             open_invoice = getattr(show_view("Invoices"), "open_invoice", None)
             if open_invoice is not None:
                 open_invoice(found.invoice_number)
+                return
+        if found.line_id is None and found.deposit_id is not None and show_view is not None:
+            open_deposit = getattr(show_view("Deposits"), "open_deposit", None)
+            if open_deposit is not None:
+                open_deposit(found.deposit_id)
                 return
         if found.line_id is not None:
             self._wanted = found.line_id

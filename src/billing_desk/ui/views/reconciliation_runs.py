@@ -164,7 +164,10 @@ class ReconciliationRunDialog(QDialog):
     def _open_chosen(self) -> None:
         chosen = selected_row(self.table, self.rows)
         if chosen is None or (
-            chosen.line_id is None and chosen.payment_id is None and chosen.invoice_number is None
+            chosen.line_id is None
+            and chosen.payment_id is None
+            and chosen.invoice_number is None
+            and chosen.deposit_id is None
         ):
             return
         self.accept()
