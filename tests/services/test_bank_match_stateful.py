@@ -19,7 +19,7 @@ from sqlalchemy import select
 from billing_desk.db.models import BankLine, BankMatch, Deposit, DepositItem, Payment
 from billing_desk.domain.errors import BillingError
 from billing_desk.services.deposits import create_deposit
-from billing_desk.services.matching import auto_match, match_line, unmatch_line
+from billing_desk.services.matching import auto_match, match_line, match_together, unmatch_line
 from billing_desk.services.payments import change_status
 from billing_desk.services.reconciliation import run_reconciliation
 from tests.conftest import Database
@@ -91,6 +91,30 @@ def test_matches_stay_true_whatever_the_order(database: Database) -> None:
             except BillingError:
                 pass
 
+        @rule(
+            line_pick=st.integers(0, 99),
+            picks=st.lists(st.integers(0, 99), min_size=2, max_size=3),
+            note=st.sampled_from([None, "a third payment is missing"]),
+        )
+        def together(self, line_pick: int, picks: list[int], note: str | None) -> None:
+            """One line matched to two or three payments or slips that are its money together
+            (picked by indexes drawn up front, so the draws never depend on the ids)."""
+            lines = _ids(books, "", lambda u: u.session.scalars(select(BankLine.id)))
+            payments = _ids(books, "", lambda u: u.session.scalars(select(Payment.id)))
+            deposits = _ids(books, "", lambda u: u.session.scalars(select(Deposit.id)))
+            targets = [("payment", i) for i in payments] + [("deposit", i) for i in deposits]
+            if not lines or len(targets) < 2:
+                return
+            chosen = [targets[pick % len(targets)] for pick in picks]
+            with contextlib.suppress(BillingError):
+                match_together(
+                    books.clerk,
+                    lines[line_pick % len(lines)],
+                    payment_ids=[i for kind, i in chosen if kind == "payment"],
+                    deposit_ids=[i for kind, i in chosen if kind == "deposit"],
+                    note=note,
+                )
+
         @rule(data=st.data())
         def unmatch(self, data: st.DataObject) -> None:
             lines = _ids(
@@ -146,14 +170,17 @@ def test_matches_stay_true_whatever_the_order(database: Database) -> None:
                 if d.kind == "matched payment voided or returned"
             }
             state = books.clerk.read(_state)
-            direct_lines: dict[int, int] = {}
+            # A line matched to several together is explained by their sum.
+            explained: dict[int, tuple[int, int]] = {}
             for line_id, amount, payment_id, deposit_id in state["matches"]:
                 if payment_id is not None:
-                    direct_lines[payment_id] = line_id
                     p_amount = state["payments"][payment_id][1]
-                    expected = -p_amount if amount < 0 else p_amount
+                    share = -p_amount if amount < 0 else p_amount
                 else:
-                    expected = state["deposits"][deposit_id]
+                    share = state["deposits"][deposit_id]
+                expected = explained.get(line_id, (amount, 0))[1] + share
+                explained[line_id] = (amount, expected)
+            for line_id, (amount, expected) in explained.items():
                 if amount != expected:
                     assert mismatches.get(line_id) == (expected, amount), (line_id, mismatches)
             credited: set[int] = set()
