@@ -421,9 +421,11 @@ class AuditView(View):
             self.text,
         ):
             line.returnPressed.connect(self.refresh)
-        self.facility.when_chosen(self.refresh)
-        self.since.editingFinished.connect(self.refresh)
-        self.until.editingFinished.connect(self.refresh)
+        # A date box or the facility box losing the focus says "edited" even when nothing
+        # changed: only a changed filter reads the log again (and never undoes a jump).
+        self.facility.when_chosen(self._filter_edited)
+        self.since.editingFinished.connect(self._filter_edited)
+        self.until.editingFinished.connect(self._filter_edited)
         self.order.currentIndexChanged.connect(lambda _: self.refresh())
         self.refresh_action = self.action(
             "Re&fresh", self.refresh, shortcut=QKeySequence.StandardKey.Refresh
@@ -541,6 +543,10 @@ class AuditView(View):
         self.model.restart()
         self.count.setText("Reading the log…")
         self._fetch(None)
+
+    def _filter_edited(self) -> None:
+        if self.current_filter() != self._filter:
+            self.refresh()
 
     def _facilities(self, facilities: list[FacilityInfo]) -> None:
         self._facilities_loaded = True
