@@ -6,7 +6,7 @@ The log is loaded with the driver (tests/audit_bulk.py: payment entries of a few
 invoice entry in a thousand, sealed into links with placeholder hashes); nothing here verifies
 it.
 
-Figures (embedded SQLite; each the median of `--rounds` rounds, ours and the baseline back to
+Figures (each the median of `--rounds` rounds, ours and the baseline back to
 back):
     first rows      ours: `AuditView.refresh()` until the model holds the first page (the
                     background read, the read of the log recorded as the design requires, the
@@ -24,7 +24,7 @@ of the log (a write transaction sealed into the chain, synchronous=FULL) before 
 returned; the bare query does none of that, so the ratio for an unfiltered page is above 2x
 while the absolute times stay well under the targets.
 
-PostgreSQL is not measured by this script yet (the loader is SQLite's only).
+Both backends: embedded SQLite, then PostgreSQL (loaded with COPY; `--sqlite-only` skips it).
 Run: `python bench/audit_browser.py [--entries N] [--rounds 5] [--quick]`.
 """
 
@@ -35,6 +35,7 @@ import os
 import sqlite3
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,15 +43,26 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.audit_bulk
 
+import psycopg
 from PySide6.QtCore import QLocale, QSettings
 from PySide6.QtWidgets import QApplication
-from tests.audit_bulk import fill_sqlite
+from tests.audit_bulk import fill_postgresql, fill_sqlite
 from tests.support import seed_users
 
-from _common import Row, format_table, load_average, machine_description, say, temp_sqlite_file
+from _common import (
+    Row,
+    format_table,
+    load_average,
+    machine_description,
+    pg_server_version,
+    say,
+    temp_sqlite_file,
+    throwaway_pg_database,
+)
 from billing_desk.domain.roles import Role
 from billing_desk.services.audit_browser import PAGE_SIZE
-from billing_desk.services.unit_of_work import open_workspace
+from billing_desk.services.unit_of_work import open_workspace, whoami
+from billing_desk.services.users import add_user
 from billing_desk.ui.desk import Desk, Person
 from billing_desk.ui.errors import ErrorPresenter
 from billing_desk.ui.formatting import Formats
@@ -111,18 +123,80 @@ def ours(app: QApplication, view: AuditView, figure: str) -> float:
     return elapsed
 
 
-def baseline(path: Path, figure: str) -> float:
-    """Milliseconds for the bare keyset query and its rows, on an open connection."""
-    connection = sqlite3.connect(path)
+def sqlite_baseline(path: Path) -> Callable[[str], float]:
+    def measure(figure: str) -> float:
+        """Milliseconds for the bare keyset query and its rows, on an open connection."""
+        connection = sqlite3.connect(path)
+        try:
+            connection.execute("SELECT 1").fetchall()
+            start = time.perf_counter()
+            rows = connection.execute(BASELINES[figure]).fetchall()
+            elapsed = (time.perf_counter() - start) * 1000
+            assert rows
+            return elapsed
+        finally:
+            connection.close()
+
+    return measure
+
+
+def pg_baseline(url: str) -> Callable[[str], float]:
+    def measure(figure: str) -> float:
+        with psycopg.connect(url) as connection:
+            connection.execute("SELECT 1").fetchall()
+            start = time.perf_counter()
+            rows = connection.execute(BASELINES[figure]).fetchall()  # type: ignore[arg-type]
+            elapsed = (time.perf_counter() - start) * 1000
+            assert rows
+            return elapsed
+
+    return measure
+
+
+def measure(
+    app: QApplication,
+    target: str,
+    person: str | None,
+    folder: Path,
+    baseline: Callable[[str], float],
+    label: str,
+    rounds: int,
+) -> list[Row]:
+    workspace = open_workspace(target, person, migrate=False)
+    desk = Desk(
+        workspace,
+        Person(whoami(workspace).name, Role.AUDITOR),
+        formats=Formats(QLocale()),
+        presenter=ErrorPresenter(folder / "log.txt"),
+        settings=QSettings(str(folder / "settings.ini"), QSettings.Format.IniFormat),
+    )
+    view = AuditView(desk)
+    view.resize(1100, 700)
+    view.show()
     try:
-        connection.execute("SELECT 1").fetchall()
-        start = time.perf_counter()
-        rows = connection.execute(BASELINES[figure]).fetchall()
-        elapsed = (time.perf_counter() - start) * 1000
-        assert rows
-        return elapsed
+        ours(app, view, "first rows")  # warm-up: caches, the first page's widgets
+        measured: dict[str, list[tuple[float, float]]] = {f: [] for f in BASELINES}
+        for number in range(rounds):
+            for figure in BASELINES:
+                if number % 2:
+                    pair = (ours(app, view, figure), baseline(figure))
+                else:
+                    base = baseline(figure)
+                    pair = (ours(app, view, figure), base)
+                measured[figure].append(pair)
+            say(f"  {label}: round {number + 1}/{rounds} done; {load_average()}")
+        return [
+            Row(
+                f"{figure} ({label})",
+                statistics.median(p[0] for p in pairs),
+                statistics.median(p[1] for p in pairs),
+                "ms",
+            )
+            for figure, pairs in measured.items()
+        ]
     finally:
-        connection.close()
+        view.close()
+        desk.close()
 
 
 def main() -> None:
@@ -130,11 +204,13 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="100,000 entries, 3 rounds")
+    parser.add_argument("--sqlite-only", action="store_true")
     args = parser.parse_args()
     entries, rounds = (100_000, 3) if args.quick else (args.entries, args.rounds)
     say(f"audit_browser: {machine_description()}; {load_average()}")
     app = QApplication.instance() or QApplication([])
     assert isinstance(app, QApplication)
+    rows: list[Row] = []
     with temp_sqlite_file("audit_browser") as path:
         admin = open_workspace(str(path), "admin")
         try:
@@ -143,44 +219,31 @@ def main() -> None:
             admin.close()
         started = time.perf_counter()
         fill_sqlite(path, entries)
-        say(f"  {entries:,} audit entries loaded in {time.perf_counter() - started:.1f} s")
-        workspace = open_workspace(str(path), "auditor", migrate=False)
-        folder = path.parent
-        desk = Desk(
-            workspace,
-            Person("auditor", Role.AUDITOR),
-            formats=Formats(QLocale()),
-            presenter=ErrorPresenter(folder / "log.txt"),
-            settings=QSettings(str(folder / "settings.ini"), QSettings.Format.IniFormat),
+        say(f"  SQLite: {entries:,} audit entries loaded in {time.perf_counter() - started:.1f} s")
+        label = f"{entries:,} entries, SQLite"
+        rows += measure(
+            app, str(path), "auditor", path.parent, sqlite_baseline(path), label, rounds
         )
-        view = AuditView(desk)
-        view.resize(1100, 700)
-        view.show()
-        try:
-            ours(app, view, "first rows")  # warm-up: caches, the first page's widgets
-            measured: dict[str, list[tuple[float, float]]] = {f: [] for f in BASELINES}
-            for number in range(rounds):
-                for figure in BASELINES:
-                    if number % 2:
-                        pair = (ours(app, view, figure), baseline(path, figure))
-                    else:
-                        base = baseline(path, figure)
-                        pair = (ours(app, view, figure), base)
-                    measured[figure].append(pair)
-                say(f"  round {number + 1}/{rounds} done; {load_average()}")
-            rows = []
-            for figure, pairs in measured.items():
-                ours_ms = statistics.median(p[0] for p in pairs)
-                base_ms = statistics.median(p[1] for p in pairs)
-                rows.append(Row(f"{figure} ({entries:,} entries, SQLite)", ours_ms, base_ms, "ms"))
-            say(format_table(rows))
+    if not args.sqlite_only:
+        with throwaway_pg_database("audit_browser") as url, tempfile.TemporaryDirectory() as tmp:
+            setup = open_workspace(url, None)
+            try:
+                add_user(setup, whoami(setup).name, "auditor")
+            finally:
+                setup.close()
+            started = time.perf_counter()
+            fill_postgresql(url, entries)
             say(
-                "ratio = ours / baseline (time). Targets: first rows and the jump within 2x of "
-                "the bare query, and under 100 ms and 200 ms."
+                f"  PostgreSQL {pg_server_version()}: {entries:,} audit entries loaded in "
+                f"{time.perf_counter() - started:.1f} s"
             )
-        finally:
-            view.close()
-            desk.close()
+            label = f"{entries:,} entries, PostgreSQL"
+            rows += measure(app, url, None, Path(tmp), pg_baseline(url), label, rounds)
+    say(format_table(rows))
+    say(
+        "ratio = ours / baseline (time). Targets: first rows and the jump within 2x of the bare "
+        "query, and under 100 ms and 200 ms."
+    )
 
 
 if __name__ == "__main__":

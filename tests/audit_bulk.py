@@ -83,3 +83,43 @@ def fill_sqlite(path: Path, count: int) -> int:
     finally:
         connection.close()
     return sequence
+
+
+def fill_postgresql(url: str, count: int) -> int:
+    """Add `count` entries and their links to the PostgreSQL database at `url` (migrated), with
+    COPY; returns the last sequence number. The id sequence is moved past them."""
+    import psycopg
+
+    with psycopg.connect(url) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT coalesce(max(id), 0) + 1 FROM audit_entry")
+        first_id = int(cursor.fetchone()[0])  # type: ignore[index]
+        cursor.execute("SELECT coalesce(max(sequence), 0) FROM audit_link")
+        sequence = int(cursor.fetchone()[0])  # type: ignore[index]
+        entries = "(id, recorded_at, user_name, user_role, facility_id, action, entity_type, "
+        entries += "entity_id, before, after, request_id, entry_digest)"
+        with cursor.copy(f"COPY audit_entry {entries} FROM STDIN") as copy:
+            for row in _entries(first_id, count):
+                copy.write_row((*row[:1], f"{row[1]}+00", *row[2:]))
+        sealed = START.isoformat()
+        with cursor.copy(
+            "COPY audit_link (sequence, entry_id, hash_version, prev_hash, entry_hash, sealed_at) "
+            "FROM STDIN"
+        ) as copy:
+            for n in range(count):
+                sequence += 1
+                copy.write_row(
+                    (sequence, first_id + n, 2, PLACEHOLDER_HASH, PLACEHOLDER_HASH, sealed)
+                )
+        cursor.execute(
+            "SELECT setval(pg_get_serial_sequence('audit_entry', 'id'), %s)",
+            (first_id + count - 1,),
+        )
+        cursor.execute(
+            "UPDATE audit_chain_head SET last_sequence = %s, last_hash = %s WHERE id = 1",
+            (sequence, PLACEHOLDER_HASH),
+        )
+        connection.commit()
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("VACUUM ANALYZE audit_entry")
+        connection.execute("VACUUM ANALYZE audit_link")
+    return sequence

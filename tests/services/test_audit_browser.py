@@ -9,7 +9,13 @@ from datetime import date
 import pytest
 
 from billing_desk.domain.errors import BadInput
-from billing_desk.services.audit_browser import AuditFilter, audit_entry, audit_page
+from billing_desk.services.audit_browser import (
+    AuditFilter,
+    audit_entry,
+    audit_page,
+    audit_window,
+    entry_of_sequence,
+)
 from tests.conftest import Database
 from tests.services.test_archive import billed  # noqa: F401  (the fixture)
 
@@ -67,3 +73,32 @@ def test_the_first_page_of_a_filter_is_recorded_as_a_read(billed: Database) -> N
     audit_page(reader, AuditFilter(action="audit.read_log"), after=reads[0].entry_id)
     after = len(audit_page(reader, AuditFilter(action="audit.read_log"), limit=1000))
     assert after == before + 1, "the next page is not a new read; the new first page is"
+
+
+def test_windows_around_a_place_agree_with_the_pages(billed: Database) -> None:  # noqa: F811
+    reader = billed.workspace("auditor")
+    everything = AuditFilter()
+    newest = _all(billed, everything, True)
+    # Around a sealed sequence: half a page before it (in the list's order), a page from it.
+    middle = newest[len(newest) // 2]
+    sequence = next(r.sequence for r in audit_page(reader, everything, after=middle + 1, limit=1))
+    assert sequence is not None
+    window = audit_window(reader, everything, sequence=sequence, limit=10)
+    ids = [r.entry_id for r in window.rows]
+    assert window.selected == middle and middle in ids
+    start = newest.index(ids[0])
+    assert newest[start : start + len(ids)] == ids, "a window is a slice of the list"
+    assert window.more_before and window.more_after and window.note is None
+    # The far end of a newest-first list is the log's first entry, oldest last.
+    end = audit_window(reader, everything, at_end=True, limit=10)
+    assert [r.entry_id for r in end.rows] == newest[-10:]
+    assert end.more_before and not end.more_after
+    # An entry the filter leaves out is shown among all entries, with a note.
+    payments = AuditFilter(entity_type="payment")
+    outside = next(r for r in audit_page(reader, everything) if r.entity_type != "payment")
+    shown = audit_window(reader, payments, entry_id=outside.entry_id, limit=10)
+    assert shown.wanted == AuditFilter() and shown.selected == outside.entry_id
+    assert shown.note is not None and "filters were cleared" in shown.note
+    with pytest.raises(BadInput, match="there is no sequence"):
+        audit_window(reader, everything, sequence=10**9)
+    assert entry_of_sequence(reader, sequence) == middle
