@@ -45,7 +45,7 @@ from billing_desk.importers.statements.csv_statement import guess_mapping
 from billing_desk.services import admin
 from billing_desk.services.archive import export_archive
 from billing_desk.services.audit import audit_log
-from billing_desk.services.audit_browser import AuditFilter, audit_page
+from billing_desk.services.audit_browser import AuditFilter, audit_page, audit_window
 from billing_desk.services.audit_trail import ENTRY_FIELDS, NOT_AUDITED
 from billing_desk.services.checkpoints import generate_key, register_key, sign_checkpoint
 from billing_desk.services.credits import apply_credit
@@ -103,6 +103,7 @@ COVERED_WRITE_SERVICES = frozenset(
         "archive.export_archive",
         "audit.audit_log",
         "audit_browser.audit_page",
+        "audit_browser.audit_window",
         "checkpoints.register_key",
         "checkpoints.sign_checkpoint",
         "credits.apply_credit",
@@ -902,6 +903,13 @@ def test_every_write_service_is_fully_audited(
         "auditor",
         "audit.read_log",
         lambda w: audit_page(w, AuditFilter(entity_type="payment")),
+        events=1,
+    )
+    cov.run(
+        audit_window,
+        "auditor",
+        "audit.read_log",
+        lambda w: audit_window(w, AuditFilter(entity_type="payment"), at_end=True),
         events=1,
     )
     # Printing reports and checking a printed statement are sensitive reads.

@@ -784,3 +784,29 @@ def test_a_deposit_never_seen_at_the_bank_opens_its_slip(demo_gui: Gui) -> None:
         ),
         "the slip selected among the deposits",
     )
+
+
+def test_history_of_a_bank_line_opens_its_trail(demo_gui: Gui) -> None:
+    from billing_desk.ui.views.audit import AuditView
+
+    application = demo_gui.start("clerk")
+    view = application.window.show_view("Reconciliation")
+    assert isinstance(view, ReconciliationView)
+    demo_gui.wait(lambda: view.lines.rowCount() > 0, "the unmatched lines")
+    view.lines_table.selectRow(0)
+    chosen = view.lines.row_at(view.lines_table.selectionModel().selectedRows()[0].row())
+    assert chosen is not None
+    view.history_action.trigger()
+    audit = application.window.current_view()
+    assert isinstance(audit, AuditView)
+    demo_gui.wait(
+        lambda: (
+            audit.model.rowCount() > 0
+            and audit.model.exhausted
+            and all(
+                r.entity_type == "bank_line" and r.entity_id == str(chosen.id)
+                for r in audit.model.rows
+            )
+        ),
+        "the line's own history",
+    )

@@ -269,6 +269,13 @@ class ReconciliationView(View):
             shortcut="Ctrl+Shift+R",
             tip="Compare the books with the bank for a period; managers resolve and seal.",
         )
+        self.history_action = self.action(
+            "&History",
+            self._history,
+            shortcut="Ctrl+Shift+H",
+            tip="The selected bank line's own history (when and by whom it was imported), in "
+            "the Audit view.",
+        )
         self.refresh_action = self.action(
             "Re&fresh", self.refresh, shortcut=QKeySequence.StandardKey.Refresh
         )
@@ -284,8 +291,14 @@ class ReconciliationView(View):
             self.match_action,
             self.auto_action,
             self.runs_action,
+            self.history_action,
             self.refresh_action,
         ]
+
+    def _history(self) -> None:
+        line = selected_row(self.lines_table, self.lines)
+        if line is not None:
+            self.open_history("bank_line", str(line.id))
 
     def open_run(self) -> None:
         self.run_dialog = ReconciliationRunDialog(self.desk, self)
