@@ -74,6 +74,8 @@ from billing_desk.ui.views.csv_mapping import CsvMappingDialog, MappingNeeded
 from billing_desk.ui.views.reconciliation_runs import ReconciliationRunDialog
 from billing_desk.ui.widgets import ReasonDialog, make_primary
 
+# The lines table's "Matched to" column.
+MATCHED_COLUMN = 4
 SHOW = (
     ("Unmatched lines", "unmatched"),
     ("Matched lines", "matched"),
@@ -238,9 +240,10 @@ class ReconciliationView(View):
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(self.lines_table)
         splitter.addWidget(right)
-        splitter.setStretchFactor(0, 1)
-        splitter.setStretchFactor(1, 1)
-        splitter.setSizes([560, 560])
+        # The candidates have six columns to the lines' four: they get the larger share.
+        splitter.setStretchFactor(0, 5)
+        splitter.setStretchFactor(1, 7)
+        splitter.setSizes([470, 650])
         self.layout_.addWidget(splitter, 1)
 
         self.which.currentIndexChanged.connect(lambda _: self.refresh())
@@ -384,6 +387,8 @@ class ReconciliationView(View):
         chosen = selected_row(self.lines_table, self.lines)
         self.lines.set_rows(lines)
         fit_columns(self.lines_table, widest_chars=24)
+        # Unmatched lines are matched to nothing: their reference gets the room.
+        self.lines_table.setColumnHidden(MATCHED_COLUMN, self.which.currentData() == "unmatched")
         n = len(lines)
         self.count.setText(f"{self.desk.formats.count(n)} line{'s' if n != 1 else ''}")
         key = self._wanted or (chosen.id if chosen else None)
