@@ -15,9 +15,11 @@ from PySide6.QtGui import QDropEvent
 
 from billing_desk.domain.money import Money
 from billing_desk.domain.statements import Statement, StatementLine
+from billing_desk.services.matching import LineInfo
 from billing_desk.services.payments import PaymentDraft, list_payments, record_payment
 from billing_desk.services.statements import import_statements
-from billing_desk.services.unit_of_work import open_workspace
+from billing_desk.services.unit_of_work import Workspace, open_workspace
+from billing_desk.ui.app import Application
 from billing_desk.ui.views.reconciliation import ReconciliationView
 from billing_desk.ui.widgets import ReasonDialog
 from tests.ui.conftest import Gui, screenshot
@@ -52,6 +54,23 @@ def _books(gui: Gui) -> tuple[int, int]:
     finally:
         clerk.close()
     return paid[0], paid[1]
+
+
+def _bank(clerk: Workspace, account: str, *lines: StatementLine) -> None:
+    """The bank's statement of `lines` (dollars), imported as a clerk would."""
+    statement = Statement("csv", account, "USD", lines)
+    import_statements(clerk, f"{account}.csv", account.encode(), "csv", [statement], commit=True)
+
+
+def _start_on_line(demo_gui: Gui, bank_id: str) -> tuple[Application, ReconciliationView, LineInfo]:
+    """The Reconciliation view of a clerk, with the bank's line `bank_id` selected."""
+    application = demo_gui.start("clerk")
+    view = application.window.show_view("Reconciliation")
+    assert isinstance(view, ReconciliationView)
+    demo_gui.wait(lambda: any(r.bank_id == bank_id for r in view.lines.rows), "the bank's line")
+    line = next(r for r in view.lines.rows if r.bank_id == bank_id)
+    view.lines_table.selectRow(view.lines.row_of(line.id) or 0)
+    return application, view, line
 
 
 def _status(gui: Gui, payment_id: int) -> str:
@@ -514,18 +533,10 @@ def test_any_payment_is_found_by_hand_when_the_rules_do_not_offer_it(demo_gui: G
             DAY, Money.from_minor(7731, "USD"), "line 1", bank_id="S1", reference="UNRELATED",
             counterparty="Someone Else",
         )  # fmt: skip
-        import_statements(
-            clerk, "late.csv", b"late", "csv", [Statement("csv", "OPS-9", "USD", (line,))],
-            commit=True,
-        )  # fmt: skip
+        _bank(clerk, "OPS-9", line)
     finally:
         clerk.close()
-    application = demo_gui.start("clerk")
-    view = application.window.show_view("Reconciliation")
-    assert isinstance(view, ReconciliationView)
-    demo_gui.wait(lambda: any(r.bank_id == "S1" for r in view.lines.rows), "the bank's line")
-    ours = next(r for r in view.lines.rows if r.bank_id == "S1")
-    view.lines_table.selectRow(view.lines.row_of(ours.id) or 0)
+    application, view, ours = _start_on_line(demo_gui, "S1")
     demo_gui.idle(application)
     assert all(c.payment_id != late for c in view.found.rows), "the rules do not offer it"
 
@@ -680,18 +691,10 @@ def test_a_line_is_matched_to_two_deposit_slips_chosen_together(demo_gui: Gui) -
             StatementLine(DAY, Money.from_minor(2600, "USD"), "line 2", bank_id="T2",
                           reference="DEPOSIT", counterparty="Branch 12"),
         )  # fmt: skip
-        import_statements(
-            clerk, "two.csv", b"two", "csv", [Statement("csv", "OPS-T", "USD", lines)],
-            commit=True,
-        )  # fmt: skip
+        _bank(clerk, "OPS-T", *lines)
     finally:
         clerk.close()
-    application = demo_gui.start("clerk")
-    view = application.window.show_view("Reconciliation")
-    assert isinstance(view, ReconciliationView)
-    demo_gui.wait(lambda: any(r.bank_id == "T1" for r in view.lines.rows), "the bank's lines")
-    both = next(r for r in view.lines.rows if r.bank_id == "T1")
-    view.lines_table.selectRow(view.lines.row_of(both.id) or 0)
+    application, view, both = _start_on_line(demo_gui, "T1")
     demo_gui.wait(
         lambda: {c.deposit_id for c in view.found.rows} >= set(slips[:2]), "the two slips offered"
     )
@@ -755,10 +758,7 @@ def test_a_deposit_never_seen_at_the_bank_opens_its_slip(demo_gui: Gui) -> None:
         ).payment_id  # fmt: skip
         slip = create_deposit(clerk, [check], long_ago, idempotency_key=str(uuid.uuid4()))
         later = StatementLine(DAY, Money.from_minor(100, "USD"), "line 1", bank_id="L1")
-        import_statements(
-            clerk, "later.csv", b"later", "csv", [Statement("csv", "OPS-L", "USD", (later,))],
-            commit=True,
-        )  # fmt: skip
+        _bank(clerk, "OPS-L", later)
     finally:
         clerk.close()
     application = demo_gui.start("clerk")

@@ -191,19 +191,13 @@ def sample_rows(
     data: bytes, mapping: CsvMapping, limit: int = 40
 ) -> tuple[list[str] | None, list[list[str]]]:
     """The file as `mapping` splits it, for a person checking the mapping: the header (None
-    without one) and the first `limit` rows' cells. Raises StatementRefused like parse_with."""
+    without one, empty when the mapping expects one the file lacks) and the first `limit`
+    rows' cells. Raises StatementRefused like parse_with."""
     check_size(_SHOWN_FORMAT, data)
-    text = _decode(data, mapping.encoding)
-    source = io.StringIO(text, newline="")
-    for _ in range(mapping.skip_lines):
-        source.readline()
-    records = _records(source, mapping.delimiter, mapping.quote_char, mapping.skip_lines)
-    header: list[str] | None = None
-    if mapping.has_header:
-        first = next(records, None)
-        header = [cell.strip() for cell in first[1]] if first is not None else []
-    rows = [cells for _, cells in itertools.islice(records, limit)]
-    return header, rows
+    header, records = _split(_decode(data, mapping.encoding), mapping)
+    if mapping.has_header and header is None:
+        header = []
+    return header, [cells for _, cells in itertools.islice(records, limit)]
 
 
 def fits(data: bytes, mapping: CsvMapping) -> bool:
@@ -271,21 +265,29 @@ def _line_at(data: bytes, offset: int) -> int:
 
 def _table(text: str, mapping: CsvMapping) -> tuple[list[str] | None, list[tuple[int, list[str]]]]:
     """The header (None without one) and each non-blank row with the line it starts on."""
+    header, records = _split(text, mapping)
+    if mapping.has_header and header is None:
+        raise StatementRefused(
+            _SHOWN_FORMAT,
+            f"line {mapping.skip_lines + 1}",
+            "the header row the mapping expects is missing",
+        )
+    return header, list(records)
+
+
+def _split(
+    text: str, mapping: CsvMapping
+) -> tuple[list[str] | None, Iterator[tuple[int, list[str]]]]:
+    """The header the mapping expects (None when it expects none or the file has no rows) and
+    the rows after it, read lazily, each with the line it starts on."""
     source = io.StringIO(text, newline="")
     for _ in range(mapping.skip_lines):
         source.readline()
     records = _records(source, mapping.delimiter, mapping.quote_char, mapping.skip_lines)
-    header: list[str] | None = None
-    if mapping.has_header:
-        first = next(records, None)
-        if first is None:
-            raise StatementRefused(
-                _SHOWN_FORMAT,
-                f"line {mapping.skip_lines + 1}",
-                "the header row the mapping expects is missing",
-            )
-        header = [cell.strip() for cell in first[1]]
-    return header, list(records)
+    if not mapping.has_header:
+        return None, records
+    first = next(records, None)
+    return (None if first is None else [cell.strip() for cell in first[1]]), records
 
 
 def _records(
