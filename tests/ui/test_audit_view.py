@@ -155,3 +155,68 @@ def test_history_of_a_deposit_opens_its_trail(demo_gui: Gui) -> None:
         "the deposit's own history",
     )
     assert view.entity_type.text() == "deposit"
+
+
+def test_an_edited_invoice_shows_exactly_what_changed(demo_gui: Gui) -> None:
+    """An invoice voided by a manager: its entry shows the fields the void wrote, before and
+    after, and none of those it left alone (its lines, total, dates)."""
+    from billing_desk.services.invoices import list_invoices, void_invoice
+    from billing_desk.ui.views.invoices import InvoicesView
+
+    manager = open_workspace(demo_gui.db, "manager", migrate=False)
+    try:
+        invoice = next(
+            i for i in list_invoices(manager) if i.status == "issued" and not i.paid.minor
+        )
+        void_invoice(manager, invoice.number, "entered against the wrong facility")
+    finally:
+        manager.close()
+    application = demo_gui.start("auditor")
+    invoices = application.window.show_view("Invoices")
+    assert isinstance(invoices, InvoicesView)
+    invoices.open_invoice(invoice.number)
+    demo_gui.wait(
+        lambda: (
+            (chosen := invoices.table.selectionModel().selectedRows()) != []
+            and invoices.model.rows[chosen[0].row()].number == invoice.number
+        ),
+        "the invoice selected",
+    )
+    invoices.history_action.trigger()
+    view = application.window.current_view()
+    assert isinstance(view, AuditView)
+    demo_gui.wait(
+        lambda: (
+            view.model.rowCount() > 0
+            and view.model.exhausted
+            and all(r.entity_type == "invoice" for r in view.model.rows)
+            and any(r.action == "invoice.void" for r in view.model.rows)
+        ),
+        "the invoice's own history",
+    )
+    # The void writes the invoice's row more than once (its status, then its content hash);
+    # the entry that changed the status is the one a reader looks for.
+    reader = open_workspace(demo_gui.db, "auditor", migrate=False)
+    try:
+        void = next(
+            r
+            for r in view.model.rows
+            if r.action == "invoice.void"
+            and "status" in {f.name for f in audit_entry(reader, r.entry_id).changed}
+        )
+    finally:
+        reader.close()
+    view.table.selectRow(view.model.row_of(void.entry_id) or 0)
+    demo_gui.wait(
+        lambda: (
+            getattr(view, "shown", None) is not None and view.shown.row.entry_id == void.entry_id
+        ),
+        "the void's detail",
+    )
+    changed = {f.name: (f.before, f.after) for f in view.shown.changed}
+    assert changed["status"][1] == "void"
+    assert changed["void_reason"] == (None, "entered against the wrong facility")
+    assert set(changed) <= {"status", "void_reason", "voided_by", "voided_at", "content_hash"}
+    assert not {"total_minor", "issue_date", "due_date", "number"} & set(changed)
+    text = view.detail.toPlainText()
+    assert "entered against the wrong facility" in text and "Unchanged" in text
