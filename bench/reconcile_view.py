@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QApplication
 from sqlalchemy import text
 
 from _common import Row, format_table, load_average, machine_description, say
@@ -34,24 +31,12 @@ from billing_desk.services.matching import candidates, list_lines
 from billing_desk.services.unit_of_work import open_workspace
 from billing_desk.ui.app import Application, make_application
 from billing_desk.ui.views.reconciliation import ReconciliationView, preview_statement_file
+from payment_entry import median_ms, wait_until
 from record_payment import seed
 from verify_chain import BULK, SEAL, build_chain
 
 # The audit entries a cloned payment brings with it (bench/verify_chain.py), to size the chain.
 ENTRIES_PER_PAYMENT = 7
-
-
-def wait_until(app: QApplication, condition: Callable[[], bool], limit: float = 600.0) -> None:
-    deadline = time.perf_counter() + limit
-    while not condition():
-        if time.perf_counter() > deadline:
-            raise SystemExit("timed out waiting for the window")
-        app.processEvents()
-        time.sleep(0.0005)
-
-
-def median_ms(samples: list[float]) -> float:
-    return statistics.median(samples) * 1000
 
 
 def statement(folder: Path, tag: str, lines: int, booked: datetime) -> Path:
@@ -114,7 +99,7 @@ def main() -> None:
         application.start(path, "clerk")
         wait_until(app, lambda: application.desk is not None)
         badge = application.window.status.badge
-        wait_until(app, lambda: badge.result is not None)
+        wait_until(app, lambda: badge.result is not None, limit=600.0)
         view = application.window.show_view("Reconciliation")
         assert isinstance(view, ReconciliationView)
         wait_until(app, lambda: view.lines.rowCount() > 0)
@@ -124,10 +109,14 @@ def main() -> None:
             file = statement(folder, f"GUI{n}", options.lines, received)
             before = view.lines.rowCount()
             dialog = view.import_file(file)
-            wait_until(app, lambda dialog=dialog: dialog.import_button.isEnabled())
+            wait_until(app, lambda dialog=dialog: dialog.import_button.isEnabled(), limit=600.0)
             started = time.perf_counter()
             dialog.import_button.click()
-            wait_until(app, lambda before=before: view.lines.rowCount() >= before + options.lines)
+            wait_until(
+                app,
+                lambda before=before: view.lines.rowCount() >= before + options.lines,
+                limit=600.0,
+            )
             gui_import.append(time.perf_counter() - started)
 
         resets: list[int] = []

@@ -6,6 +6,7 @@ reason putting the payment back."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from billing_desk.domain.money import Money
 from billing_desk.domain.statements import Statement, StatementLine
 from billing_desk.services.matching import LineInfo
 from billing_desk.services.payments import PaymentDraft, list_payments, record_payment
+from billing_desk.services.reconciliation import DiscrepancyInfo
 from billing_desk.services.statements import import_statements
 from billing_desk.services.unit_of_work import Workspace, open_workspace
 from billing_desk.ui.app import Application
@@ -71,6 +73,29 @@ def _start_on_line(demo_gui: Gui, bank_id: str) -> tuple[Application, Reconcilia
     line = next(r for r in view.lines.rows if r.bank_id == bank_id)
     view.lines_table.selectRow(view.lines.row_of(line.id) or 0)
     return application, view, line
+
+
+def _open_finding(
+    demo_gui: Gui, concerns: Callable[[DiscrepancyInfo], bool]
+) -> tuple[Application, DiscrepancyInfo]:
+    """A clerk's run over the demo's whole history, then Enter on the finding `concerns`
+    picks: the dialog closes and what the finding names is shown."""
+    from billing_desk.ui.widgets import qdate
+
+    application = demo_gui.start("clerk")
+    view = application.window.show_view("Reconciliation")
+    assert isinstance(view, ReconciliationView)
+    view.runs_action.trigger()
+    dialog = view.run_dialog
+    assert dialog is not None
+    dialog.date_from.setDate(qdate(date(2025, 1, 1)))
+    demo_gui.qtbot.mouseClick(dialog.run_button, Qt.MouseButton.LeftButton)  # type: ignore[attr-defined]
+    demo_gui.wait(lambda: any(concerns(d) for d in dialog.rows.rows), "the finding")
+    finding = next(d for d in dialog.rows.rows if concerns(d))
+    dialog.table.setFocus()
+    dialog.table.selectRow(dialog.rows.row_of(finding.id) or 0)
+    demo_gui.qtbot.keyClick(dialog.table, Qt.Key.Key_Return)  # type: ignore[attr-defined]
+    return application, finding
 
 
 def _status(gui: Gui, payment_id: int) -> str:
@@ -629,24 +654,8 @@ def test_a_discrepancy_on_an_invoice_opens_the_invoice(demo_gui: Gui) -> None:
             "SELECT id, number FROM invoice WHERE status <> 'void' ORDER BY id LIMIT 1"
         ).fetchone()
         conn.execute("UPDATE invoice SET total_minor = total_minor + 1 WHERE id = ?", (invoice_id,))
-    application = demo_gui.start("clerk")
-    view = application.window.show_view("Reconciliation")
-    assert isinstance(view, ReconciliationView)
-    view.runs_action.trigger()
-    dialog = view.run_dialog
-    assert dialog is not None
-    from billing_desk.ui.widgets import qdate
-
-    dialog.date_from.setDate(qdate(date(2025, 1, 1)))
-    demo_gui.qtbot.mouseClick(dialog.run_button, Qt.MouseButton.LeftButton)
-    demo_gui.wait(
-        lambda: any(d.invoice_id == invoice_id for d in dialog.rows.rows), "the invoice's finding"
-    )
-    finding = next(d for d in dialog.rows.rows if d.invoice_id == invoice_id)
+    application, finding = _open_finding(demo_gui, lambda d: d.invoice_id == invoice_id)
     assert finding.invoice_number == number
-    dialog.table.setFocus()
-    dialog.table.selectRow(dialog.rows.row_of(finding.id) or 0)
-    demo_gui.qtbot.keyClick(dialog.table, Qt.Key.Key_Return)  # type: ignore[attr-defined]
     demo_gui.wait(
         lambda: (
             isinstance(invoices := application.window.views.get("Invoices"), InvoicesView)
@@ -743,7 +752,6 @@ def test_a_line_is_matched_to_two_deposit_slips_chosen_together(demo_gui: Gui) -
 def test_a_deposit_never_seen_at_the_bank_opens_its_slip(demo_gui: Gui) -> None:
     from billing_desk.services.deposits import create_deposit
     from billing_desk.ui.views.deposits import DepositsView
-    from billing_desk.ui.widgets import qdate
 
     clerk = open_workspace(demo_gui.db, "clerk", migrate=False)
     try:
@@ -761,21 +769,7 @@ def test_a_deposit_never_seen_at_the_bank_opens_its_slip(demo_gui: Gui) -> None:
         _bank(clerk, "OPS-L", later)
     finally:
         clerk.close()
-    application = demo_gui.start("clerk")
-    view = application.window.show_view("Reconciliation")
-    assert isinstance(view, ReconciliationView)
-    view.runs_action.trigger()
-    dialog = view.run_dialog
-    assert dialog is not None
-    dialog.date_from.setDate(qdate(date(2025, 1, 1)))
-    demo_gui.qtbot.mouseClick(dialog.run_button, Qt.MouseButton.LeftButton)  # type: ignore[attr-defined]
-    demo_gui.wait(
-        lambda: any(d.deposit_id == slip.deposit_id for d in dialog.rows.rows), "the slip's finding"
-    )
-    finding = next(d for d in dialog.rows.rows if d.deposit_id == slip.deposit_id)
-    dialog.table.setFocus()
-    dialog.table.selectRow(dialog.rows.row_of(finding.id) or 0)
-    demo_gui.qtbot.keyClick(dialog.table, Qt.Key.Key_Return)  # type: ignore[attr-defined]
+    application, _finding = _open_finding(demo_gui, lambda d: d.deposit_id == slip.deposit_id)
     demo_gui.wait(
         lambda: (
             isinstance(deposits := application.window.views.get("Deposits"), DepositsView)
