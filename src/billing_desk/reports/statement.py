@@ -494,14 +494,7 @@ def _recent_activity(data: StatementData) -> list[Flowable]:
     )
     _shrunk(table, amounts, widths)
     story.append(table)
-    if any(line.amount is None for line in lines):
-        story.append(
-            trusted(
-                "Amounts in brackets move credit the facility already paid onto an invoice; "
-                "they do not change the amount due.",
-                s.small,
-            )
-        )
+    story += _credit_moves_note(lines, "the amount due")
     return story
 
 
@@ -556,15 +549,22 @@ def _balance_forward(data: StatementData) -> list[Flowable]:
     )
     _shrunk(table, amounts, widths)
     story.append(table)
-    if any(line.amount is None for line in data.lines):
-        story.append(
-            trusted(
-                "Amounts in brackets move credit the facility already paid onto an invoice; "
-                "they do not change the balance.",
-                s.small,
-            )
-        )
+    story += _credit_moves_note(data.lines, "the balance")
     return story
+
+
+def _credit_moves_note(lines: Sequence[Any], total: str) -> list[Flowable]:
+    """The note under an activity table that shows credit moved onto an invoice (its amount
+    in brackets, as it changes nothing the facility owes)."""
+    if not any(line.amount is None for line in lines):
+        return []
+    return [
+        trusted(
+            "Amounts in brackets move credit the facility already paid onto an invoice; "
+            f"they do not change {total}.",
+            styles().small,
+        )
+    ]
 
 
 def _aging(data: StatementData) -> list[Flowable]:
