@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from billing_desk.db.live_updates import install_live_updates
 from billing_desk.services.facilities import NewFacility, add_facility
 from billing_desk.services.unit_of_work import Workspace
 from billing_desk.services.users import add_user
@@ -47,6 +48,10 @@ def test_entries_waiting_for_the_sealer_are_shown(
     # The test server's login is `postgres`: on PostgreSQL you are the login you connect as.
     setup = database.workspace(None)
     add_user(setup, "postgres", "admin")
+    # The live feed sets its trigger up on a database that lacks it, and that write would seal
+    # the waiting entry before the badge's first check: set it up beforehand, as `admin init` does.
+    with setup.engine.begin() as connection:
+        install_live_updates(connection)
     # A write whose seal after commit does not happen (a sealer that lost its connection).
     unsealed: Workspace = database.workspace(None)
     unsealed._seal_after_commit = lambda: None  # type: ignore[method-assign]
@@ -58,6 +63,8 @@ def test_entries_waiting_for_the_sealer_are_shown(
     assert badge.result.ok
     assert badge.result.unsealed.count >= 1
     assert "not yet sealed" in badge.text()
+    # Starting the window wrote nothing that could have sealed it.
+    assert badge.result.sequence == 1
 
 
 def test_a_changed_audit_entry_turns_the_badge_red_with_its_findings(demo_gui: Gui) -> None:
