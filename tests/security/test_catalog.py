@@ -149,3 +149,40 @@ def test_every_index_of_a_facilitys_table_leads_with_the_facility(shared: Shared
     )
     assert len(rows) > len(INDEXED_BY_FACILITY)
     assert [(table, index) for table, index, first in rows if first != "facility_id"] == []
+
+
+def test_every_table_naming_a_payment_or_deposit_slip_has_row_security(
+    shared: SharedDatabase,
+) -> None:
+    """A row naming a payment or a slip tells something of it (a match's detail quotes its
+    amount): such tables are read under a policy, bank_match included."""
+    rows = _rows(
+        shared,
+        "SELECT DISTINCT c.relname, c.relrowsecurity, c.relforcerowsecurity "
+        "FROM information_schema.columns k JOIN pg_class c ON c.relname = k.table_name "
+        "AND c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' "
+        "WHERE k.table_schema = 'public' AND k.column_name IN ('payment_id', 'deposit_id')",
+    )
+    assert "bank_match" in {str(row[0]) for row in rows}
+    assert [row[0] for row in rows if not (row[1] and row[2])] == []
+
+
+def test_the_line_matches_view_reads_only_line_part_and_direction(shared: SharedDatabase) -> None:
+    """The view of which lines are matched runs as the owner through a function: a function
+    whose body said more than line, part and direction would hand every role all of it."""
+    rows = _rows(
+        shared,
+        "SELECT p.prosecdef, pg_get_userbyid(p.proowner), p.proconfig, "
+        "pg_get_function_result(p.oid), p.prosrc FROM pg_proc p "
+        "WHERE p.pronamespace = 'public'::regnamespace AND p.proname = 'billing_desk_line_matches'",
+    )
+    assert len(rows) == 1
+    definer, owner, config, result, body = rows[0]
+    assert definer and owner == OWNER_ROLE
+    assert config == ["search_path=pg_catalog, pg_temp"]
+    assert result == "TABLE(line_id integer, part integer, direction character varying)"
+    assert " ".join(str(body).split()) == (
+        "SELECT m.line_id, m.part, m.direction FROM public.bank_match m WHERE m.active"
+    )
+    view = _rows(shared, "SELECT pg_get_viewdef('public.bank_line_match'::regclass)")
+    assert "billing_desk_line_matches()" in str(view[0][0])

@@ -287,6 +287,7 @@ def apply(
     _grant(connection, tables, seal_function)
     _functions(connection)
     policies = _policies(connection)
+    _line_matches(connection)
     _triggers(connection)
     _insert_guards(connection, max_clock_skew)
     _no_statistics_on_sensitive_columns(connection)
@@ -703,7 +704,70 @@ def _policies(connection: Connection) -> int:
     )
     _policy(connection, "operation_failure", "bd_insert", "FOR INSERT WITH CHECK (true)")
     count += 2
+    # A bank match is read, unmatched and written only by those who can see its payment or
+    # deposit slip (row security on those decides): its detail quotes the payment's amount,
+    # date and the matcher's notes. Which lines are taken is everyone's, through the view
+    # bank_line_match (_line_matches).
+    sees_target = (
+        f"{reads_all} OR (payment_id IS NOT NULL AND EXISTS "
+        "(SELECT 1 FROM public.payment p WHERE p.id = bank_match.payment_id)) "
+        "OR (deposit_id IS NOT NULL AND EXISTS "
+        "(SELECT 1 FROM public.deposit d WHERE d.id = bank_match.deposit_id))"
+    )
+    _execute(connection, 'ALTER TABLE public."bank_match" ENABLE ROW LEVEL SECURITY')
+    _execute(connection, 'ALTER TABLE public."bank_match" FORCE ROW LEVEL SECURITY')
+    _policy(connection, "bank_match", "bd_read", f"FOR SELECT USING ({sees_target})")
+    _policy(connection, "bank_match", "bd_insert", f"FOR INSERT WITH CHECK ({sees_target})")
+    _policy(
+        connection,
+        "bank_match",
+        "bd_update",
+        f"FOR UPDATE USING ({sees_target}) WITH CHECK ({sees_target})",
+    )
+    count += 3
     return count
+
+
+# Which bank lines are matched, whoever matched them (migration 0014's view): the bank account
+# is the provider's, so a reconciliation that could not see another facility's match would
+# offer that facility's matched credits for matching again. With row security on bank_match a
+# plain view would show each reader only the matches they may see (policies see the reader as
+# current_user even inside a view), so the view reads a SECURITY DEFINER function that returns
+# the line, part and direction of every active match and nothing else.
+LINE_MATCHES_VIEW = "bank_line_match"
+LINE_MATCHES_FUNCTION = "billing_desk_line_matches()"
+
+
+def _line_matches(connection: Connection) -> None:
+    _execute(
+        connection,
+        f"""
+        CREATE OR REPLACE FUNCTION public.{LINE_MATCHES_FUNCTION}
+        RETURNS TABLE (line_id integer, part integer, direction varchar(6))
+        LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+            SELECT m.line_id, m.part, m.direction FROM public.bank_match m WHERE m.active
+        $$
+        """,
+    )
+    _execute(connection, f'ALTER FUNCTION public.{LINE_MATCHES_FUNCTION} OWNER TO "{OWNER_ROLE}"')
+    _execute(connection, f"REVOKE ALL ON FUNCTION public.{LINE_MATCHES_FUNCTION} FROM PUBLIC")
+    # A function's result drops the length of varchar(6); the cast keeps the migration's
+    # column types, which CREATE OR REPLACE VIEW requires.
+    _execute(
+        connection,
+        f"CREATE OR REPLACE VIEW public.{LINE_MATCHES_VIEW} WITH (security_invoker = true) AS "
+        "SELECT m.line_id, m.part, m.direction::varchar(6) AS direction "
+        f"FROM public.{LINE_MATCHES_FUNCTION} m",
+    )
+    _execute(connection, f'ALTER VIEW public.{LINE_MATCHES_VIEW} OWNER TO "{OWNER_ROLE}"')
+    _execute(connection, f"REVOKE ALL ON public.{LINE_MATCHES_VIEW} FROM PUBLIC")
+    for group in GROUP_ROLES:
+        _execute(connection, f'REVOKE ALL ON public.{LINE_MATCHES_VIEW} FROM "{group}"')
+        _execute(connection, f'GRANT SELECT ON public.{LINE_MATCHES_VIEW} TO "{group}"')
+        _execute(
+            connection,
+            f'GRANT EXECUTE ON FUNCTION public.{LINE_MATCHES_FUNCTION} TO "{group}"',
+        )
 
 
 # -- triggers ---------------------------------------------------------------------------------
