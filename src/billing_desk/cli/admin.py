@@ -39,6 +39,13 @@ def init(
             + (f"; created roles {', '.join(report.created_roles)}" if report.created_roles else "")
             + ("; schema upgraded" if report.migrated else "")
             + "."
+            + (
+                f" Disabled the users named like a group role ({', '.join(report.disabled_users)}):"
+                " on a shared database people log in under names of their own; add them with "
+                "`billing-desk admin user add`."
+                if report.disabled_users
+                else ""
+            )
         ),
     )
 

@@ -32,6 +32,8 @@ from billing_desk.services.unit_of_work import UnitOfWork, Workspace
 # PostgreSQL role names we create: plain, so they never need quoting in pg_hba.conf or psql.
 _LOGIN_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 RESERVED_NAMES = frozenset({shared.OWNER_ROLE, *shared.GROUP_ROLES, "postgres", "public"})
+# The names of the roles billing-desk creates itself: never a person's on a shared database.
+ROLE_NAMES = frozenset({shared.OWNER_ROLE, *shared.GROUP_ROLES, "public"})
 MIN_PASSWORD_LENGTH = 12
 SCRAM_ITERATIONS = 4096
 
@@ -43,6 +45,9 @@ class InitReport:
     created_roles: tuple[str, ...]
     tables: int
     policies: int
+    # Users named like a group role (a demo's `clerk`, `manager`...): no login can carry those
+    # names on a shared database, so they are disabled rather than left for someone to act as.
+    disabled_users: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,14 @@ def init_shared(admin_url: str, *, max_clock_skew: int | None = None) -> InitRep
             # Installed first, so that the setup hands its function to the owner role too.
             install_live_updates(connection)
             setup = shared.apply(connection, seal_function=SEAL_FUNCTION, max_clock_skew=skew)
+            named_like_roles = list(
+                unit.session.scalars(
+                    select(User).where(User.name.in_(sorted(ROLE_NAMES)), User.active)
+                )
+            )
+            for user in named_like_roles:
+                user.active = False
+            disabled = tuple(sorted(user.name for user in named_like_roles))
             unit.record_event(
                 "admin.init",
                 "database",
@@ -120,9 +133,17 @@ def init_shared(admin_url: str, *, max_clock_skew: int | None = None) -> InitRep
                     "tables": setup.tables,
                     "policies": setup.policies,
                     "max_clock_skew_seconds": skew,
+                    "disabled_users": list(disabled),
                 },
             )
-            return InitReport(database, migrated, setup.created_roles, setup.tables, setup.policies)
+            return InitReport(
+                database,
+                migrated,
+                setup.created_roles,
+                setup.tables,
+                setup.policies,
+                disabled,
+            )
 
         return workspace.write(operation, action="admin.init")
     finally:

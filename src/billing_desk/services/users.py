@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from billing_desk.db.models import User
 from billing_desk.domain.errors import BadInput, Refused
 from billing_desk.domain.roles import Permission, Role, parse_role
+from billing_desk.services.admin import ROLE_NAMES
 from billing_desk.services.unit_of_work import UnitOfWork, Workspace
 
 _USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,62}")
@@ -20,6 +21,15 @@ class UserInfo:
     name: str
     role: str
     active: bool
+
+
+def _set_up_for_logins(unit: UnitOfWork) -> bool:
+    """Whether this is a shared database (`admin init` ran), where every user is a login."""
+    session = unit.session
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    probe = "SELECT to_regprocedure('public.billing_desk_reads_all()') IS NOT NULL"
+    return bool(session.scalar(text(probe)))
 
 
 def add_user(workspace: Workspace, name: str, role: str) -> UserInfo:
@@ -36,6 +46,11 @@ def add_user(workspace: Workspace, name: str, role: str) -> UserInfo:
         session = unit.session
         if session.scalar(select(func.count()).select_from(User)):
             unit.require(Permission.MANAGE_USERS)
+        if clean in ROLE_NAMES and _set_up_for_logins(unit):
+            raise BadInput(
+                f"'{clean}' is the name of a role billing-desk uses itself; on a shared "
+                "database people log in under names of their own (`billing-desk admin user add`)."
+            )
         if session.scalar(select(User.id).where(User.name == clean)) is not None:
             raise Refused(f"A user named '{clean}' already exists; pick another name.")
         session.add(
