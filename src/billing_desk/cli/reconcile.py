@@ -36,6 +36,8 @@ def _matched_to(line: matching.LineInfo) -> str:
         return f"payment {line.payment_id} ({line.rule})"
     if line.deposit_id is not None:
         return f"deposit {line.deposit_id} ({line.rule})"
+    if line.matched_elsewhere:
+        return "matched to another facility's payment or slip"
     return "unmatched"
 
 

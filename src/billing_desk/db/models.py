@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
     Date,
     DateTime,
     ForeignKey,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -727,6 +729,21 @@ class BankMatch(Base):
         CheckConstraint("direction IN ('credit', 'debit')", name="direction"),
         CheckConstraint("part >= 1", name="part"),
     )
+
+
+# Views, kept out of Base.metadata: migrations create them, and the schema check compares tables.
+VIEWS = MetaData()
+
+# Which parts of which bank lines are matched, and in which direction, whoever matched them
+# (migration 0014). On a shared database a login reads only the bank matches of payments and
+# slips it can see; this view is how anyone learns that a line is taken, and by nothing more.
+LINE_MATCHES = Table(
+    "bank_line_match",
+    VIEWS,
+    Column("line_id", Integer, nullable=False),
+    Column("part", Integer, nullable=False),
+    Column("direction", String(6), nullable=False),
+)
 
 
 class ReconciliationRun(Base):

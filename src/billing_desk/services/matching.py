@@ -23,11 +23,19 @@ from datetime import date, timedelta
 from difflib import SequenceMatcher
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select, text
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute
 
-from billing_desk.db.models import BankLine, BankMatch, Deposit, DepositItem, Facility, Payment
+from billing_desk.db.models import (
+    LINE_MATCHES,
+    BankLine,
+    BankMatch,
+    Deposit,
+    DepositItem,
+    Facility,
+    Payment,
+)
 from billing_desk.domain.bank_matching import (
     CREDIT,
     DEBIT,
@@ -93,6 +101,13 @@ class LineInfo:
     description: str | None = None
     # Matched to several together: the targets after the first ("payment 7", "deposit 3").
     also: tuple[str, ...] = ()
+    # Matched to a payment or slip this login cannot see (another facility's, on a shared
+    # database): the line is taken, and by what is that facility's business.
+    matched_elsewhere: bool = False
+
+    @property
+    def matched(self) -> bool:
+        return self.payment_id is not None or self.deposit_id is not None or self.matched_elsewhere
 
 
 def list_lines(
@@ -109,18 +124,22 @@ def list_lines(
 
     def operation(unit: UnitOfWork) -> list[LineInfo]:
         unit.require(Permission.READ)
+        # Whether a line is taken comes from the provider-wide view; what it is matched to
+        # from the matches this login may read.
+        taken = select(LINE_MATCHES.c.line_id).where(LINE_MATCHES.c.part == 1).subquery()
         query = (
-            select(BankLine, BankMatch)
+            select(BankLine, BankMatch, taken.c.line_id)
             .outerjoin(
                 BankMatch,
                 and_(BankMatch.line_id == BankLine.id, BankMatch.active, BankMatch.part == 1),
             )
+            .outerjoin(taken, taken.c.line_id == BankLine.id)
             .order_by(BankLine.booked, BankLine.id)
         )
         if statement_id is not None:
             query = query.where(BankLine.statement_id == statement_id)
         if unmatched:
-            query = query.where(BankMatch.id.is_(None))
+            query = query.where(taken.c.line_id.is_(None))
         if date_from is not None:
             query = query.where(BankLine.booked >= date_from)
         if date_to is not None:
@@ -150,8 +169,9 @@ def list_lines(
                 match.deposit_id if match is not None else None,
                 line.description,
                 tuple(also.get(line.id, ())),
+                matched_elsewhere=match is None and taken_id is not None,
             )
-            for line, match in rows
+            for line, match, taken_id in rows
         ]
 
     return workspace.read(operation)
@@ -392,8 +412,17 @@ def unmatch_line(workspace: Workspace, line_id: int, reason: str) -> MatchInfo:
                 .order_by(BankMatch.part)
             )
         )
-        if not matches:
+        parts = unit.session.scalar(
+            select(func.count()).select_from(LINE_MATCHES).where(LINE_MATCHES.c.line_id == line_id)
+        )
+        if not parts:
             raise Refused(f"Bank line {line_id} is not matched.")
+        if len(matches) != parts:
+            # The match (or a part of it) names a payment or slip this login cannot see.
+            raise Refused(
+                f"Bank line {line_id} is matched to another facility's payment or deposit slip; "
+                "a person who works for that facility unmatches it."
+            )
         for match in matches:
             match.active = False
             match.unmatched_at = unit.now
@@ -703,7 +732,7 @@ def _auto_match(
     unit: UnitOfWork, window: timedelta, progress: ProgressFn | None = None
 ) -> MatchSummary:
     session = unit.session
-    matched_lines = select(BankMatch.line_id).where(BankMatch.active)
+    matched_lines = select(LINE_MATCHES.c.line_id)
     lines = list(
         session.scalars(
             select(BankLine).where(BankLine.id.not_in(matched_lines)).order_by(BankLine.id)
@@ -998,6 +1027,11 @@ def _refuse_if_matched(
         raise Refused(
             f"Bank line {existing.line_id} is already matched to {target}; unmatch it first "
             "with `reconcile unmatch LINE --reason TEXT`."
+        )
+    if unit.session.scalar(select(LINE_MATCHES.c.line_id).where(LINE_MATCHES.c.line_id == line_id)):
+        raise Refused(
+            f"Bank line {line_id} is already matched to another facility's payment or deposit "
+            "slip; a person who works for that facility unmatches it if the match is wrong."
         )
 
 

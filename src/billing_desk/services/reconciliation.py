@@ -38,6 +38,7 @@ from datetime import date, timedelta
 from sqlalchemy import func, select
 
 from billing_desk.db.models import (
+    LINE_MATCHES,
     Allocation,
     BankLine,
     BankMatch,
@@ -334,7 +335,7 @@ def _unmatched_credits(unit: UnitOfWork, date_from: date, date_to: date) -> list
         .where(
             BankLine.booked.between(date_from, date_to),
             BankLine.amount_minor > 0,
-            BankLine.id.not_in(select(BankMatch.line_id).where(BankMatch.active)),
+            BankLine.id.not_in(select(LINE_MATCHES.c.line_id)),
         )
         .order_by(BankLine.id)
     )
@@ -432,7 +433,7 @@ def _amount_mismatches(unit: UnitOfWork, date_from: date, date_to: date) -> list
             select(BankLine).where(
                 BankLine.booked.between(date_from, date_to),
                 BankLine.reference.is_not(None),
-                BankLine.id.not_in(select(BankMatch.line_id).where(BankMatch.active)),
+                BankLine.id.not_in(select(LINE_MATCHES.c.line_id)),
             )
         )
     )
@@ -475,6 +476,22 @@ def _matches_checked(unit: UnitOfWork, date_from: date, date_to: date) -> list[F
         .where(BankMatch.active, BankLine.booked.between(date_from, date_to))
         .order_by(BankLine.id, BankMatch.part)
     ).all()
+    # A line matched together with a payment or slip this login cannot see (another
+    # facility's) is checked by those who see all of it: its visible parts alone would not
+    # add up to it.
+    seen: dict[int, int] = defaultdict(int)
+    for _match, line in rows:
+        seen[line.id] += 1
+    whole = {
+        line_id
+        for line_id, parts in session.execute(
+            select(LINE_MATCHES.c.line_id, func.count())
+            .where(LINE_MATCHES.c.line_id.in_(select(BankMatch.line_id).where(BankMatch.active)))
+            .group_by(LINE_MATCHES.c.line_id)
+        )
+        if parts == seen.get(line_id)
+    }
+    rows = [(match, line) for match, line in rows if line.id in whole]
     # A line matched to several together is explained by their sum: its amount is checked
     # once, at its last part, against all of them.
     group_expected: dict[int, int] = defaultdict(int)
@@ -661,7 +678,7 @@ def _unexplained_debits(unit: UnitOfWork, date_from: date, date_to: date) -> lis
         .where(
             BankLine.booked.between(date_from, date_to),
             BankLine.amount_minor < 0,
-            BankLine.id.not_in(select(BankMatch.line_id).where(BankMatch.active)),
+            BankLine.id.not_in(select(LINE_MATCHES.c.line_id)),
         )
         .order_by(BankLine.id)
     )

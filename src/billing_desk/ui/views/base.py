@@ -205,7 +205,11 @@ def fit_columns(table: QTableView, *, widest_chars: int = 40) -> None:
     header = table.horizontalHeader()
     for column in range(header.count()):
         if header.sectionResizeMode(column) != QHeaderView.ResizeMode.Stretch:
-            header.resizeSection(column, min(header.sectionSize(column) + 12, widest))
+            # Never narrower than its own title (with the sort arrow): a short value such as
+            # "ACH-A" under "Reference" would otherwise cut the title.
+            title = str(table.model().headerData(column, Qt.Orientation.Horizontal) or "")
+            titled = header.fontMetrics().horizontalAdvance(title) + 28
+            header.resizeSection(column, max(min(header.sectionSize(column) + 12, widest), titled))
     table.setProperty("fitted", True)
 
 

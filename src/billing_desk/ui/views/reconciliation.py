@@ -86,7 +86,7 @@ SHOW = (
 
 def shown(which: str, line: LineInfo) -> bool:
     """Whether the line belongs in the list the person chose."""
-    matched = line.payment_id is not None or line.deposit_id is not None
+    matched = line.matched
     if which == "matched":
         return matched
     if which == "difference":
@@ -109,6 +109,8 @@ def matched_to(line: LineInfo) -> str:
         first = f"payment {line.payment_id}"
     elif line.deposit_id is not None:
         first = f"deposit {line.deposit_id}"
+    elif line.matched_elsewhere:
+        return "another facility"
     else:
         return ""
     return f"{', '.join((first, *line.also))} ({line.rule})"
@@ -409,17 +411,20 @@ class ReconciliationView(View):
         line = selected_row(self.lines_table, self.lines)
         self.found.set_rows([])
         self._weigh()
-        if line is None or line.payment_id is not None or line.deposit_id is not None:
+        if line is None or line.matched:
             return
         number, wanted = line.id, self.search.text().strip() or None
         self.desk.query(
             self,
             lambda ws: candidates(ws, number, search=wanted, limit=50 if wanted else 10),
-            self._candidates,
+            lambda found: self._candidates(number, found),
             key="reconcile-candidates",
         )
 
-    def _candidates(self, found: list[Candidate]) -> None:
+    def _candidates(self, line_id: int, found: list[Candidate]) -> None:
+        line = selected_row(self.lines_table, self.lines)
+        if line is None or line.id != line_id or line.matched:
+            return  # another line was chosen meanwhile: these are not its candidates
         self.found.set_rows(found)
         fit_columns(self.found_table, widest_chars=16)
         if found:
@@ -439,14 +444,24 @@ class ReconciliationView(View):
         line = selected_row(self.lines_table, self.lines)
         chosen = self.chosen_candidates()
         may = self.desk.may(Permission.RECONCILE) and not self.desk.read_only
-        matched = line is not None and (line.payment_id is not None or line.deposit_id is not None)
-        self.unmatch_button.setEnabled(may and matched)
+        matched = line is not None and line.matched
+        # Another facility's match is theirs to undo.
+        self.unmatch_button.setEnabled(
+            may and matched and line is not None and not line.matched_elsewhere
+        )
         self.auto_button.setEnabled(may)
         self.auto_action.setEnabled(may)
         if line is None or not chosen:
-            self.difference.setText(
-                f"Line {line.id} is matched to {matched_to(line)}." if matched and line else ""
-            )
+            if line is not None and line.matched_elsewhere:
+                said = (
+                    f"Line {line.id} is matched to another facility's payment or slip; "
+                    "someone who works for it unmatches it if it is wrong."
+                )
+            elif line is not None and matched:
+                said = f"Line {line.id} is matched to {matched_to(line)}."
+            else:
+                said = ""
+            self.difference.setText(said)
             self.match_button.setEnabled(False)
             self.match_action.setEnabled(False)
             return
