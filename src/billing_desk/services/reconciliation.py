@@ -470,7 +470,7 @@ def _matches_checked(unit: UnitOfWork, date_from: date, date_to: date) -> list[F
     """Every active match of a line in the period, checked again: a match is never trusted
     because it was once accepted."""
     session = unit.session
-    rows = session.execute(
+    found = session.execute(
         select(BankMatch, BankLine)
         .join(BankLine, BankLine.id == BankMatch.line_id)
         .where(BankMatch.active, BankLine.booked.between(date_from, date_to))
@@ -480,7 +480,7 @@ def _matches_checked(unit: UnitOfWork, date_from: date, date_to: date) -> list[F
     # facility's) is checked by those who see all of it: its visible parts alone would not
     # add up to it.
     seen: dict[int, int] = defaultdict(int)
-    for _match, line in rows:
+    for _match, line in found:
         seen[line.id] += 1
     whole = {
         line_id
@@ -491,7 +491,7 @@ def _matches_checked(unit: UnitOfWork, date_from: date, date_to: date) -> list[F
         )
         if parts == seen.get(line_id)
     }
-    rows = [(match, line) for match, line in rows if line.id in whole]
+    rows = [(match, line) for match, line in found if line.id in whole]
     # A line matched to several together is explained by their sum: its amount is checked
     # once, at its last part, against all of them.
     group_expected: dict[int, int] = defaultdict(int)
