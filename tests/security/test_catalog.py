@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import psycopg
 
-from billing_desk.db.shared import GROUP_ROLES, INDEXED_BY_FACILITY, OWNER_ROLE, TENANT_TABLES
+from billing_desk.db.shared import (
+    GROUP_ROLES,
+    INDEXED_BY_FACILITY,
+    OWNER_ROLE,
+    SCOPED_TABLES,
+    TENANT_TABLES,
+)
 from tests.security.conftest import SharedDatabase
 
 # Unique indexes allowed not to start with the facility: sequence-made primary keys (they
@@ -113,6 +119,8 @@ def test_unique_indexes_on_tenant_tables_start_with_the_facility(shared: SharedD
                 "facility_access",
                 "user_name",
             ), (table, index, first)
+    # Those leading with an expression lead with the scope (facility, else author): checked
+    # by test_every_index_of_a_scoped_table_leads_with_its_scope.
 
 
 def test_views_over_protected_tables_are_security_invoker(shared: SharedDatabase) -> None:
@@ -186,3 +194,35 @@ def test_the_line_matches_view_reads_only_line_part_and_direction(shared: Shared
     )
     view = _rows(shared, "SELECT pg_get_viewdef('public.bank_line_match'::regclass)")
     assert "billing_desk_line_matches()" in str(view[0][0])
+
+
+def test_every_index_of_a_scoped_table_leads_with_its_scope(shared: SharedDatabase) -> None:
+    """Audit entries, keys and findings have rows of no facility; their reading policy compares
+    each row's scope (its facility, else its author or the provider) with the reader's, an
+    index condition only on an index that leads with that scope. A unique index stays as
+    unique: the scope is a function of the columns that follow it."""
+    rows = _rows(
+        shared,
+        "SELECT c.relname, i.relname, x.indisunique, pg_get_indexdef(x.indexrelid, 1, false), "
+        "pg_get_indexdef(x.indexrelid, 2, false) FROM pg_index x "
+        "JOIN pg_class c ON c.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid "
+        "WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (%s) "
+        "AND NOT x.indisprimary ORDER BY 1, 2",
+        list(SCOPED_TABLES),
+    )
+    assert {str(row[1]) for row in rows} >= {
+        "ix_audit_entry_facility_id_recorded_at",
+        "ix_audit_entry_request_id",
+        "ix_audit_entry_entity_type_entity_id",
+        "ix_idempotency_record_created_at",
+        "uq_idempotency_record_facility_key",
+        "uq_idempotency_record_user_key",
+        "ix_discrepancy_run_id",
+    }
+    for table, index, unique, first, second in rows:
+        assert (
+            f"({first})" == SCOPED_TABLES[str(table)][0] or first == SCOPED_TABLES[str(table)][0]
+        ), (index, first)
+        if unique:
+            # What the unique index led with before: the facility, or the author.
+            assert second in ("facility_id", "created_by"), (index, second)
