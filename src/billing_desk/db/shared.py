@@ -1690,7 +1690,68 @@ _INSERT_GUARDS += (
     "AFTER INSERT OR UPDATE ON public.idempotency_record DEFERRABLE INITIALLY DEFERRED "
     "FOR EACH ROW EXECUTE FUNCTION public.billing_desk_idempotency_result_check()",
 )
+# When a row was written is the database's to confirm, not the writer's to choose: each column
+# that records the moment of a write (on INSERT, or on the UPDATE that sets it) must be the
+# database's time, give or take the clock skew allowed, as a payment's recorded_at (whose own
+# guard says so with its own sentence). A backdated audit entry, history row, allocation or
+# alert would dodge the rules that read those times, and misdate the trail.
+# table: (columns of an INSERT, columns an UPDATE sets)
+WRITE_TIMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "audit_entry": (("recorded_at",), ()),
+    "payment": ((), ("approved_at",)),
+    "payment_status_change": (("changed_at",), ()),
+    "invoice": (("created_at",), ("voided_at",)),
+    "invoice_status_change": (("changed_at",), ()),
+    "allocation": (("created_at",), ("released_at",)),
+    "refund": (("created_at",), ()),
+    "deposit": (("created_at",), ()),
+    "idempotency_record": (("created_at",), ()),
+    "trip": (("created_at", "updated_at"), ("updated_at",)),
+    "statement_file": (("imported_at",), ()),
+    "csv_mapping": (("saved_at",), ("saved_at",)),
+    "bank_match": (("matched_at",), ("unmatched_at",)),
+    "reconciliation_run": (("started_at",), ("closed_at",)),
+    "discrepancy": ((), ("resolved_at",)),
+    "anomaly_alert": (("raised_at",), ("closed_at",)),
+    "operation_failure": (("occurred_at",), ()),
+    "facility": (("created_at",), ()),
+    "provider_setting": (("updated_at",), ("updated_at",)),
+    "signing_key": (("registered_at",), ()),
+    "checkpoint": (("created_at",), ()),
+    "maintenance_run": (("ran_at",), ()),
+}
+_INSERT_GUARDS += (
+    """
+    CREATE OR REPLACE FUNCTION public.billing_desk_write_time_guard() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    DECLARE
+        fresh jsonb := to_jsonb(NEW);
+        column_name text;
+        stated timestamptz;
+    BEGIN
+        IF {owner_or_super} THEN
+            RETURN NEW;
+        END IF;
+        FOREACH column_name IN ARRAY TG_ARGV LOOP
+            -- An UPDATE answers only for the times it changes.
+            CONTINUE WHEN TG_OP = 'UPDATE'
+                AND fresh -> column_name IS NOT DISTINCT FROM to_jsonb(OLD) -> column_name;
+            stated := (fresh ->> column_name)::timestamptz;
+            IF stated < now() - interval '{max_clock_skew}'
+               OR stated > clock_timestamp() + interval '{max_clock_skew}' THEN
+                RAISE EXCEPTION '%: % is written at the database''s time, give or take '
+                    '{max_clock_skew}; % is not (is this computer''s clock right?)',
+                    TG_TABLE_NAME, column_name, stated
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+        END LOOP;
+        RETURN NEW;
+    END
+    $$
+    """,
+)
 _INSERT_GUARD_FUNCTIONS = (
+    "billing_desk_write_time_guard()",
     "billing_desk_idempotency_guard()",
     "billing_desk_idempotency_result_check()",
     "billing_desk_audit_entry_guard()",
@@ -1737,6 +1798,24 @@ def _insert_guards(connection: Connection, max_clock_skew: int) -> None:
         "CREATE TRIGGER billing_desk_audit_entry_guard BEFORE INSERT ON public.audit_entry "
         f"FOR EACH ROW EXECUTE FUNCTION public.billing_desk_audit_entry_guard({checked})",
     )
+    for table, (inserted, updated) in WRITE_TIMES.items():
+        # Named to run before the other guards of a row (triggers run in name order), so a
+        # misdated row is refused for its date whatever else is wrong with it.
+        for event, columns, name in (
+            ("INSERT", inserted, "billing_desk_at_database_time"),
+            ("UPDATE", updated, "billing_desk_at_database_time_on_update"),
+        ):
+            _execute(connection, f"DROP TRIGGER IF EXISTS {name} ON public.{table}")
+            if not columns:
+                continue
+            listed = ", ".join(columns)
+            when = f"UPDATE OF {listed}" if event == "UPDATE" else event
+            arguments = ", ".join(f"'{column}'" for column in columns)
+            _execute(
+                connection,
+                f"CREATE TRIGGER {name} BEFORE {when} ON public.{table} FOR EACH ROW "
+                f"EXECUTE FUNCTION public.billing_desk_write_time_guard({arguments})",
+            )
     for table, actor, status, first, empty in NEW_ROW_RULES:
         arguments = ", ".join(f"'{value}'" for value in (actor, status, first, *empty))
         events = "INSERT OR UPDATE" if table == "csv_mapping" else "INSERT"
