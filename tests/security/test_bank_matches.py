@@ -122,16 +122,40 @@ def test_every_billing_role_sees_which_lines_are_matched(matched: Matched) -> No
             assert cursor.fetchall() == [(matched.line_id, 1, "credit")], person
 
 
-def test_the_line_matches_function_tells_no_more_than_the_view(matched: Matched) -> None:
-    """The view reads a function that runs as the owner (so that it sees every facility's
-    matches); called directly, it returns the same three columns and rows."""
+def test_whether_a_line_is_matched_is_an_index_look_up(matched: Matched) -> None:
+    """The services ask it line by line while matching: the view reads bank_match directly
+    (as its owner), so the question is answered from the index of active matches."""
     with matched.shared.connect("clerk_b") as conn:
-        cursor = conn.execute("SELECT * FROM public.billing_desk_line_matches()")
-        assert cursor.description is not None
-        assert [column.name for column in cursor.description] == ["line_id", "part", "direction"]
-        direct = cursor.fetchall()
-        assert direct == conn.execute("SELECT * FROM bank_line_match").fetchall()
-        assert direct == [(matched.line_id, 1, "credit")]
+        conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(
+            str(row[0])
+            for row in conn.execute(
+                "EXPLAIN (COSTS OFF) SELECT 1 FROM bank_line_match WHERE line_id = %s",
+                (matched.line_id,),
+            )
+        )
+    assert "uq_bank_match_line_active" in plan and "Index Cond: (line_id = " in plan, plan
+
+
+def test_the_view_applies_a_readers_condition_only_to_what_it_shows(matched: Matched) -> None:
+    """A security barrier: a condition that could fail on a row (here dividing by zero on the
+    unmatched match's line) is applied to the active matches only, so it tells nothing about
+    the rows the view leaves out."""
+    with psycopg.connect(matched.shared.admin_url) as conn:
+        conn.execute(
+            "INSERT INTO bank_match (line_id, direction, part, payment_id, rule, detail, "
+            "matched_at, matched_by, active, unmatched_at, unmatched_by, unmatch_reason) "
+            "SELECT %s, 'credit', 1, %s, 'manual', '{}', now(), 'setup', false, now(), "
+            "'setup', 'old' WHERE NOT EXISTS (SELECT 1 FROM bank_match WHERE NOT active "
+            "AND line_id = %s)",
+            (matched.free_line_id, matched.payment_id, matched.free_line_id),
+        )
+    with matched.shared.connect("clerk_b") as conn:
+        rows = conn.execute(
+            "SELECT line_id FROM bank_line_match WHERE 1 / (line_id - %s) <> 0",
+            (matched.free_line_id,),
+        ).fetchall()
+    assert rows == [(matched.line_id,)]
 
 
 def test_another_facilitys_clerk_cannot_unmatch_a_match(matched: Matched) -> None:
