@@ -437,8 +437,8 @@ def _facility_references(connection: Connection) -> None:
 
 # Tenant tables whose reading policy is an index condition on the facility (`readable` in
 # _policies): every index of theirs but the primary key leads with facility_id, so that the
-# policy is part of every index scan's condition. (The others' policies let rows of no facility
-# through, or are not about facility data; see docs/operations.md.)
+# policy is part of every index scan's condition. (Those with rows of no facility do the same
+# with a scope, see SCOPED_TABLES; facility and facility_access are not about facility data.)
 INDEXED_BY_FACILITY = tuple(
     table
     for table in TENANT_TABLES
@@ -717,7 +717,8 @@ def _policies(connection: Connection) -> int:
             read = readable
             insert = f"{works_for} OR {is_admin}"
         elif table in ("audit_entry", "idempotency_record"):
-            # Rows of no facility (exports, user changes, deposits' keys) are their author's.
+            # Rows of no facility (exports, user changes, deposits' keys) are their author's;
+            # who reads them is the scope's (SCOPED_TABLES).
             read = ""
             insert = f"({column} IS NULL OR {works_for} OR {is_admin}){pinned}"
             if table == "audit_entry":
@@ -727,7 +728,7 @@ def _policies(connection: Connection) -> int:
                     " WHERE u.name = current_user AND u.active)"
                 )
         elif table in PROVIDER_ROWS:
-            read = ""
+            read = ""  # every billing role's: SCOPED_TABLES
             insert = f"{column} IS NULL OR {works_for}"
         else:
             read = readable
