@@ -196,6 +196,30 @@ def test_nobody_matches_a_line_to_a_payment_or_slip_they_cannot_see(
         )
 
 
+@pytest.mark.parametrize("named", ["clerk_b", "manager_a"])
+def test_a_match_on_ones_own_payment_names_the_login_making_it(
+    matched: Matched, named: str
+) -> None:
+    """A match of clerk A's own line and payment claiming to be another user's (another
+    facility's clerk, or A's own manager) would pass a clerk's work off as theirs. The same
+    row in A's own name goes in: only the name is refused."""
+    shared = matched.shared
+    match = (
+        "INSERT INTO bank_match (line_id, direction, part, payment_id, rule, detail, "
+        "matched_at, matched_by, active) VALUES (%s, 'credit', 1, %s, 'manual', '{}', now(), "
+        "%s, true)"
+    )
+    payment = shared.payment_ids["a"]
+    with (
+        shared.connect("clerk_a") as conn,
+        pytest.raises(errors.InsufficientPrivilege),
+        conn.transaction(force_rollback=True),
+    ):
+        conn.execute(match, (matched.free_line_id, payment, shared.login(named)))
+    with shared.connect("clerk_a") as conn, conn.transaction(force_rollback=True):
+        conn.execute(match, (matched.free_line_id, payment, shared.login("clerk_a")))
+
+
 def test_a_clerk_unmatches_a_line_of_their_own_facility(matched: Matched) -> None:
     """The positive control, last because it changes the module's data: clerk A unmatches
     their own match, and the line is free for everyone again."""
