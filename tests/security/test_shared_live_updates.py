@@ -3,12 +3,11 @@ see it and nobody else, though every listener receives the same notification."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from datetime import date
 
+import psycopg
 import pytest
-from psycopg import errors
 
 from billing_desk.services.live import LiveEvent, Subscription, subscribe
 from billing_desk.services.payments import PaymentDraft, record_payment
@@ -57,8 +56,12 @@ def test_a_payment_reaches_only_those_who_may_see_it(
 def test_a_replayed_or_forged_announcement_shows_nothing(
     shared: SharedDatabase, feeds: Callable[[Subscription], Feed]
 ) -> None:
-    """Anyone may NOTIFY the channel and append audit entries: an old payment's entry replayed,
-    and an entry of the writer's own naming a payment that does not exist, show no event."""
+    """Anyone may NOTIFY the channel: an old payment's entry replayed, and an entry naming a
+    payment that does not exist, show no event. The database now refuses such an entry from
+    any login, so it is planted as the server's superuser would (or as one written before the
+    guard was): the client's own check, that an entry resolves to a payment its author
+    recorded, is what must drop it. The payment recorded afterwards is then the next event, so
+    a feed that shows nothing at all cannot pass."""
     watching = feeds(subscribe(shared.workspace("manager_a")))
     with shared.connect("clerk_a") as conn:
         old = conn.execute(
@@ -66,15 +69,28 @@ def test_a_replayed_or_forged_announcement_shows_nothing(
         ).fetchone()
         assert old is not None and old[0] is not None
         conn.execute("SELECT pg_notify('billing_desk_live', %s)", (f"payment:{old[0]}",))
-        # The database now refuses such an entry; one written before it did is ignored all the
-        # same by the client.
-        with contextlib.suppress(errors.InsufficientPrivilege):
-            conn.execute(
-                "INSERT INTO audit_entry (recorded_at, user_name, user_role, facility_id, "
-                "action, entity_type, entity_id, before, after, request_id) VALUES (now(), "
-                "current_user, 'clerk', %s, 'payment.record', 'payment', '99999999', NULL, "
-                "'{}', 'forged')",
-                (shared.facility_ids["FACA"],),
-            )
-    watching.quiet_for(1.5)
+    with psycopg.connect(shared.admin_url, autocommit=True) as conn:
+        # In clerk A's name and facility, which manager A reads: only the payment is missing.
+        forged = conn.execute(
+            "INSERT INTO audit_entry (recorded_at, user_name, user_role, facility_id, action, "
+            "entity_type, entity_id, before, after, request_id) VALUES (now(), %s, 'clerk', "
+            "%s, 'payment.record', 'payment', '99999999', NULL, '{}', 'forged') RETURNING id",
+            (shared.login("clerk_a"), shared.facility_ids["FACA"]),
+        ).fetchone()
+        assert forged is not None
+        conn.execute("SELECT pg_notify('billing_desk_live', %s)", (f"payment:{forged[0]}",))
+    with shared.connect("manager_a") as conn:
+        # Manager A reads the planted entry: nothing but the client's check keeps it out.
+        assert conn.execute(
+            "SELECT count(*) FROM audit_entry WHERE id = %s", (forged[0],)
+        ).fetchone() == (1,)
+    receipt = record_payment(
+        shared.workspace("clerk_a"),
+        PaymentDraft("FACA", "transfer", "2.00", date(2026, 6, 9), reference="LIVE-AFTER"),
+        "k-live-after",
+    )
+    event = watching.next(5.0)
+    assert isinstance(event, LiveEvent), event
+    assert (event.kind, event.entity_id) == ("payment", str(receipt.payment_id)), event
+    watching.quiet_for(1.0)
     watching.stop()
