@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from billing_desk.cli.app import run
 from billing_desk.cli.output import escape_controls
 from tests.cli.conftest import Cli, cli, set_up_billing
 
@@ -46,9 +45,36 @@ def test_payment_show_escapes_a_hostile_payer_name(cli: Cli, tmp_path: Path) -> 
     assert exact["payer"] == HOSTILE  # type: ignore[index]
 
 
-def test_an_argument_that_is_not_utf8_is_bad_input(capsys: object) -> None:
-    # What Python makes of the bytes b"\xff" on a UTF-8 command line.
-    assert run(["payment", "show", "\udcff"]) == 2
+NOT_UTF8 = "An argument is not valid UTF-8 text; retype it (or set the terminal to UTF-8).\n"
+
+
+def test_an_argument_that_is_not_utf8_is_bad_input(cli: Cli, tmp_path: Path) -> None:
+    """A payer typed on a terminal that is not UTF-8: Python hands the byte b"\\xff" over as
+    the lone surrogate U+DCFF, which no text column can store. It is bad input, told in one
+    sentence, and nothing is recorded (it was an internal error, exit 70)."""
+    set_up_billing(cli, tmp_path)
+    record = (
+        "payment",
+        "record",
+        "--facility",
+        "STMARY",
+        "--method",
+        "cash",
+        "--amount",
+        "5",
+        "--received",
+        "2026-06-02",
+        "--idempotency-key",
+        "not-utf8-1",
+        "--payer",
+    )
+    refused = cli(*record, "Acme \udcff Ltd")
+    assert (refused.code, refused.err, refused.out) == (2, NOT_UTF8, "")
+    listed = cli("payment", "list", "--json")
+    assert listed.code == 0, listed.err
+    assert listed.json() == []
+    # The same command with a payer that is text goes through: only the bytes were wrong.
+    assert cli(*record, "Acme Ltd").code == 0
 
 
 def test_every_control_character_is_escaped_but_newline_and_tab() -> None:
