@@ -438,6 +438,70 @@ def test_a_clerk_starts_a_reconciliation_run_in_their_own_name(shared: SharedDat
         )
 
 
+# -- what a login may still write (docs/operations.md, section 6) -----------------------------
+
+
+def test_a_saved_mapping_is_replaced_by_anyone_who_imports_but_in_their_own_name(
+    shared: SharedDatabase,
+) -> None:
+    """Mappings are shared by name: the application's `mapping save` replaces whoever saved
+    one before. Done directly, the replacement names its writer, never someone else."""
+    name = f"bank-{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(shared.admin_url) as conn:
+        conn.execute(
+            "INSERT INTO csv_mapping (name, record, saved_at, saved_by) "
+            "VALUES (%s, '{}', now(), %s)",
+            (name, shared.login("clerk_b")),
+        )
+    replace = (
+        "UPDATE csv_mapping SET record = '{}', saved_at = now(), saved_by = %s WHERE name = %s"
+    )
+    for person in ("clerk_a", "manager_a"):
+        with shared.connect(person) as conn, conn.transaction(force_rollback=True):
+            assert conn.execute(replace, (shared.login(person), name)).rowcount == 1
+        with (
+            shared.connect(person) as conn,
+            pytest.raises(errors.InsufficientPrivilege),
+            conn.transaction(force_rollback=True),
+        ):
+            conn.execute(replace, (shared.login("manager_b"), name))
+
+
+def test_an_audit_entrys_action_is_its_writers_word_under_their_own_name_and_role(
+    shared: SharedDatabase,
+) -> None:
+    """A clerk may write an entry claiming an administrator's action: it goes in as the
+    clerk's, with the clerk's role, so it never passes as an administrator's."""
+    with shared.connect("clerk_a") as conn, conn.transaction(force_rollback=True):
+        row = conn.execute(
+            "INSERT INTO audit_entry (recorded_at, user_name, user_role, facility_id, action, "
+            "entity_type, entity_id, before, after, request_id) VALUES (now(), current_user, "
+            "'clerk', NULL, 'admin.user_add', 'user', 'mallory', NULL, '{}', 'claimed') "
+            "RETURNING user_name, user_role, action"
+        ).fetchone()
+    assert row == (shared.login("clerk_a"), "clerk", "admin.user_add")
+
+
+def test_an_auditor_writes_failures_and_queued_entries_of_their_own(
+    shared: SharedDatabase,
+) -> None:
+    """Auditors change no business row; besides their own audit entries they record their own
+    failed operations and queue their own entries for the sealer, in their own name only."""
+    with shared.connect("auditor") as conn, conn.transaction(force_rollback=True):
+        conn.execute(
+            "INSERT INTO operation_failure (occurred_at, user_name, action, kind, message) "
+            "VALUES (now(), current_user, 'audit.verify', 'refused', 'x')"
+        )
+        entry = conn.execute(
+            "INSERT INTO audit_entry (recorded_at, user_name, user_role, facility_id, action, "
+            "entity_type, entity_id, before, after, request_id) VALUES (now(), current_user, "
+            "'auditor', NULL, 'audit.verify', 'database', 'x', NULL, '{}', 'verify') "
+            "RETURNING id"
+        ).fetchone()
+        assert entry is not None
+        conn.execute("INSERT INTO audit_pending (entry_id) VALUES (%s)", (entry[0],))
+
+
 # -- error messages as oracles ---------------------------------------------------------------------
 
 
