@@ -4,6 +4,7 @@ application as themselves. Attack tests connect as these roles, as a user with p
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -133,3 +134,15 @@ def shared() -> Iterator[SharedDatabase]:
     database = make_shared_database()
     yield database
     drop_shared_database(database)
+
+
+def masked(plan: str, value: str) -> str:
+    """An EXPLAIN plan with the probed value hidden where the prober wrote it (the scan's
+    conditions), never in the plan's counts or numbered parts ("InitPlan 2", "$1"), so that
+    two probes compare equal exactly when the database told them nothing different."""
+    literal = re.compile(rf"(?<![$\w]){re.escape(value)}(?!\w)")
+    condition = re.compile(r"^\s*(Filter|[A-Za-z ]*Cond):")
+    return "\n".join(
+        literal.sub("VALUE", line) if condition.match(line) else line
+        for line in plan.splitlines()
+    )
