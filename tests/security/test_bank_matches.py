@@ -21,7 +21,12 @@ from billing_desk.services.deposits import create_deposit
 from billing_desk.services.matching import auto_match, unmatch_line
 from billing_desk.services.payments import PaymentDraft, record_payment
 from billing_desk.services.statements import import_statements
-from tests.security.conftest import SharedDatabase, drop_shared_database, make_shared_database
+from tests.security.conftest import (
+    SharedDatabase,
+    drop_shared_database,
+    make_shared_database,
+    masked,
+)
 
 
 @dataclass
@@ -182,6 +187,8 @@ def test_nobody_matches_a_line_to_a_payment_or_slip_they_cannot_see(
     on clerk A's deposit slip (which went in) would put A's money against B's line."""
     column = f"{target}_id"
     value = matched.payment_id if target == "payment" else matched.deposit_id
+    # A payment's match names the payment's facility, as an honest one would.
+    facility = matched.shared.facility_ids["FACA"] if target == "payment" else None
     refused = (errors.InsufficientPrivilege, errors.ForeignKeyViolation)
     with (
         matched.shared.connect("clerk_b") as conn,
@@ -189,10 +196,10 @@ def test_nobody_matches_a_line_to_a_payment_or_slip_they_cannot_see(
         conn.transaction(force_rollback=True),
     ):
         conn.execute(
-            f"INSERT INTO bank_match (line_id, direction, part, {column}, rule, detail, "
-            "matched_at, matched_by, active) VALUES (%s, 'credit', 1, %s, 'manual', '{}', now(), "
-            "current_user, true)",
-            (matched.free_line_id, value),
+            f"INSERT INTO bank_match (line_id, direction, part, {column}, facility_id, rule, "
+            "detail, matched_at, matched_by, active) VALUES (%s, 'credit', 1, %s, %s, 'manual', "
+            "'{}', now(), current_user, true)",
+            (matched.free_line_id, value, facility),
         )
 
 
@@ -205,19 +212,65 @@ def test_a_match_on_ones_own_payment_names_the_login_making_it(
     row in A's own name goes in: only the name is refused."""
     shared = matched.shared
     match = (
-        "INSERT INTO bank_match (line_id, direction, part, payment_id, rule, detail, "
-        "matched_at, matched_by, active) VALUES (%s, 'credit', 1, %s, 'manual', '{}', now(), "
-        "%s, true)"
+        "INSERT INTO bank_match (line_id, direction, part, payment_id, facility_id, rule, "
+        "detail, matched_at, matched_by, active) VALUES (%s, 'credit', 1, %s, %s, 'manual', "
+        "'{}', now(), %s, true)"
     )
-    payment = shared.payment_ids["a"]
+    payment, facility = shared.payment_ids["a"], shared.facility_ids["FACA"]
     with (
         shared.connect("clerk_a") as conn,
         pytest.raises(errors.InsufficientPrivilege),
         conn.transaction(force_rollback=True),
     ):
-        conn.execute(match, (matched.free_line_id, payment, shared.login(named)))
+        conn.execute(match, (matched.free_line_id, payment, facility, shared.login(named)))
     with shared.connect("clerk_a") as conn, conn.transaction(force_rollback=True):
-        conn.execute(match, (matched.free_line_id, payment, shared.login("clerk_a")))
+        conn.execute(match, (matched.free_line_id, payment, facility, shared.login("clerk_a")))
+
+
+@pytest.mark.parametrize("stated", ["FACB", None])
+def test_a_match_names_its_payments_facility(matched: Matched, stated: str | None) -> None:
+    """A match is read by its facility (migration 0015): one of A's payment filed under B, or
+    under none, would be read by B's people, or by everyone, with A's amounts and notes."""
+    shared = matched.shared
+    facility = shared.facility_ids[stated] if stated else None
+    with (
+        shared.connect("clerk_a") as conn,
+        pytest.raises(errors.InsufficientPrivilege),
+        conn.transaction(force_rollback=True),
+    ):
+        conn.execute(
+            "INSERT INTO bank_match (line_id, direction, part, payment_id, facility_id, rule, "
+            "detail, matched_at, matched_by, active) VALUES (%s, 'credit', 1, %s, %s, 'manual', "
+            "'{}', now(), current_user, true)",
+            (matched.free_line_id, shared.payment_ids["a"], facility),
+        )
+
+
+@pytest.mark.parametrize("planner", ["index", "bitmap", "sequential"])
+def test_explain_analyze_does_not_tell_whether_another_facilitys_payment_is_matched(
+    matched: Matched, planner: str
+) -> None:
+    """A probe by payment id on bank_match fetched another facility's match for the policy to
+    remove, and EXPLAIN ANALYZE counted it: whether payment N is matched, and (by line) its
+    amount. The policy is now an index condition on the match's facility, checked first on a
+    sequential scan: the plan for A's matched payment is the plan for a payment nobody has."""
+    off = {
+        "index": ("enable_seqscan", "enable_bitmapscan"),
+        "bitmap": ("enable_seqscan", "enable_indexscan", "enable_indexonlyscan"),
+        "sequential": ("enable_indexscan", "enable_bitmapscan", "enable_indexonlyscan"),
+    }
+    plans = []
+    with matched.shared.connect("clerk_b") as conn:
+        for setting in off[planner]:
+            conn.execute(f"SET {setting} = off")
+        for payment in (str(matched.payment_id), "987654321"):
+            query = (
+                "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT 1 FROM bank_match "
+                f"WHERE payment_id = {payment} AND direction = 'credit' AND active"
+            )
+            plan = "\n".join(str(row[0]) for row in conn.execute(query))
+            plans.append(masked(plan, payment))
+    assert plans[0] == plans[1], plans
 
 
 def test_a_clerk_unmatches_a_line_of_their_own_facility(matched: Matched) -> None:

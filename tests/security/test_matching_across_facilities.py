@@ -13,6 +13,7 @@ import pytest
 from billing_desk.domain.errors import Refused
 from billing_desk.domain.money import Money
 from billing_desk.domain.statements import Statement, StatementLine
+from billing_desk.services.deposits import create_deposit
 from billing_desk.services.matching import auto_match, list_lines, match_line, unmatch_line
 from billing_desk.services.payments import PaymentDraft, record_payment
 from billing_desk.services.reconciliation import run_reconciliation
@@ -99,3 +100,34 @@ def test_a_run_by_one_facilitys_clerk_counts_other_facilities_matches_as_matched
     unmatched = {d.line_id for d in report.discrepancies if d.kind == "unmatched bank credit"}
     assert unmatched == {lines["ACH-B"], lines["none"]}
     assert all(d.payment_id != payments["a"] for d in report.discrepancies)
+
+
+def test_a_slip_matched_by_its_clerk_is_read_by_others_but_neither_undone_nor_misjudged() -> None:
+    """A deposit slip's match is every billing role's to read, like the slip's bank line; the
+    slip itself only its people's: another facility's clerk cannot unmatch it, and their run
+    does not report it as an amount mismatch for want of seeing the slip."""
+    database = make_shared_database()
+    try:
+        clerk_a = database.workspace("clerk_a")
+        slip = create_deposit(
+            clerk_a, [database.payment_ids["a"]], date(2026, 6, 4), idempotency_key="slip-a"
+        )
+        statement = Statement(
+            "csv",
+            "OPS-2",
+            "USD",
+            (StatementLine(date(2026, 6, 5), Money("20.00", "USD"), "deposit", bank_id="D1"),),
+        )
+        import_statements(clerk_a, "ops2.csv", b"ops2", "csv", [statement], commit=True)
+        line = list_lines(clerk_a)[0].id
+        match_line(clerk_a, line, deposit_id=slip.deposit_id)
+        clerk_b = database.workspace("clerk_b")
+        seen = {info.id: info for info in list_lines(clerk_b)}
+        assert seen[line].deposit_id == slip.deposit_id
+        with pytest.raises(Refused, match="a person who works for that facility unmatches it"):
+            unmatch_line(clerk_b, line, "not ours")
+        report = run_reconciliation(clerk_b, date(2026, 6, 1), date(2026, 6, 30))
+        assert [d for d in report.discrepancies if d.line_id == line] == []
+        assert run_reconciliation(clerk_a, date(2026, 6, 1), date(2026, 6, 30)).discrepancies == ()
+    finally:
+        drop_shared_database(database)

@@ -564,6 +564,18 @@ def test_upgrading_gives_existing_matches_the_direction_of_their_line(books: Boo
         }
     )
     assert directions == {credit: "credit", slip_line: "credit", debit: "debit"}
+    # Migration 0015: a payment's match carries the payment's facility, a slip's none.
+    facilities = books.clerk.read(
+        lambda u: {
+            m.line_id: m.facility_id
+            for m in u.session.scalars(select(BankMatch).where(BankMatch.active))
+        }
+    )
+    payment_facility = books.clerk.read(
+        lambda u: u.session.scalar(select(Payment.facility_id).where(Payment.id == transfer))
+    )
+    assert payment_facility is not None
+    assert facilities == {credit: payment_facility, debit: payment_facility, slip_line: None}
 
 
 def test_a_run_stopped_through_its_progress_records_nothing(books: Books) -> None:

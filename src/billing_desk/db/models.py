@@ -692,6 +692,9 @@ class BankMatch(Base):
     part: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payment.id"))
     deposit_id: Mapped[int | None] = mapped_column(ForeignKey("deposit.id"))
+    # The payment's facility (none for a deposit slip, whose items may be several
+    # facilities'): what row-level security on a shared database reads by (migration 0015).
+    facility_id: Mapped[int | None] = mapped_column(ForeignKey("facility.id"))
     rule: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str]  # canonical JSON: the fields that agreed
     matched_at: Mapped[datetime]

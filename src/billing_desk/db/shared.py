@@ -519,6 +519,15 @@ SCOPED_TABLES: dict[str, tuple[str, str, str, str | None]] = {
 }
 
 
+# A bank match's scope: its payment's facility (migration 0015), or 0 for a deposit slip's,
+# whose items may be several facilities' (its match, like the slip's bank line, is then every
+# billing role's to read). Its indexes lead with the scope, as SCOPED_TABLES' do, but for the
+# one on the line: which lines are taken is everyone's (the view bank_line_match), and that
+# index keeps two people from matching one line twice, whatever their facilities.
+MATCH_SCOPE = "COALESCE(facility_id, 0)"
+LINE_INDEXES = frozenset({"uq_bank_match_line_active"})
+
+
 def _scope_first_indexes(connection: Connection) -> None:
     """Rebuild each index of SCOPED_TABLES but the primary key under the same name, leading with
     the table's scope and then its columns as before, with the same predicate. A unique index
@@ -543,14 +552,14 @@ def _scope_first_indexes(connection: Connection) -> None:
             ORDER BY 1, 2
             """
         ),
-        {"tables": list(SCOPED_TABLES)},
+        {"tables": [*SCOPED_TABLES, "bank_match"]},
     ).all()
     for table, index, unique, predicate, columns, width, method, first in rows:
-        if first == 0:
+        if first == 0 or index in LINE_INDEXES:
             continue
         if len(columns) != width or method != "btree":
             raise RuntimeError(f"index {index} on {table}: not a plain btree on columns")
-        scope = SCOPED_TABLES[table][0]
+        scope = MATCH_SCOPE if table == "bank_match" else SCOPED_TABLES[table][0]
         keys = ", ".join((f"({scope})", *(_quote(column) for column in columns)))
         where = f" WHERE {predicate}" if predicate else ""
         kind = "UNIQUE INDEX" if unique else "INDEX"
@@ -850,21 +859,33 @@ def _policies(connection: Connection) -> int:
     )
     _policy(connection, "operation_failure", "bd_insert", "FOR INSERT WITH CHECK (true)")
     count += 2
-    # A bank match is read, unmatched and written only by those who can see its payment or
-    # deposit slip (row security on those decides): its detail quotes the payment's amount,
-    # date and the matcher's notes. Readers of everything, and the owner (whose view
-    # bank_line_match tells everyone which lines are taken, see _line_matches), read them all
-    # under a policy of their own, so that no one's policy asks per row who is reading.
+    # A bank match of a payment is read by those who work for the payment's facility: its
+    # detail quotes the payment's amount, date and the matcher's notes. A deposit slip's match
+    # (a slip may hold several facilities' checks) is read by every billing role, like the
+    # slip's bank line. Either is unmatched and written only by those who can see its payment
+    # or slip (row security on those decides). Readers of everything, and the owner (whose
+    # view bank_line_match tells everyone which lines are taken, see _line_matches), read them
+    # all under a policy of their own, so that no one's policy asks per row who is reading.
     sees_target = (
         "(payment_id IS NOT NULL AND EXISTS "
         "(SELECT 1 FROM public.payment p WHERE p.id = bank_match.payment_id)) "
         "OR (deposit_id IS NOT NULL AND EXISTS "
         "(SELECT 1 FROM public.deposit d WHERE d.id = bank_match.deposit_id))"
     )
+    # Read by scope (MATCH_SCOPE), an index condition, so that a probe by payment id never
+    # fetches another facility's match for the policy to remove; written with the payment's
+    # own facility, which only a match of a payment one sees can name.
+    readable = _reads_own_scope(
+        MATCH_SCOPE, "array_append(public.billing_desk_readable_facilities(), 0)", "integer"
+    )
+    honest_facility = (
+        "facility_id IS NOT DISTINCT FROM "
+        "(SELECT p.facility_id FROM public.payment p WHERE p.id = bank_match.payment_id)"
+    )
     writers = f'"{Role.CLERK.value}", "{Role.MANAGER.value}"'
     _execute(connection, 'ALTER TABLE public."bank_match" ENABLE ROW LEVEL SECURITY')
     _execute(connection, 'ALTER TABLE public."bank_match" FORCE ROW LEVEL SECURITY')
-    _policy(connection, "bank_match", "bd_read", f"FOR SELECT TO {writers} USING ({sees_target})")
+    _policy(connection, "bank_match", "bd_read", f"FOR SELECT TO {writers} USING ({readable})")
     _policy(
         connection,
         "bank_match",
@@ -875,7 +896,7 @@ def _policies(connection: Connection) -> int:
         connection,
         "bank_match",
         "bd_insert",
-        f"FOR INSERT TO {writers} WITH CHECK ({sees_target})",
+        f"FOR INSERT TO {writers} WITH CHECK (({sees_target}) AND {honest_facility})",
     )
     _policy(
         connection,

@@ -417,7 +417,11 @@ def unmatch_line(workspace: Workspace, line_id: int, reason: str) -> MatchInfo:
         )
         if not parts:
             raise Refused(f"Bank line {line_id} is not matched.")
-        if len(matches) != parts:
+        unseen_slip = any(
+            m.deposit_id is not None and unit.session.get(Deposit, m.deposit_id) is None
+            for m in matches
+        )
+        if len(matches) != parts or unseen_slip:
             # The match (or a part of it) names a payment or slip this login cannot see.
             raise Refused(
                 f"Bank line {line_id} is matched to another facility's payment or deposit slip; "
@@ -1045,6 +1049,11 @@ def _add(
     *,
     part: int = 1,
 ) -> MatchInfo:
+    facility_id = (
+        unit.session.scalar(select(Payment.facility_id).where(Payment.id == payment_id))
+        if payment_id is not None
+        else None
+    )
     unit.session.add(
         BankMatch(
             line_id=line.id,
@@ -1052,6 +1061,7 @@ def _add(
             direction=direction_of(line.amount_minor),
             payment_id=payment_id,
             deposit_id=deposit_id,
+            facility_id=facility_id,
             rule=rule,
             detail=canonical_bytes(detail).decode(),
             matched_at=unit.now,

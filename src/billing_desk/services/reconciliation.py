@@ -479,9 +479,15 @@ def _matches_checked(unit: UnitOfWork, date_from: date, date_to: date) -> list[F
     # A line matched together with a payment or slip this login cannot see (another
     # facility's) is checked by those who see all of it: its visible parts alone would not
     # add up to it.
+    slips = {m.deposit_id for m, _line in found if m.deposit_id is not None}
+    # A slip's match is every billing role's to read, the slip only its people's.
+    visible_slips = (
+        set(session.scalars(select(Deposit.id).where(Deposit.id.in_(slips)))) if slips else set()
+    )
     seen: dict[int, int] = defaultdict(int)
-    for _match, line in found:
-        seen[line.id] += 1
+    for match, line in found:
+        if match.deposit_id is None or match.deposit_id in visible_slips:
+            seen[line.id] += 1
     whole = {
         line_id
         for line_id, parts in session.execute(
