@@ -143,6 +143,5 @@ def masked(plan: str, value: str) -> str:
     literal = re.compile(rf"(?<![$\w]){re.escape(value)}(?!\w)")
     condition = re.compile(r"^\s*(Filter|[A-Za-z ]*Cond):")
     return "\n".join(
-        literal.sub("VALUE", line) if condition.match(line) else line
-        for line in plan.splitlines()
+        literal.sub("VALUE", line) if condition.match(line) else line for line in plan.splitlines()
     )
