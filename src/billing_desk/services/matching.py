@@ -1049,11 +1049,9 @@ def _add(
     *,
     part: int = 1,
 ) -> MatchInfo:
-    facility_id = (
-        unit.session.scalar(select(Payment.facility_id).where(Payment.id == payment_id))
-        if payment_id is not None
-        else None
-    )
+    # The payment is in the session already (it was judged): no second read.
+    paid = unit.session.get(Payment, payment_id) if payment_id is not None else None
+    facility_id = paid.facility_id if paid is not None else None
     unit.session.add(
         BankMatch(
             line_id=line.id,
