@@ -145,3 +145,17 @@ def masked(plan: str, value: str) -> str:
     return "\n".join(
         literal.sub("VALUE", line) if condition.match(line) else line for line in plan.splitlines()
     )
+
+
+# The kinds of scan a prober can push the planner onto, by switching the others off.
+SCANS = {
+    "index": ("enable_seqscan", "enable_bitmapscan"),
+    "bitmap": ("enable_seqscan", "enable_indexscan", "enable_indexonlyscan"),
+    "sequential": ("enable_indexscan", "enable_bitmapscan", "enable_indexonlyscan"),
+}
+
+
+def force_scan(conn: psycopg.Connection[tuple[object, ...]], scan: str) -> None:
+    """Make the planner of this connection use `scan` ("index", "bitmap" or "sequential")."""
+    for setting in SCANS[scan]:
+        conn.execute(f"SET {setting} = off")

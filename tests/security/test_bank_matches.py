@@ -24,6 +24,7 @@ from billing_desk.services.statements import import_statements
 from tests.security.conftest import (
     SharedDatabase,
     drop_shared_database,
+    force_scan,
     make_shared_database,
     masked,
 )
@@ -254,15 +255,9 @@ def test_explain_analyze_does_not_tell_whether_another_facilitys_payment_is_matc
     remove, and EXPLAIN ANALYZE counted it: whether payment N is matched, and (by line) its
     amount. The policy is now an index condition on the match's facility, checked first on a
     sequential scan: the plan for A's matched payment is the plan for a payment nobody has."""
-    off = {
-        "index": ("enable_seqscan", "enable_bitmapscan"),
-        "bitmap": ("enable_seqscan", "enable_indexscan", "enable_indexonlyscan"),
-        "sequential": ("enable_indexscan", "enable_bitmapscan", "enable_indexonlyscan"),
-    }
     plans = []
     with matched.shared.connect("clerk_b") as conn:
-        for setting in off[planner]:
-            conn.execute(f"SET {setting} = off")
+        force_scan(conn, planner)
         for payment in (str(matched.payment_id), "987654321"):
             query = (
                 "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT 1 FROM bank_match "

@@ -23,7 +23,7 @@ from billing_desk.services.audit_trail import ENTRY_FIELDS
 from billing_desk.services.clock import clock_from
 from billing_desk.services.idempotency import purge_keys
 from billing_desk.services.payments import PaymentDraft, record_payment
-from tests.security.conftest import SharedDatabase, masked
+from tests.security.conftest import SharedDatabase, force_scan, masked
 
 Conn = psycopg.Connection[tuple[object, ...]]
 
@@ -760,16 +760,7 @@ def test_explain_analyze_does_not_tell_another_facilitys_row_from_a_missing_one(
     query, theirs, nobodys = _PROBES[probe]
     plans = []
     with shared.connect("clerk_a") as conn:
-        # Each kind of scan the prober can push the planner onto. On a sequential scan the
-        # prober's condition is checked beside the policy's, never before the reader's scopes
-        # are known (see shared._reads_own_scope).
-        off = {
-            "index": ("enable_seqscan", "enable_bitmapscan"),
-            "bitmap": ("enable_seqscan", "enable_indexscan", "enable_indexonlyscan"),
-            "sequential": ("enable_indexscan", "enable_bitmapscan", "enable_indexonlyscan"),
-        }
-        for setting in off[planner]:
-            conn.execute(f"SET {setting} = off")
+        force_scan(conn, planner)
         for value in (hidden.get(theirs, theirs), nobodys):
             plan = "\n".join(
                 str(line[0])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.security.conftest import SharedDatabase, masked
+from tests.security.conftest import SharedDatabase, force_scan, masked
 
 _TABLES = ("audit_entry", "idempotency_record", "discrepancy")
 
@@ -131,16 +131,7 @@ def test_explain_analyze_tells_nothing_of_rows_of_another_scope(
         query = query.replace(name, value)
     plans = []
     with shared.connect("clerk_a") as conn:
-        # Each kind of scan the prober can push the planner onto. On a sequential scan the
-        # prober's condition is checked beside the policy's, never before the reader's scopes
-        # are known (see shared._reads_own_scope).
-        off = {
-            "index": ("enable_seqscan", "enable_bitmapscan"),
-            "bitmap": ("enable_seqscan", "enable_indexscan", "enable_indexonlyscan"),
-            "sequential": ("enable_indexscan", "enable_bitmapscan", "enable_indexonlyscan"),
-        }
-        for setting in off[planner]:
-            conn.execute(f"SET {setting} = off")
+        force_scan(conn, planner)
         for value in (hidden.get(theirs, theirs), nobodys):
             plans.append(masked(_plan(conn, query.replace("%s", _quoted(value))), value))
     assert plans[0] == plans[1], plans
@@ -203,8 +194,7 @@ def test_a_sequential_scan_does_not_tell_whether_another_facility_has_a_value(
     assert row is not None
     plans = []
     with shared.connect("clerk_a") as conn:
-        for setting in ("enable_indexscan", "enable_bitmapscan", "enable_indexonlyscan"):
-            conn.execute(f"SET {setting} = off")
+        force_scan(conn, "sequential")
         for amount in (int(row[0]), 987654321):  # type: ignore[call-overload]
             query = f"SELECT 1 FROM payment WHERE facility_id = {b} AND amount_minor = {amount}"
             plans.append(masked(_plan(conn, query), str(amount)))

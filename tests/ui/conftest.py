@@ -16,11 +16,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import keyring
 import pytest
+from keyring.backend import KeyringBackend
 from PySide6.QtCore import QEvent, QSettings
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication, QWidget
 
+from billing_desk.services import credentials
 from billing_desk.services.credentials import set_password_source
 from billing_desk.services.demo import load_demo_data
 from billing_desk.services.unit_of_work import open_workspace
@@ -30,6 +33,13 @@ from billing_desk.ui.collector import GuiThreadCollector
 from billing_desk.ui.errors import ErrorPresenter
 from billing_desk.ui.window import MainWindow
 from tests.conftest import Database
+from tests.keyring_backend import MemoryKeyring
+from tests.security.conftest import (
+    PASSWORD,
+    SharedDatabase,
+    drop_shared_database,
+    make_shared_database,
+)
 
 SCREENSHOTS = Path(
     os.environ.get("BILLING_DESK_SCREENSHOTS", Path(__file__).parent / "screenshots")
@@ -239,3 +249,27 @@ def screenshot(widget: QWidget, name: str, *, schemes: bool = True) -> list[Path
 
 def window_of(application: Application) -> MainWindow:
     return application.window
+
+
+@pytest.fixture
+def shared() -> Iterator[SharedDatabase]:
+    """A shared database of this test's own, with its logins (tests/security/conftest.py)."""
+    database = make_shared_database()
+    yield database
+    drop_shared_database(database)
+
+
+@pytest.fixture
+def log_in(shared: SharedDatabase) -> Iterator[Callable[[str], str]]:
+    """`log_in(person)`: the person's password saved as the login dialog would save it (in a
+    keyring of this test's own), and the address the application then opens without asking."""
+    previous: KeyringBackend = keyring.get_keyring()
+    keyring.set_keyring(MemoryKeyring())
+
+    def saved(person: str) -> str:
+        url = shared.url(person, None)
+        credentials.login(url, PASSWORD)
+        return url
+
+    yield saved
+    keyring.set_keyring(previous)

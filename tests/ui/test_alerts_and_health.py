@@ -6,27 +6,20 @@ sentence that says what to do."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
-import keyring
 import pytest
 import time_machine
-from keyring.backend import KeyringBackend
 
-from billing_desk.services import credentials
 from billing_desk.services.monitoring import watch
 from billing_desk.services.payments import PaymentDraft, record_payment
 from billing_desk.services.verification import check_chain
 from billing_desk.ui.views.alerts import AlertsView
 from billing_desk.ui.views.health import HealthView
 from billing_desk.ui.widgets import ReasonDialog
-from tests.keyring_backend import MemoryKeyring
 from tests.security.conftest import (
-    PASSWORD,
     SharedDatabase,
-    drop_shared_database,
-    make_shared_database,
 )
 from tests.tamper import tampering
 from tests.ui.conftest import Gui, screenshot
@@ -36,22 +29,8 @@ pytestmark = pytest.mark.clock
 
 
 @pytest.fixture
-def shared() -> Iterator[SharedDatabase]:
-    database = make_shared_database()
-    yield database
-    drop_shared_database(database)
-
-
-@pytest.fixture
-def logins(shared: SharedDatabase) -> Iterator[dict[str, str]]:
-    previous: KeyringBackend = keyring.get_keyring()
-    keyring.set_keyring(MemoryKeyring())
-    urls = {}
-    for person in ("manager_a", "clerk_a"):
-        urls[person] = shared.url(person, None)
-        credentials.login(urls[person], PASSWORD)
-    yield urls
-    keyring.set_keyring(previous)
+def logins(log_in: Callable[[str], str]) -> dict[str, str]:
+    return {person: log_in(person) for person in ("manager_a", "clerk_a")}
 
 
 def test_an_alert_raised_elsewhere_appears_and_a_manager_acknowledges_it(

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 
-import keyring
 import pytest
-from keyring.backend import KeyringBackend
 
-from billing_desk.services import credentials, live
+from billing_desk.services import live
 from billing_desk.services.live import Subscription
 from billing_desk.services.payments import PaymentDraft, record_payment
 from billing_desk.services.unit_of_work import Workspace
@@ -20,31 +18,15 @@ from billing_desk.services.users import add_user
 from billing_desk.ui import live as ui_live
 from billing_desk.ui.views.payments import PaymentsView
 from tests.conftest import Database
-from tests.keyring_backend import MemoryKeyring
 from tests.security.conftest import (
-    PASSWORD,
     SharedDatabase,
-    drop_shared_database,
-    make_shared_database,
 )
 from tests.ui.conftest import Gui, screenshot
 
 
 @pytest.fixture
-def shared() -> Iterator[SharedDatabase]:
-    database = make_shared_database()
-    yield database
-    drop_shared_database(database)
-
-
-@pytest.fixture
-def saved_password(shared: SharedDatabase) -> Iterator[str]:
-    previous: KeyringBackend = keyring.get_keyring()
-    keyring.set_keyring(MemoryKeyring())
-    url = shared.url("clerk_a", None)
-    credentials.login(url, PASSWORD)
-    yield url
-    keyring.set_keyring(previous)
+def saved_password(log_in: Callable[[str], str]) -> str:
+    return log_in("clerk_a")
 
 
 def test_another_clerks_payment_appears_without_a_refresh(

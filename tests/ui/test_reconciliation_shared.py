@@ -4,47 +4,19 @@ no Unmatch, and the clerk's own line is matched as usual."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
-import keyring
-import pytest
-from keyring.backend import KeyringBackend
-
-from billing_desk.services import credentials
 from billing_desk.ui.views.reconciliation import ReconciliationView
-from tests.keyring_backend import MemoryKeyring
-from tests.security.conftest import (
-    PASSWORD,
-    SharedDatabase,
-    drop_shared_database,
-    make_shared_database,
-)
+from tests.security.conftest import SharedDatabase
 from tests.security.test_matching_across_facilities import a_matched_b_waiting
 from tests.ui.conftest import Gui, screenshot
 
 
-@pytest.fixture
-def shared() -> Iterator[SharedDatabase]:
-    database = make_shared_database()
-    yield database
-    drop_shared_database(database)
-
-
-@pytest.fixture
-def clerk_b(shared: SharedDatabase) -> Iterator[str]:
-    previous: KeyringBackend = keyring.get_keyring()
-    keyring.set_keyring(MemoryKeyring())
-    url = shared.url("clerk_b", None)
-    credentials.login(url, PASSWORD)
-    yield url
-    keyring.set_keyring(previous)
-
-
 def test_a_line_another_facility_matched_is_shown_taken_and_left_alone(
-    gui: Gui, shared: SharedDatabase, clerk_b: str
+    gui: Gui, shared: SharedDatabase, log_in: Callable[[str], str]
 ) -> None:
     _payments, lines = a_matched_b_waiting(shared)
-    application = gui.start(db=clerk_b)
+    application = gui.start(db=log_in("clerk_b"))
     view = application.window.show_view("Reconciliation")
     assert isinstance(view, ReconciliationView)
     gui.wait(lambda: view.lines.rowCount() == 2, "the lines left to match")

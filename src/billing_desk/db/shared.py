@@ -29,6 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
@@ -447,32 +448,42 @@ INDEXED_BY_FACILITY = tuple(
 )
 
 
+def _indexes(connection: Connection, tables: Iterable[str]) -> list[Any]:
+    """Every index of `tables` but the primary keys: table, index, unique, predicate, the key
+    columns' names (an expression has none), the number of keys, the access method, and the
+    first key's column number (0 for an expression)."""
+    return list(
+        connection.execute(
+            text(
+                """
+                SELECT c.relname, i.relname, x.indisunique,
+                       pg_get_expr(x.indpred, x.indrelid),
+                       array(SELECT a.attname
+                             FROM unnest(x.indkey::int2[]) WITH ORDINALITY k(n, o)
+                             JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.n
+                             ORDER BY k.o)::text[],
+                       cardinality(x.indkey::int2[]), am.amname, x.indkey[0]
+                FROM pg_index x
+                JOIN pg_class c ON c.oid = x.indrelid
+                JOIN pg_class i ON i.oid = x.indexrelid
+                JOIN pg_am am ON am.oid = i.relam
+                WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (:tables)
+                  AND NOT x.indisprimary
+                ORDER BY 1, 2
+                """
+            ),
+            {"tables": list(tables)},
+        ).all()
+    )
+
+
 def _facility_first_indexes(connection: Connection) -> None:
     """Rebuild each index of INDEXED_BY_FACILITY tables that does not lead with facility_id
     under the same name with facility_id first (so migrations still find it by name). Only
     plain indexes: a unique one that does not lead with the facility is refused by the catalog
     test, not weakened here."""
-    rows = connection.execute(
-        text(
-            """
-            SELECT c.relname, i.relname, x.indisunique,
-                   pg_get_expr(x.indpred, x.indrelid),
-                   array(SELECT a.attname FROM unnest(x.indkey::int2[]) WITH ORDINALITY k(n, o)
-                         JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.n
-                         ORDER BY k.o)::text[],
-                   cardinality(x.indkey::int2[]), am.amname
-            FROM pg_index x
-            JOIN pg_class c ON c.oid = x.indrelid
-            JOIN pg_class i ON i.oid = x.indexrelid
-            JOIN pg_am am ON am.oid = i.relam
-            WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (:tables)
-              AND NOT x.indisprimary AND NOT x.indisunique
-            ORDER BY 1, 2
-            """
-        ),
-        {"tables": list(INDEXED_BY_FACILITY)},
-    ).all()
-    for table, index, _unique, predicate, columns, width, method in rows:
+    rows = [row for row in _indexes(connection, INDEXED_BY_FACILITY) if not row[2]]
+    for table, index, _unique, predicate, columns, width, method, _first in rows:
         if not columns or columns[0] == "facility_id":
             continue
         if len(columns) != width or method != "btree":
@@ -529,31 +540,13 @@ LINE_INDEXES = frozenset({"uq_bank_match_line_active"})
 
 
 def _scope_first_indexes(connection: Connection) -> None:
-    """Rebuild each index of SCOPED_TABLES but the primary key under the same name, leading with
-    the table's scope and then its columns as before, with the same predicate. A unique index
+    """Rebuild each index of SCOPED_TABLES and of bank_match (MATCH_SCOPE; but the line's,
+    LINE_INDEXES) but the primary key under the same name, leading with the table's scope and
+    then its columns as before, with the same predicate. A unique index
     stays as unique as it was: the scope is a function of its columns and predicate (the
     facility, or for rows of no facility the author, which the idempotency keys' indexes lead
     with). An index whose first key is an expression was rebuilt by an earlier run."""
-    rows = connection.execute(
-        text(
-            """
-            SELECT c.relname, i.relname, x.indisunique,
-                   pg_get_expr(x.indpred, x.indrelid),
-                   array(SELECT a.attname FROM unnest(x.indkey::int2[]) WITH ORDINALITY k(n, o)
-                         JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.n
-                         ORDER BY k.o)::text[],
-                   cardinality(x.indkey::int2[]), am.amname, x.indkey[0]
-            FROM pg_index x
-            JOIN pg_class c ON c.oid = x.indrelid
-            JOIN pg_class i ON i.oid = x.indexrelid
-            JOIN pg_am am ON am.oid = i.relam
-            WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (:tables)
-              AND NOT x.indisprimary
-            ORDER BY 1, 2
-            """
-        ),
-        {"tables": [*SCOPED_TABLES, "bank_match"]},
-    ).all()
+    rows = _indexes(connection, [*SCOPED_TABLES, "bank_match"])
     for table, index, unique, predicate, columns, width, method, first in rows:
         if first == 0 or index in LINE_INDEXES:
             continue
