@@ -25,6 +25,7 @@ import argparse
 import itertools
 import random
 import sqlite3
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -32,8 +33,12 @@ from datetime import time as time_of_day
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.support
+
 import psycopg
-from bench._common import (
+from tests.support import seed_facility
+
+from _common import (
     Row,
     format_table,
     load_average,
@@ -43,8 +48,6 @@ from bench._common import (
     throwaway_pg_database,
     time_operations,
 )
-from tests.support import seed_facility
-
 from billing_desk.services.monitoring import MonitoringConfig, run_monitor, settle, watch
 from billing_desk.services.payments import PaymentDraft, record_payment
 from billing_desk.services.unit_of_work import Workspace, open_workspace

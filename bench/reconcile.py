@@ -16,7 +16,7 @@ i.e. no comparison of every line with every payment).
 Throughput: our MT940 importer's lines per second against the mt-940 library's own parse of the
 same file (`mt940.models.Transactions().parse`), as a ratio.
 
-    PYTHONPATH=. .venv/bin/python bench/reconcile.py [--quick]   # --quick: 10,000 and 100,000
+    .venv/bin/python bench/reconcile.py [--quick]   # --quick: 10,000 and 100,000
 """
 
 from __future__ import annotations
@@ -25,12 +25,17 @@ import argparse
 import itertools
 import random
 import sqlite3
+import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.support
+
 import mt940
-from bench._common import (
+from tests.support import seed_facility
+
+from _common import (
     Row,
     format_table,
     load_average,
@@ -38,10 +43,8 @@ from bench._common import (
     say,
     temp_sqlite_file,
 )
-from tests.statement_writers import BankEntry, write_mt940
-from tests.support import seed_facility
-
 from billing_desk.importers.statements import registry
+from billing_desk.importers.statements.writers import BankEntry, write_mt940
 from billing_desk.services.matching import auto_match
 from billing_desk.services.statements import import_statements
 from billing_desk.services.unit_of_work import open_workspace
