@@ -197,20 +197,22 @@ def fit_columns(table: QTableView, *, widest_chars: int = 40) -> None:
     than `widest_chars` characters."""
     if table.property("fitted"):
         return
-    if table.model().rowCount() == 0:
-        return
-    table.resizeColumnsToContents()
+    header = table.horizontalHeader()
+    empty = table.model().rowCount() == 0
+    if not empty:
+        table.resizeColumnsToContents()
     # A long address or description is cut, not allowed to push the amounts off screen.
     widest = table.fontMetrics().averageCharWidth() * widest_chars
-    header = table.horizontalHeader()
     for column in range(header.count()):
         if header.sectionResizeMode(column) != QHeaderView.ResizeMode.Stretch:
             # Never narrower than its own title (with the sort arrow): a short value such as
-            # "ACH-A" under "Reference" would otherwise cut the title.
+            # "ACH-A" under "Reference", or no value yet, would otherwise cut the title.
             title = str(table.model().headerData(column, Qt.Orientation.Horizontal) or "")
             titled = header.fontMetrics().horizontalAdvance(title) + 28
-            header.resizeSection(column, max(min(header.sectionSize(column) + 12, widest), titled))
-    table.setProperty("fitted", True)
+            content = header.sectionSize(column) if empty else header.sectionSize(column) + 12
+            header.resizeSection(column, max(min(content, widest), titled))
+    # An empty table is fitted again when its rows arrive.
+    table.setProperty("fitted", not empty)
 
 
 def selected_row(table: QTableView, model: RowsModel[R]) -> R | None:
