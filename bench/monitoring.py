@@ -16,7 +16,7 @@ rules read a year of its history) timed back to back in one process, with the ru
 them off; and with the rules in the background (`watch(..., background=True)`: the clerk's wait,
 then including the time to settle them), on SQLite and PostgreSQL, as ratios.
 
-    PYTHONPATH=. .venv/bin/python bench/monitoring.py [--quick]   # --quick: 10,000 and 100,000
+    .venv/bin/python bench/monitoring.py [--quick]   # --quick: 10,000 and 100,000
 """
 
 from __future__ import annotations
