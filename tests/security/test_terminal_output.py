@@ -14,9 +14,9 @@ __all__ = ["cli"]
 HOSTILE = "Acme\x07\x1b]0;owned\x07\x9b2J\u202eevil"
 
 
-def test_payment_show_escapes_a_hostile_payer_name(cli: Cli, tmp_path: Path) -> None:
-    set_up_billing(cli, tmp_path)
-    recorded = cli(
+def _cash_payment(key: str) -> tuple[str, ...]:
+    """`payment record` of a cash payment at STMARY, its payer to follow."""
+    return (
         "payment",
         "record",
         "--facility",
@@ -27,12 +27,15 @@ def test_payment_show_escapes_a_hostile_payer_name(cli: Cli, tmp_path: Path) -> 
         "5",
         "--received",
         "2026-06-02",
-        "--payer",
-        HOSTILE,
         "--idempotency-key",
-        "hostile-1",
-        "--json",
+        key,
+        "--payer",
     )
+
+
+def test_payment_show_escapes_a_hostile_payer_name(cli: Cli, tmp_path: Path) -> None:
+    set_up_billing(cli, tmp_path)
+    recorded = cli(*_cash_payment("hostile-1"), HOSTILE, "--json")
     assert recorded.code == 0, recorded.err
     payment_id = str(recorded.json()["payment_id"])  # type: ignore[index]
 
@@ -53,21 +56,7 @@ def test_an_argument_that_is_not_utf8_is_bad_input(cli: Cli, tmp_path: Path) -> 
     the lone surrogate U+DCFF, which no text column can store. It is bad input, told in one
     sentence, and nothing is recorded (it was an internal error, exit 70)."""
     set_up_billing(cli, tmp_path)
-    record = (
-        "payment",
-        "record",
-        "--facility",
-        "STMARY",
-        "--method",
-        "cash",
-        "--amount",
-        "5",
-        "--received",
-        "2026-06-02",
-        "--idempotency-key",
-        "not-utf8-1",
-        "--payer",
-    )
+    record = _cash_payment("not-utf8-1")
     refused = cli(*record, "Acme \udcff Ltd")
     assert (refused.code, refused.err, refused.out) == (2, NOT_UTF8, "")
     listed = cli("payment", "list", "--json")
