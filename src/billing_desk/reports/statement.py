@@ -51,6 +51,7 @@ from billing_desk.services.report_data import (
     OpenItem,
     PrintedStatement,
     StatementData,
+    StatementLine,
 )
 
 ID_LABEL = "Statement ID"
@@ -474,18 +475,8 @@ def _recent_activity(data: StatementData) -> list[Flowable]:
     rows: list[list[Any]] = []
     amounts: list[tuple[int, int, str]] = []
     for index, line in enumerate(lines, 1):
-        amount = money(line.amount)
-        if line.amount is None and line.note_amount is not None:
-            amount = f"({money(line.note_amount)})"
-        rows.append(
-            [
-                day(line.day),
-                words_cell(_activity_name(line.kind), widths[1]),
-                reference_text(line.reference, widths[2]),
-                words_cell(line.description, widths[3]),
-                amount,
-            ]
-        )
+        row, amount = _activity_row(line, widths)
+        rows.append(row)
         amounts.append((4, index, amount))
         if isinstance(rows[-1][2], str):
             amounts.append((2, index, rows[-1][2]))
@@ -496,6 +487,22 @@ def _recent_activity(data: StatementData) -> list[Flowable]:
     story.append(table)
     story += _credit_moves_note(lines, "the amount due")
     return story
+
+
+def _activity_row(line: StatementLine, widths: list[float]) -> tuple[list[Any], str]:
+    """An activity line's date, activity, reference, details and amount cells (an amount moved
+    without changing the balance, such as credit applied, in brackets), and its amount text."""
+    amount = money(line.amount)
+    if line.amount is None and line.note_amount is not None:
+        amount = f"({money(line.note_amount)})"
+    row = [
+        day(line.day),
+        words_cell(_activity_name(line.kind), widths[1]),
+        reference_text(line.reference, widths[2]),
+        words_cell(line.description, widths[3]),
+        amount,
+    ]
+    return row, amount
 
 
 def _balance_forward(data: StatementData) -> list[Flowable]:
@@ -522,19 +529,8 @@ def _balance_forward(data: StatementData) -> list[Flowable]:
     ]
     amounts: list[tuple[int, int, str]] = [(5, 1, money(data.opening))]
     for index, line in enumerate(data.lines, 2):
-        amount = money(line.amount)
-        if line.amount is None and line.note_amount is not None:
-            amount = f"({money(line.note_amount)})"
-        rows.append(
-            [
-                day(line.day),
-                words_cell(_activity_name(line.kind), widths[1]),
-                reference_text(line.reference, widths[2]),
-                words_cell(line.description, widths[3]),
-                amount,
-                money(line.balance),
-            ]
-        )
+        row, amount = _activity_row(line, widths)
+        rows.append([*row, money(line.balance)])
         amounts += [(4, index, amount), (5, index, money(line.balance))]
         if isinstance(rows[-1][2], str):
             amounts.append((2, index, rows[-1][2]))
