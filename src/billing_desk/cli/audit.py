@@ -13,9 +13,9 @@ from billing_desk.cli.output import echo, emit, table
 from billing_desk.cli.state import state
 from billing_desk.domain.errors import BadInput
 from billing_desk.domain.periods import parse_date
-from billing_desk.services.audit import audit_log, audit_requests, database_id, seal
-from billing_desk.services.checkpoints import check_note, load_trusted_keys
-from billing_desk.services.verification import CheckpointClaim, verify
+from billing_desk.services.audit import audit_log, audit_requests, seal
+from billing_desk.services.checkpoints import claims_of_notes, load_trusted_keys
+from billing_desk.services.verification import verify
 
 app = typer.Typer(help="The tamper-evident history.", no_args_is_help=True)
 app.add_typer(audit_keys.app, name="key")
@@ -61,17 +61,7 @@ def verify_command(
             "Checkpoints can only be checked against keys you trust; give --trust-key FILE or "
             "list keys in your trusted-keys file (see docs/checkpoints.md)."
         )
-    identity = database_id(workspace)
-    claims = []
-    for path in checkpoint:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise BadInput(f"Cannot read the checkpoint note {path} ({err}).") from None
-        checked = check_note(text, trusted, database_id=identity)
-        claims.append(
-            CheckpointClaim(str(path), checked.sequence, checked.head_hash, tuple(checked.problems))
-        )
+    claims = claims_of_notes(workspace, checkpoint, trusted)
     report = verify(workspace, claims)
     document = {
         "ok": report.ok,

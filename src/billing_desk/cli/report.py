@@ -32,7 +32,7 @@ from billing_desk.reports.statement import (
     write_folder,
     write_statement,
 )
-from billing_desk.services.checkpoints import check_note, load_trusted_keys
+from billing_desk.services.checkpoints import claims_of_notes, load_trusted_keys
 from billing_desk.services.compliance import compliance_report
 from billing_desk.services.provider import Provider, provider_details
 from billing_desk.services.report_data import (
@@ -495,25 +495,12 @@ def _claims(
 ) -> list[CheckpointClaim]:
     if not notes:
         return []
-    from billing_desk.services.audit import database_id
-
     trusted = load_trusted_keys(list(trust_key))
     if not trusted:
         raise BadInput(
             "Checkpoints can only be checked against keys you trust; give --trust-key FILE."
         )
-    identity = database_id(workspace)
-    claims = []
-    for path in notes:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise BadInput(f"Cannot read the checkpoint note {path} ({err}).") from None
-        checked = check_note(text, trusted, database_id=identity)
-        claims.append(
-            CheckpointClaim(str(path), checked.sequence, checked.head_hash, tuple(checked.problems))
-        )
-    return claims
+    return claims_of_notes(workspace, notes, trusted)
 
 
 @app.command("reconciliation")

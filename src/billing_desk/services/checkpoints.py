@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,7 +43,9 @@ from billing_desk.domain.notes import (
     parse_vkey,
 )
 from billing_desk.domain.roles import Permission
+from billing_desk.services.audit import database_id
 from billing_desk.services.unit_of_work import UnitOfWork, Workspace
+from billing_desk.services.verification import CheckpointClaim
 
 KEYRING_SERVICE = "billing-desk signing key"
 TRUSTED_KEYS_FILE = "trusted-keys"
@@ -420,6 +422,32 @@ def _own_key_name(workspace: Workspace) -> str:
 # -- checking (offline) ---------------------------------------------------------------------
 
 
+def claims_of_notes(
+    workspace: Workspace,
+    notes: Sequence[Path],
+    trusted: Sequence[TrustedKey],
+    *,
+    label: Callable[[Path], str] = str,
+) -> list[CheckpointClaim]:
+    """Each checkpoint note read and checked against the verifier's trusted keys and this
+    database's identity: what a verification holds the chain to (`label` names the note in its
+    findings)."""
+    identity = database_id(workspace)
+    claims = []
+    for path in notes:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise BadInput(f"Cannot read the checkpoint note {path} ({err}).") from None
+        checked = check_note(text, trusted, database_id=identity)
+        claims.append(
+            CheckpointClaim(
+                label(path), checked.sequence, checked.head_hash, tuple(checked.problems)
+            )
+        )
+    return claims
+
+
 def check_note(
     note_text: str, trusted: Sequence[TrustedKey], *, database_id: str | None
 ) -> CheckedNote:
@@ -531,6 +559,7 @@ __all__ = [
     "KeyInfo",
     "TrustedKey",
     "check_note",
+    "claims_of_notes",
     "generate_key",
     "list_keys",
     "load_trusted_keys",

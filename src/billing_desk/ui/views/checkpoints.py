@@ -29,12 +29,11 @@ from PySide6.QtWidgets import (
 )
 
 from billing_desk.domain.errors import BadInput, EnvironmentFault, Refused
-from billing_desk.services.audit import database_id
 from billing_desk.services.checkpoints import (
     CheckpointNote,
     KeyInfo,
     TrustedKey,
-    check_note,
+    claims_of_notes,
     list_keys,
     sign_checkpoint,
     usable_keyring,
@@ -427,18 +426,7 @@ class CheckpointsDialog(QDialog):
 def checkpoint_claims(workspace: Any, notes: list[Path], keys: list[str]) -> list[CheckpointClaim]:
     """The claims of the notes, each checked against the trusted keys (on a worker thread)."""
     trusted = [TrustedKey.from_vkey(k, "your settings") for k in keys]
-    identity = database_id(workspace)
-    claims = []
-    for path in notes:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise BadInput(f"Cannot read the checkpoint note {path} ({err}).") from None
-        checked = check_note(text, trusted, database_id=identity)
-        claims.append(
-            CheckpointClaim(path.name, checked.sequence, checked.head_hash, tuple(checked.problems))
-        )
-    return claims
+    return claims_of_notes(workspace, notes, trusted, label=lambda path: path.name)
 
 
 __all__ = [
