@@ -31,6 +31,7 @@ from billing_desk.ui import desk as desk_module
 from billing_desk.ui.app import Application, make_application
 from billing_desk.ui.collector import GuiThreadCollector
 from billing_desk.ui.errors import ErrorPresenter
+from billing_desk.ui.views.audit import AuditView
 from billing_desk.ui.window import MainWindow
 from tests.conftest import Database
 from tests.keyring_backend import MemoryKeyring
@@ -273,3 +274,28 @@ def log_in(shared: SharedDatabase) -> Iterator[Callable[[str], str]]:
 
     yield saved
     keyring.set_keyring(previous)
+
+
+def wait_for_trail(
+    gui: Gui, application: Application, entity_type: str, entity_id: object | None = None
+) -> AuditView:
+    """After History: the Audit view in front, showing the whole trail of the entity (of
+    `entity_type` and, given, `entity_id`) and nothing else."""
+
+    def shown() -> bool:
+        view = application.window.current_view()
+        return (
+            isinstance(view, AuditView)
+            and view.model.rowCount() > 0
+            and view.model.exhausted
+            and all(
+                r.entity_type == entity_type
+                and (entity_id is None or r.entity_id == str(entity_id))
+                for r in view.model.rows
+            )
+        )
+
+    gui.wait(shown, f"the {entity_type}'s own history")
+    view = application.window.current_view()
+    assert isinstance(view, AuditView)
+    return view

@@ -20,7 +20,7 @@ from billing_desk.ui.app import Application
 from billing_desk.ui.views.audit import AuditView
 from billing_desk.ui.views.payments import PaymentsView
 from tests.tamper import tampering
-from tests.ui.conftest import Gui, screenshot
+from tests.ui.conftest import Gui, screenshot, wait_for_trail
 
 
 def _audit(gui: Gui, person: str = "auditor") -> tuple[Application, AuditView]:
@@ -153,17 +153,7 @@ def test_a_changed_payment_amount_is_found_and_opens_the_payment(demo_gui: Gui) 
         "the payment again",
     )
     payments.history_action.trigger()
-    demo_gui.wait(
-        lambda: (
-            application.window.current_view() is view
-            and view.model.rowCount() > 0
-            and view.model.exhausted
-            and all(
-                r.entity_type == "payment" and r.entity_id == str(payment) for r in view.model.rows
-            )
-        ),
-        "the payment's trail",
-    )
+    assert wait_for_trail(demo_gui, application, "payment", payment) is view
     # A write elsewhere does not turn the badge green while the payment stays changed.
     badge.check()
     demo_gui.idle(application)

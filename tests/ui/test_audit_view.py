@@ -17,7 +17,7 @@ from billing_desk.services.unit_of_work import open_workspace
 from billing_desk.ui.views.audit import AuditView
 from billing_desk.ui.views.deposits import DepositsView
 from billing_desk.ui.views.payments import PaymentsView
-from tests.ui.conftest import Gui, screenshot
+from tests.ui.conftest import Gui, screenshot, wait_for_trail
 
 
 def _audit(gui: Gui, person: str) -> tuple[object, AuditView]:
@@ -89,18 +89,7 @@ def test_a_voided_payment_shows_exactly_what_changed(demo_gui: Gui) -> None:
     demo_gui.wait(lambda: payments.model.rowCount() > 0, "payments")
     payments.table.selectRow(payments.model.row_of(payment.payment_id) or 0)
     payments.history_action.trigger()
-    view = application.window.current_view()
-    assert isinstance(view, AuditView)
-    demo_gui.wait(
-        lambda: (
-            view.model.rowCount() > 0
-            and all(
-                r.entity_type == "payment" and r.entity_id == str(payment.payment_id)
-                for r in view.model.rows
-            )
-        ),
-        "the payment's own history",
-    )
+    view = wait_for_trail(demo_gui, application, "payment", payment.payment_id)
     # The move writes the payment's row more than once (its status, then what follows from
     # it); the entry that changed the status is the one a reader looks for.
     reader = open_workspace(demo_gui.db, "auditor", migrate=False)
@@ -141,19 +130,7 @@ def test_history_of_a_deposit_opens_its_trail(demo_gui: Gui) -> None:
     chosen = deposits.made.row_at(deposits.made_table.selectionModel().selectedRows()[0].row())
     assert chosen is not None
     deposits.history_action.trigger()
-    view = application.window.current_view()
-    assert isinstance(view, AuditView)
-    demo_gui.wait(
-        lambda: (
-            view.model.rowCount() > 0
-            and view.model.exhausted
-            and all(
-                r.entity_type == "deposit" and r.entity_id == str(chosen.deposit_id)
-                for r in view.model.rows
-            )
-        ),
-        "the deposit's own history",
-    )
+    view = wait_for_trail(demo_gui, application, "deposit", chosen.deposit_id)
     assert view.entity_type.text() == "deposit"
 
 
@@ -183,17 +160,8 @@ def test_an_edited_invoice_shows_exactly_what_changed(demo_gui: Gui) -> None:
         "the invoice selected",
     )
     invoices.history_action.trigger()
-    view = application.window.current_view()
-    assert isinstance(view, AuditView)
-    demo_gui.wait(
-        lambda: (
-            view.model.rowCount() > 0
-            and view.model.exhausted
-            and all(r.entity_type == "invoice" for r in view.model.rows)
-            and any(r.action == "invoice.void" for r in view.model.rows)
-        ),
-        "the invoice's own history",
-    )
+    view = wait_for_trail(demo_gui, application, "invoice")
+    assert any(r.action == "invoice.void" for r in view.model.rows)
     # The void writes the invoice's row more than once (its status, then its content hash);
     # the entry that changed the status is the one a reader looks for.
     reader = open_workspace(demo_gui.db, "auditor", migrate=False)

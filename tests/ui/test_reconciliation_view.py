@@ -24,7 +24,7 @@ from billing_desk.services.unit_of_work import Workspace, open_workspace
 from billing_desk.ui.app import Application
 from billing_desk.ui.views.reconciliation import ReconciliationView
 from billing_desk.ui.widgets import ReasonDialog
-from tests.ui.conftest import Gui, screenshot
+from tests.ui.conftest import Gui, screenshot, wait_for_trail
 from tests.ui.test_models_and_screens import ModelCheck
 
 DAY = date.today() - timedelta(days=2)
@@ -781,8 +781,6 @@ def test_a_deposit_never_seen_at_the_bank_opens_its_slip(demo_gui: Gui) -> None:
 
 
 def test_history_of_a_bank_line_opens_its_trail(demo_gui: Gui) -> None:
-    from billing_desk.ui.views.audit import AuditView
-
     application = demo_gui.start("clerk")
     view = application.window.show_view("Reconciliation")
     assert isinstance(view, ReconciliationView)
@@ -791,16 +789,4 @@ def test_history_of_a_bank_line_opens_its_trail(demo_gui: Gui) -> None:
     chosen = view.lines.row_at(view.lines_table.selectionModel().selectedRows()[0].row())
     assert chosen is not None
     view.history_action.trigger()
-    audit = application.window.current_view()
-    assert isinstance(audit, AuditView)
-    demo_gui.wait(
-        lambda: (
-            audit.model.rowCount() > 0
-            and audit.model.exhausted
-            and all(
-                r.entity_type == "bank_line" and r.entity_id == str(chosen.id)
-                for r in audit.model.rows
-            )
-        ),
-        "the line's own history",
-    )
+    wait_for_trail(demo_gui, application, "bank_line", chosen.id)
